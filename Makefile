@@ -1,0 +1,44 @@
+# enosprov developer commands. Every target creates .venv itself.
+PYTHON ?= python3
+VENV   ?= .venv
+ifeq ($(OS),Windows_NT)
+BIN := $(VENV)/Scripts
+else
+BIN := $(VENV)/bin
+endif
+DEMO := demo-out
+
+.PHONY: demo test bench lint clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	@touch $@
+
+demo: $(VENV)/.installed
+	@rm -rf $(DEMO)
+	$(BIN)/enosprov --store $(DEMO)/store.db masterdata create --file examples/masterdata.toml
+	$(BIN)/enosprov --store $(DEMO)/store.db group create --id meters-eu --name "Smart meters EU" \
+		--product-key demoPK01 --region eu2 --org o15000000000001 --masterdata meters
+	$(BIN)/enosprov --store $(DEMO)/store.db register --csv examples/devices.csv --group meters-eu \
+		--batch-tag B-2026-11-A --results $(DEMO)/results.csv
+	@echo "--- re-running the same file is idempotent:"
+	$(BIN)/enosprov --store $(DEMO)/store.db register --csv examples/devices.csv --group meters-eu \
+		--batch-tag B-2026-11-A
+	$(BIN)/enosprov --store $(DEMO)/store.db devices list --group meters-eu --limit 10
+	$(BIN)/enosprov --store $(DEMO)/store.db info
+
+test: $(VENV)/.installed
+	$(BIN)/python -m pytest
+
+bench: $(VENV)/.installed
+	$(BIN)/python benchmarks/run.py
+
+lint: $(VENV)/.installed
+	$(BIN)/python -m pip install --quiet ruff
+	$(BIN)/python -m ruff check enosprov tests benchmarks
+	$(BIN)/python -m ruff format --check enosprov tests benchmarks
+
+clean:
+	rm -rf $(VENV) $(DEMO) bench-out *.egg-info

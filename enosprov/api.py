@@ -1,0 +1,173 @@
+"""The Python API for factory scripts. The CLI is a thin layer over these functions.
+
+from enosprov import api
+store = api.open_store("line3.db")
+api.create_masterdata_group(store, api.load_masterdata_group("meters.toml"))
+group = api.create_group(store, name="Meters EU", product_key="pk1", region_id="eu2",
+                         org_id="o123", masterdata_group_id="meters")
+report = api.register_csv(store, "devices.csv", group.group_id, batch_tag="B-1")
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from . import secrets_gen
+from .backends.base import Backend
+from .backends.local import LocalBackend
+from .core.exporting import ExportReport, export_devices
+from .core.masterdata_file import load_masterdata_group
+from .core.registration import RegisterReport, register_csv
+from .core.rows import template_columns
+from .errors import InvalidArgumentError
+from .models import (
+    Device,
+    MasterDataGroup,
+    Page,
+    RegistrationGroup,
+    SearchQuery,
+    Sorter,
+)
+from .settings import Settings
+from .signing import DEFAULT_SCHEME
+
+__all__ = [
+    "Backend",
+    "ExportReport",
+    "LocalBackend",
+    "RegisterReport",
+    "SearchQuery",
+    "Settings",
+    "Sorter",
+    "create_group",
+    "create_masterdata_group",
+    "csv_template",
+    "export_devices_to",
+    "list_devices",
+    "load_masterdata_group",
+    "open_backend",
+    "open_store",
+    "register_csv",
+]
+
+
+def open_store(path: str | Path | None = None) -> LocalBackend:
+    """Open (creating if needed) a local store; None resolves ENOSPROV_STORE or the default."""
+    return Settings.resolve(path).create_backend()
+
+
+def open_backend(settings: Settings) -> Backend:
+    return settings.create_backend()
+
+
+def create_masterdata_group(
+    store: LocalBackend, mdg: MasterDataGroup | str | Path
+) -> MasterDataGroup:
+    """Create a master data group from a model or a TOML file path."""
+    if not isinstance(mdg, MasterDataGroup):
+        mdg = load_masterdata_group(mdg)
+    return store.create_masterdata_group(mdg)
+
+
+def create_group(
+    store: LocalBackend,
+    *,
+    name: str,
+    product_key: str,
+    masterdata_group_id: str = "builtin",
+    group_id: str | None = None,
+    description: str = "",
+    region_id: str | None = None,
+    org_id: str | None = None,
+    reprovision_method: str = "migrate",
+    model_type: str = "public",
+    manufacturer_org_id: str | None = None,
+    sign_scheme: str = DEFAULT_SCHEME,
+    sn_pattern: str | None = None,
+    mqtt_url: str | None = None,
+    http_url: str | None = None,
+) -> RegistrationGroup:
+    """Create a registration group; its group secret is drawn from the CSPRNG."""
+    return store.create_group(
+        RegistrationGroup(
+            group_id=group_id or secrets_gen.group_id(),
+            name=name,
+            product_key=product_key,
+            masterdata_group_id=masterdata_group_id,
+            group_secret=secrets_gen.group_secret(),
+            description=description,
+            region_id=region_id,
+            org_id=org_id,
+            reprovision_method=reprovision_method,
+            model_type=model_type,
+            manufacturer_org_id=manufacturer_org_id,
+            sign_scheme=sign_scheme,
+            sn_pattern=sn_pattern,
+            mqtt_url=mqtt_url,
+            http_url=http_url,
+        )
+    )
+
+
+def csv_template(backend: Backend, group: str) -> list[str]:
+    """The CSV header for registering devices into ``group``."""
+    grp = backend.get_group(group)
+    return template_columns(backend.get_masterdata_group(grp.masterdata_group_id))
+
+
+def find_device(backend: Backend, ident: str, group: str | None = None) -> Device:
+    """A device by system sn, or by deviceSn (within ``group`` when given)."""
+    from .errors import NotFoundError
+
+    try:
+        return backend.get(ident)
+    except Exception as exc:
+        if getattr(exc, "enos_code", None) not in (35601, 35404):
+            raise
+    query = SearchQuery(
+        group_id=backend.get_group(group).group_id if group else None,
+        device_sns=(ident,),
+        page_size=2,
+    )
+    page = backend.search(query)
+    if not page.items:
+        raise NotFoundError(
+            f"no device with system sn or deviceSn {ident!r}"
+            + (f" in group {group}" if group else ""),
+            hint="list devices with `enosprov devices list`",
+        )
+    if page.total > 1:
+        raise InvalidArgumentError(
+            f"deviceSn {ident!r} exists in several groups",
+            hint="pass --group, or use the system sn",
+        )
+    return page.items[0]
+
+
+def list_devices(backend: Backend, query: SearchQuery) -> Page:
+    return backend.search(query)
+
+
+def export_devices_to(
+    backend: Backend,
+    out: str | Path,
+    query: SearchQuery,
+    *,
+    fmt: str | None = None,
+    include_secrets: bool = False,
+) -> ExportReport:
+    """Stream the devices matching ``query`` into a CSV / JSON lines file."""
+    keys: list[str] = []
+    if query.group_id:
+        grp = backend.get_group(query.group_id)
+        query = SearchQuery(**{**query.__dict__, "group_id": grp.group_id})
+        keys = [
+            a.identifier for a in backend.get_masterdata_group(grp.masterdata_group_id).attributes
+        ]
+    return export_devices(
+        backend.iter_devices(query),
+        out,
+        masterdata_keys=keys,
+        fmt=fmt,
+        include_secrets=include_secrets,
+    )

@@ -1,0 +1,118 @@
+"""The one backend interface, modelled on the EnOS DPS operations.
+
+Application side (what the DPS application APIs offer): create, get, search, update, delete,
+allocate, reset allocation status, replace. Device side: bootstrap and get connection info.
+Registration and master data groups are console-only in EnOS; a backend exposes what it knows of
+them (the local store keeps them; the EnOS backend reads them from a profile).
+
+``register_batch`` is the bulk, idempotent form of create that batch registration uses: one call per
+chunk of rows, each row classified as created, skipped (same data) or conflict (other data).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from typing import Protocol, runtime_checkable
+
+from ..models import (
+    ConnectionInfo,
+    Device,
+    MasterDataGroup,
+    NewDevice,
+    Page,
+    RegisterOutcome,
+    RegistrationGroup,
+    SearchQuery,
+)
+
+MAX_PAGE_SIZE = 1000  # documented DPS search limit
+MAX_CREATE_COUNT = 1_000_000  # documented DPS create limit
+
+
+@runtime_checkable
+class Backend(Protocol):
+    name: str
+
+    # -- groups (read side; the local store also creates them) --------------------------------
+    def get_group(self, group: str) -> RegistrationGroup: ...
+    def list_groups(self) -> list[RegistrationGroup]: ...
+    def get_masterdata_group(self, mdg_id: str) -> MasterDataGroup: ...
+
+    # -- application API ------------------------------------------------------------------------
+    def create(
+        self,
+        group_id: str,
+        *,
+        count: int = 1,
+        desc: str | None = None,
+        batch_tag: dict | None = None,
+        device_data: dict | None = None,
+    ) -> list[str]: ...
+
+    def get(self, sn: str) -> Device: ...
+    def search(self, query: SearchQuery) -> Page: ...
+    def iter_devices(self, query: SearchQuery) -> Iterator[Device]: ...
+
+    def update(
+        self,
+        sn: str,
+        *,
+        desc: str | None = None,
+        batch_tag: dict | None = None,
+        device_data: dict | None = None,
+    ) -> str: ...
+
+    def delete(self, group_id: str, sns: Sequence[str]) -> list[str]: ...
+    def allocate(
+        self,
+        sn: str,
+        *,
+        device_data: dict | None = None,
+        region_id: str | None = None,
+        org_id: str | None = None,
+    ) -> Device: ...
+    def reset_allocation(self, group_id: str, sns: Sequence[str]) -> list[str]: ...
+    def replace(self, sn: str, replacement_sn: str) -> Device: ...
+
+    # -- bulk registration ------------------------------------------------------------------
+    def next_batch_order(self) -> int | None: ...
+    def register_batch(
+        self,
+        group_id: str,
+        records: Sequence[NewDevice],
+        *,
+        batch_order: int | None = None,
+        dry_run: bool = False,
+    ) -> list[RegisterOutcome]: ...
+
+    # -- device side ----------------------------------------------------------------------------
+    def bootstrap(
+        self,
+        *,
+        group_id: str,
+        device_sn: str,
+        timestamp: int,
+        sign: str,
+        sign_method: str = "sha256",
+        device_name: dict | None = None,
+        timezone: str | None = None,
+    ) -> ConnectionInfo: ...
+
+    def get_connection_info(
+        self, *, sn: str, timestamp: int, sign: str, sign_method: str = "sha256"
+    ) -> ConnectionInfo: ...
+
+    def close(self) -> None: ...
+
+
+def iter_pages(backend: Backend, query: SearchQuery) -> Iterator[Device]:
+    """Every device matching ``query``, fetched page by page (for backends without a cursor)."""
+    from dataclasses import replace
+
+    page_no = 1
+    while True:
+        page = backend.search(replace(query, page_no=page_no, page_size=MAX_PAGE_SIZE))
+        yield from page.items
+        if len(page.items) < MAX_PAGE_SIZE:
+            return
+        page_no += 1

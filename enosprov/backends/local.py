@@ -1,0 +1,630 @@
+"""The local store: the whole DPS model on one SQLite file, safe for several writers at once.
+
+WAL journal, ``synchronous=FULL``, and every write in a ``BEGIN IMMEDIATE`` transaction so that
+check-then-write sequences (is this deviceSn registered?) are serialised between processes; a busy
+store is waited for (bounded), never reported as "database is locked". Error codes follow EnOS.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import sqlite3
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+from .. import secrets_gen
+from ..errors import (
+    InvalidArgumentError,
+    StoreError,
+    enos_error,
+)
+from ..models import (
+    ConnectionInfo,
+    Device,
+    MasterDataGroup,
+    NewDevice,
+    Page,
+    RegisterOutcome,
+    RegistrationGroup,
+    SearchQuery,
+)
+from . import local_groups, local_query
+from .base import MAX_CREATE_COUNT
+from .local_schema import DEVICE_COLUMNS, INSERT_DEVICE, SCHEMA, SCHEMA_VERSION
+
+DEFAULT_BUSY_TIMEOUT = 60.0  # seconds a writer waits for another station's transaction
+DEFAULT_CLOCK_SKEW_MS = 15 * 60 * 1000  # device signature timestamps accepted within +-15 min
+DEFAULT_MQTT_URL = "tcp://mqtt-{region}.envisioniot.com:11883"
+DEFAULT_HTTP_URL = "https://iot-http-{region}.envisioniot.com"
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def os_user() -> str:
+    try:
+        import getpass
+
+        return getpass.getuser()
+    except Exception:  # no login name (some containers / services)
+        return "unknown"
+
+
+def canonical(data: dict) -> str:
+    return json.dumps(data, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+
+
+class LocalBackend:
+    """The embedded default backend. Usable from several threads only one at a time."""
+
+    name = "local"
+
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        *,
+        busy_timeout: float = DEFAULT_BUSY_TIMEOUT,
+        clock_skew_ms: int | None = DEFAULT_CLOCK_SKEW_MS,
+    ) -> None:
+        self.path = Path(path)
+        self.busy_timeout = busy_timeout
+        self.clock_skew_ms = clock_skew_ms
+        self.user = os_user()
+        self.conn = self._connect()
+        self._migrate()
+
+    # -- connection and transactions -----------------------------------------------------------
+
+    def _connect(self) -> sqlite3.Connection:
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            if not self.path.exists():
+                # The store holds group and device secrets: owner read/write only where supported.
+                os.close(os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o600))
+            conn = sqlite3.connect(
+                self.path, isolation_level=None, timeout=self.busy_timeout, check_same_thread=False
+            )
+        except (OSError, sqlite3.Error) as exc:
+            raise StoreError(
+                f"cannot open the store {self.path}: {exc}",
+                hint="check the --store path and its folder permissions",
+            ) from None
+        self._retry_busy(lambda: conn.execute("PRAGMA journal_mode=WAL"))
+        conn.execute("PRAGMA synchronous=FULL")
+        conn.execute("PRAGMA foreign_keys=ON")
+        return conn
+
+    def _retry_busy(self, fn):
+        deadline = time.monotonic() + self.busy_timeout
+        delay = 0.005
+        while True:
+            try:
+                return fn()
+            except sqlite3.OperationalError as exc:
+                text = str(exc)
+                if "locked" not in text and "busy" not in text:
+                    raise StoreError(f"store {self.path}: {text}") from None
+                if time.monotonic() > deadline:
+                    raise StoreError(
+                        f"store {self.path} stayed busy for {self.busy_timeout:.0f} s",
+                        hint="another station holds a long transaction; retry",
+                    ) from None
+                time.sleep(delay * (0.5 + random.random()))
+                delay = min(delay * 2, 0.25)
+
+    @contextmanager
+    def write(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction (BEGIN IMMEDIATE ... COMMIT), rolled back on any error."""
+        self._retry_busy(lambda: self.conn.execute("BEGIN IMMEDIATE"))
+        try:
+            yield self.conn
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            raise
+        else:
+            self._retry_busy(lambda: self.conn.execute("COMMIT"))
+
+    def _migrate(self) -> None:
+        with self.write() as conn:
+            # statement by statement: executescript() would COMMIT our transaction
+            for statement in SCHEMA.split(";"):
+                if statement.strip():
+                    conn.execute(statement)
+            row = conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+            if row is None:
+                conn.execute(
+                    "INSERT INTO meta(key, value) VALUES ('schema_version', ?), ('batch_order', '0')",
+                    (str(SCHEMA_VERSION),),
+                )
+            elif int(row[0]) > SCHEMA_VERSION:
+                raise StoreError(
+                    f"store {self.path} was written by a newer enosprov (schema {row[0]})",
+                    hint="upgrade enosprov",
+                )
+            local_groups.ensure_builtin(conn, now_ms())
+
+    def close(self) -> None:
+        self.conn.close()
+
+    def __enter__(self) -> LocalBackend:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # -- groups ---------------------------------------------------------------------------------
+
+    def create_masterdata_group(self, mdg: MasterDataGroup) -> MasterDataGroup:
+        with self.write() as conn:
+            return local_groups.create_masterdata_group(conn, mdg, now_ms())
+
+    def get_masterdata_group(self, mdg_id: str) -> MasterDataGroup:
+        return local_groups.get_masterdata_group(self.conn, mdg_id)
+
+    def list_masterdata_groups(self) -> list[MasterDataGroup]:
+        return local_groups.list_masterdata_groups(self.conn)
+
+    def create_group(self, group: RegistrationGroup) -> RegistrationGroup:
+        with self.write() as conn:
+            return local_groups.create_group(conn, group, now_ms())
+
+    def get_group(self, group: str) -> RegistrationGroup:
+        return local_groups.get_group(self.conn, group)
+
+    def list_groups(self) -> list[RegistrationGroup]:
+        return local_groups.list_groups(self.conn)
+
+    def device_counts(self) -> dict[str, int]:
+        rows = self.conn.execute("SELECT group_id, count(*) FROM devices GROUP BY group_id")
+        return dict(rows.fetchall())
+
+    # -- application API ------------------------------------------------------------------------
+
+    def create(
+        self,
+        group_id: str,
+        *,
+        count: int = 1,
+        desc: str | None = None,
+        batch_tag: dict | None = None,
+        device_data: dict | None = None,
+    ) -> list[str]:
+        if not group_id:
+            raise enos_error(99400, "Invalid Argument groupId:groupId is missing")
+        if not isinstance(count, int) or not 1 <= count <= MAX_CREATE_COUNT:
+            raise enos_error(99400, "count of PvsDeviceCreateInfo must between 1 to 1000000")
+        group = self._group_for_device(group_id)
+        data = dict(device_data or {})
+        device_sn = data.pop("deviceSn", None)
+        local_groups.check_device_data(self.conn, group, data)
+        if device_sn is not None and count != 1:
+            raise enos_error(35601, "DeviceSn duplicated", hint="a deviceSn needs count=1")
+        with self.write() as conn:
+            order = self._next_batch_order(conn)
+            sns = []
+            for _ in range(count):
+                sn_dev = device_sn or self._blank_device_sn(conn, group.group_id)
+                if device_sn is not None:
+                    self._check_new_sn(group, device_sn)
+                    if conn.execute(
+                        "SELECT 1 FROM devices WHERE group_id=? AND device_sn=?",
+                        (group.group_id, device_sn),
+                    ).fetchone():
+                        raise enos_error(35601, "DeviceSn duplicated")
+                record = NewDevice(
+                    device_sn=sn_dev, device_data=data, desc=desc, batch_tag=batch_tag
+                )
+                sns.append(self._insert(conn, group, [record], order)[0])
+            return sns
+
+    def get(self, sn: str) -> Device:
+        if not sn:
+            raise enos_error(35400, "OrgId/sn is required")
+        return self._device_row(self.conn, sn)
+
+    def search(self, query: SearchQuery) -> Page:
+        return local_query.search(self.conn, query)
+
+    def iter_devices(self, query: SearchQuery) -> Iterator[Device]:
+        return local_query.iter_devices(self.conn, query)
+
+    def find_by_device_sn(self, group_id: str, device_sn: str) -> Device | None:
+        row = self.conn.execute(
+            f"SELECT {DEVICE_COLUMNS} FROM devices WHERE group_id=? AND device_sn=?",
+            (group_id, device_sn),
+        ).fetchone()
+        return local_query.to_device(row) if row else None
+
+    def update(
+        self,
+        sn: str,
+        *,
+        desc: str | None = None,
+        batch_tag: dict | None = None,
+        device_data: dict | None = None,
+    ) -> str:
+        with self.write() as conn:
+            dev = self._device_row(conn, sn)
+            group = local_groups.get_group(conn, dev.group_id)
+            data = {k: v for k, v in dev.device_data.items() if k != "deviceSn"}
+            changes = dict(device_data or {})
+            new_sn = changes.pop("deviceSn", dev.device_sn)
+            if new_sn != dev.device_sn:
+                raise enos_error(
+                    35601,
+                    "Illegal deviceSn, deviceSn duplicated",
+                    hint="a device's serial number cannot be changed; use replace",
+                )
+            for key, value in changes.items():
+                if value is None:
+                    data.pop(key, None)
+                else:
+                    data[key] = value
+            local_groups.check_device_data(conn, group, data)
+            sets = {"device_data": canonical(data)}
+            if desc is not None:
+                sets["description"] = desc
+            if batch_tag is not None:
+                sets.update(_batch_tag_columns(batch_tag))
+            self._set(conn, sn, sets)
+            return sn
+
+    def delete(self, group_id: str, sns: Sequence[str]) -> list[str]:
+        if not group_id:
+            raise enos_error(99400, "Invalid Argument groupId:groupId is missing")
+        with self.write() as conn:
+            group = self._group_for_device(group_id, conn)
+            for sn in sns:
+                row = conn.execute("SELECT group_id FROM devices WHERE sn=?", (sn,)).fetchone()
+                if row and row[0] != group.group_id:
+                    raise enos_error(35404, f"Group/sn not found: {sn} is not in group {group_id}")
+            conn.executemany(
+                "DELETE FROM devices WHERE sn=? AND group_id=?", [(s, group.group_id) for s in sns]
+            )
+            return list(sns)
+
+    def allocate(
+        self,
+        sn: str,
+        *,
+        device_data: dict | None = None,
+        region_id: str | None = None,
+        org_id: str | None = None,
+    ) -> Device:
+        if not sn:
+            raise enos_error(35400, "OrgId/sn is required")
+        with self.write() as conn:
+            dev = self._device_row(conn, sn)
+            group = self._group_for_device(dev.group_id, conn, code=35404)
+            if device_data:
+                merged = {k: v for k, v in dev.device_data.items() if k != "deviceSn"}
+                merged.update({k: v for k, v in device_data.items() if k != "deviceSn"})
+                local_groups.check_device_data(conn, group, merged)
+                self._set(conn, sn, {"device_data": canonical(merged)})
+            if not dev.allocated:
+                self._allocate(conn, dev, group, region_id, org_id)
+            return self._device_row(conn, sn)
+
+    def reset_allocation(self, group_id: str, sns: Sequence[str]) -> list[str]:
+        if not group_id:
+            raise enos_error(99400, "Invalid Argument groupId:groupId is missing")
+        with self.write() as conn:
+            group = self._group_for_device(group_id, conn)
+            if group.reprovision_method == "never":
+                raise enos_error(
+                    35603,
+                    f"registration group {group.group_id} does not support reprovisioning",
+                    hint="its reprovision method is 'never'",
+                )
+            if group.model_type == "private":
+                raise enos_error(
+                    35603,
+                    f"registration group {group.group_id} uses a private model; its devices "
+                    "cannot be reprovisioned to another environment/OU",
+                )
+            found = {
+                r[0]
+                for r in conn.execute(
+                    "SELECT sn FROM devices WHERE group_id=? AND sn IN (SELECT value FROM json_each(?))",
+                    (group.group_id, json.dumps(list(sns))),
+                )
+            }
+            missing = [s for s in sns if s not in found]
+            if missing:
+                raise enos_error(35404, f"Group/sn not found: {', '.join(missing[:5])}")
+            sets = (
+                "allocate_status='init', connect_status='init', current_status='init', "
+                "region_id=NULL, org_id=NULL, device_key=NULL, device_secret=NULL, "
+                "allocated_time=NULL, connected_time=NULL, reprovisioning=1, "
+                "update_time=?, update_by=?"
+            )
+            if group.reprovision_method == "initialize":
+                sets += ", device_data='{}'"
+            conn.executemany(
+                f"UPDATE devices SET {sets} WHERE sn=?",
+                [(now_ms(), self.user, s) for s in sns],
+            )
+            return list(sns)
+
+    def replace(self, sn: str, replacement_sn: str) -> Device:
+        if not sn or not replacement_sn:
+            raise enos_error(35400, "OrgId/Sn is required")
+        if sn == replacement_sn:
+            raise enos_error(35400, "the replacement device must differ from the original")
+        with self.write() as conn:
+            old = self._device_row(conn, sn, code=35404, msg="Sn not found")
+            new = self._device_row(conn, replacement_sn, code=35404, msg="Sn not found")
+            if old.group_id != new.group_id:
+                raise enos_error(
+                    35400, "Target device and replacement device should belong to the same group"
+                )
+            if new.allocated:
+                raise enos_error(35603, "Replacement device is allocated")
+            group = local_groups.get_group(conn, old.group_id)
+            data = {k: v for k, v in old.device_data.items() if k != "deviceSn"}
+            sets = {"device_data": canonical(data), "description": old.desc}
+            sets.update(_batch_tag_columns(old.batch_tag))
+            self._set(conn, replacement_sn, sets)
+            if old.allocated:
+                new = self._device_row(conn, replacement_sn)
+                self._allocate(conn, new, group, old.region_id, old.org_id)
+            conn.execute("DELETE FROM devices WHERE sn=?", (sn,))
+            conn.execute(
+                "INSERT INTO replacements (old_sn, old_device_sn, new_sn, new_device_sn, group_id, "
+                "time) VALUES (?, ?, ?, ?, ?, ?)",
+                (sn, old.device_sn, replacement_sn, new.device_sn, old.group_id, now_ms()),
+            )
+            return self._device_row(conn, replacement_sn)
+
+    def replacements(self, sn: str) -> list[dict]:
+        """Replacement records where ``sn`` is the old or the new device, oldest first."""
+        rows = self.conn.execute(
+            "SELECT old_sn, old_device_sn, new_sn, new_device_sn, group_id, time FROM replacements "
+            "WHERE old_sn=? OR new_sn=? ORDER BY time",
+            (sn, sn),
+        )
+        keys = ("oldSn", "oldDeviceSn", "newSn", "newDeviceSn", "groupId", "time")
+        return [dict(zip(keys, r)) for r in rows]
+
+    # -- bulk registration ----------------------------------------------------------------------
+
+    def next_batch_order(self) -> int:
+        with self.write() as conn:
+            return self._next_batch_order(conn)
+
+    def register_batch(
+        self,
+        group_id: str,
+        records: Sequence[NewDevice],
+        *,
+        batch_order: int | None = None,
+        dry_run: bool = False,
+    ) -> list[RegisterOutcome]:
+        group = self._group_for_device(group_id)
+        if dry_run:
+            return self._classify(self.conn, group, records, None)
+        with self.write() as conn:
+            if batch_order is None:
+                batch_order = self._next_batch_order(conn)
+            return self._classify(conn, group, records, batch_order)
+
+    def _classify(self, conn, group, records, batch_order) -> list[RegisterOutcome]:
+        """Compare records with what is stored; insert the new ones unless batch_order is None."""
+        existing = {
+            row[0]: row[1:]
+            for row in conn.execute(
+                "SELECT device_sn, sn, device_data, description, batch_tag FROM devices "
+                "WHERE group_id=? AND device_sn IN (SELECT value FROM json_each(?))",
+                (group.group_id, json.dumps([r.device_sn for r in records])),
+            )
+        }
+        outcomes: list[RegisterOutcome] = []
+        fresh: list[NewDevice] = []
+        for rec in records:
+            data = canonical(rec.device_data)
+            tag = rec.batch_tag.get("defaultValue") if rec.batch_tag else None
+            prior = existing.get(rec.device_sn)
+            if prior is None:
+                self._check_new_sn(group, rec.device_sn)
+                existing[rec.device_sn] = (None, data, rec.desc, tag)
+                fresh.append(rec)
+                outcomes.append(RegisterOutcome(rec.device_sn, "created"))
+                continue
+            diffs = _differences(prior, data, rec.desc, tag)
+            if diffs:
+                outcomes.append(
+                    RegisterOutcome(
+                        rec.device_sn,
+                        "conflict",
+                        sn=prior[0],
+                        error="already registered with a different " + ", ".join(diffs),
+                    )
+                )
+            else:
+                outcomes.append(RegisterOutcome(rec.device_sn, "skipped", sn=prior[0]))
+        if batch_order is not None and fresh:
+            new_sns = iter(self._insert(conn, group, fresh, batch_order))
+            outcomes = [
+                RegisterOutcome(o.device_sn, o.outcome, sn=next(new_sns))
+                if o.outcome == "created"
+                else o
+                for o in outcomes
+            ]
+        return outcomes
+
+    # -- device side ----------------------------------------------------------------------------
+
+    def bootstrap(
+        self,
+        *,
+        group_id: str,
+        device_sn: str,
+        timestamp: int,
+        sign: str,
+        sign_method: str = "sha256",
+        device_name: dict | None = None,
+        timezone: str | None = None,
+    ) -> ConnectionInfo:
+        from .local_device import bootstrap
+
+        return bootstrap(
+            self,
+            group_id=group_id,
+            device_sn=device_sn,
+            timestamp=timestamp,
+            sign=sign,
+            sign_method=sign_method,
+            device_name=device_name,
+            timezone=timezone,
+        )
+
+    def get_connection_info(
+        self, *, sn: str, timestamp: int, sign: str, sign_method: str = "sha256"
+    ) -> ConnectionInfo:
+        from .local_device import get_connection_info
+
+        return get_connection_info(
+            self, sn=sn, timestamp=timestamp, sign=sign, sign_method=sign_method
+        )
+
+    # -- internals shared with local_device -----------------------------------------------------
+
+    def _group_for_device(self, group_id: str, conn=None, code: int = 35404) -> RegistrationGroup:
+        try:
+            return local_groups.get_group(conn or self.conn, group_id, by_name=False)
+        except Exception as exc:
+            if getattr(exc, "enos_code", None) == 35404:
+                raise enos_error(
+                    code, "Group not found", hint=f"no registration group {group_id!r}"
+                ) from None
+            raise
+
+    def _check_new_sn(self, group: RegistrationGroup, device_sn: str) -> None:
+        from ..core.rules import sn_problem
+
+        problem = sn_problem(device_sn, group.sn_pattern)
+        if problem:
+            raise enos_error(99400, f"Invalid Argument deviceSn: {problem}")
+
+    def _blank_device_sn(self, conn, group_id: str) -> str:
+        # count>1 without a deviceSn creates blank devices; give each a unique placeholder serial.
+        return "blank-" + secrets_gen.system_sn()
+
+    def _next_batch_order(self, conn) -> int:
+        conn.execute("UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key='batch_order'")
+        return int(conn.execute("SELECT value FROM meta WHERE key='batch_order'").fetchone()[0])
+
+    def _insert(self, conn, group, records: Sequence[NewDevice], batch_order: int) -> list[str]:
+        now = now_ms()
+        user = self.user
+        rows = []
+        sns = []
+        new_sn = secrets_gen.system_sn
+        for rec in records:
+            sn = new_sn()
+            sns.append(sn)
+            tag = rec.batch_tag
+            rows.append(
+                (
+                    sn,
+                    group.group_id,
+                    rec.device_sn,
+                    group.product_key,
+                    batch_order,
+                    tag.get("defaultValue") if tag else None,
+                    json.dumps(tag["i18nValue"], ensure_ascii=False)
+                    if tag and tag.get("i18nValue")
+                    else None,
+                    canonical(rec.device_data),
+                    rec.desc,
+                    user,
+                    now,
+                    user,
+                    now,
+                    group.manufacturer_org_id,
+                )
+            )
+        try:
+            conn.executemany(INSERT_DEVICE, rows)
+        except sqlite3.IntegrityError as exc:
+            raise StoreError(f"store {self.path}: {exc}; nothing was written, retry") from None
+        return sns
+
+    def _device_row(
+        self, conn, sn: str, code: int = 35601, msg: str = "Verify not pass/sn not found"
+    ) -> Device:
+        row = conn.execute(f"SELECT {DEVICE_COLUMNS} FROM devices WHERE sn=?", (sn,)).fetchone()
+        if row is None:
+            raise enos_error(code, msg, hint=f"no device with system sn {sn!r}")
+        return local_query.to_device(row)
+
+    def _set(self, conn, sn: str, sets: dict) -> None:
+        sets = dict(sets, update_time=now_ms(), update_by=self.user)
+        cols = ", ".join(f"{k}=?" for k in sets)
+        conn.execute(f"UPDATE devices SET {cols} WHERE sn=?", (*sets.values(), sn))
+
+    def _allocate(self, conn, dev: Device, group: RegistrationGroup, region_id, org_id) -> None:
+        region = region_id or group.region_id
+        org = org_id or group.org_id
+        if not region or not org:
+            raise InvalidArgumentError(
+                f"registration group {group.group_id} has no allocation target",
+                hint="set its region and OU (group create --region R --org O)",
+                enos_code=99400,
+            )
+        now = now_ms()
+        self._set(
+            conn,
+            dev.sn,
+            {
+                "region_id": region,
+                "org_id": org,
+                "product_key": group.product_key,
+                "device_key": secrets_gen.device_key(),
+                "device_secret": secrets_gen.device_secret(),
+                "allocate_status": "allocated",
+                "current_status": "allocated",
+                "allocated_time": now,
+                "allocate_error_msg": "",
+            },
+        )
+
+    def connection_info(self, dev: Device, group: RegistrationGroup) -> ConnectionInfo:
+        region = dev.region_id or ""
+        return ConnectionInfo(
+            sn=dev.sn,
+            product_key=dev.product_key or group.product_key,
+            device_key=dev.device_key or "",
+            device_secret=dev.device_secret or "",
+            mqtt_url=group.mqtt_url or DEFAULT_MQTT_URL.format(region=region),
+            http_url=group.http_url or DEFAULT_HTTP_URL.format(region=region),
+        )
+
+
+def _batch_tag_columns(tag: dict | None) -> dict:
+    if not tag:
+        return {"batch_tag": None, "batch_tag_i18n": None}
+    i18n = tag.get("i18nValue") or None
+    return {
+        "batch_tag": tag.get("defaultValue"),
+        "batch_tag_i18n": json.dumps(i18n, ensure_ascii=False) if i18n else None,
+    }
+
+
+def _differences(prior: tuple, data: str, desc: str | None, tag: str | None) -> list[str]:
+    _, p_data, p_desc, p_tag = prior
+    diffs = []
+    if p_data != data:
+        old, new = json.loads(p_data), json.loads(data)
+        keys = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+        diffs.append("deviceData (" + ", ".join(keys) + ")")
+    if (p_desc or None) != (desc or None):
+        diffs.append("desc")
+    if (p_tag or None) != (tag or None):
+        diffs.append("batchTag")
+    return diffs

@@ -1,0 +1,117 @@
+"""The device-side DPS calls on the local store: bootstrap and get connection info."""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING
+
+from .. import signing
+from ..core import rules
+from ..errors import AuthError, enos_error
+from ..models import ConnectionInfo, NewDevice, RegistrationGroup
+from . import local_groups
+
+if TYPE_CHECKING:
+    from .local import LocalBackend
+
+
+def _check_signature(
+    backend: LocalBackend,
+    group: RegistrationGroup,
+    identity: str,
+    timestamp: int,
+    sign: str,
+    sign_method: str,
+) -> None:
+    if (sign_method or "sha256").lower() != "sha256":
+        raise enos_error(99400, f"Invalid Argument signMethod {sign_method!r}: only sha256")
+    if not isinstance(timestamp, int) or isinstance(timestamp, bool):
+        raise enos_error(99400, "Invalid Argument timestamp must be epoch milliseconds")
+    skew = backend.clock_skew_ms
+    if skew and abs(time.time() * 1000 - timestamp) > skew:
+        raise AuthError(
+            "Verify not pass: the signature timestamp is outside the accepted clock skew",
+            hint=f"set the device clock; accepted skew is {skew // 1000} s",
+            enos_code=35601,
+        )
+    if not signing.verify(group.sign_scheme, identity, timestamp, group.group_secret, sign):
+        raise AuthError(
+            "Verify not pass: the signature does not match the group secret",
+            hint=f"group {group.group_id} signs with scheme {group.sign_scheme}",
+            enos_code=35601,
+        )
+
+
+def bootstrap(
+    backend: LocalBackend,
+    *,
+    group_id: str,
+    device_sn: str,
+    timestamp: int,
+    sign: str,
+    sign_method: str = "sha256",
+    device_name: dict | None = None,
+    timezone: str | None = None,
+) -> ConnectionInfo:
+    """Register the device if unknown, allocate it if needed, mark it connected, return its triple."""
+    if not group_id or not device_sn:
+        raise enos_error(99400, "Invalid Argument groupId/deviceSn is missing")
+    with backend.write() as conn:
+        group = backend._group_for_device(group_id, conn)
+        _check_signature(backend, group, device_sn, timestamp, sign, sign_method)
+        dev = backend.find_by_device_sn(group.group_id, device_sn)
+        if dev is None:
+            problem = rules.sn_problem(device_sn, group.sn_pattern)
+            if problem:
+                raise enos_error(99400, f"Invalid Argument deviceSn: {problem}")
+            data: dict = {}
+            if device_name:
+                data["deviceName"] = device_name
+            if timezone:
+                local_groups_check_tz(timezone)
+                data["timezone"] = timezone
+            order = backend._next_batch_order(conn)
+            backend._insert(conn, group, [NewDevice(device_sn=device_sn, device_data=data)], order)
+            dev = backend.find_by_device_sn(group.group_id, device_sn)
+        if not dev.allocated:
+            backend._allocate(conn, dev, group, None, None)
+        return _connected(backend, conn, dev.sn, group)
+
+
+def get_connection_info(
+    backend: LocalBackend, *, sn: str, timestamp: int, sign: str, sign_method: str = "sha256"
+) -> ConnectionInfo:
+    """Connection info of a registered, allocated device."""
+    if not sn:
+        raise enos_error(35400, "OrgId/sn is required")
+    with backend.write() as conn:
+        dev = backend._device_row(conn, sn)
+        group = local_groups.get_group(conn, dev.group_id, by_name=False)
+        _check_signature(backend, group, sn, timestamp, sign, sign_method)
+        if not dev.allocated:
+            raise enos_error(
+                10000,
+                f"[{sn}] not allocated",
+                hint="allocate the device, or let it call bootstrap first",
+            )
+        return _connected(backend, conn, sn, group)
+
+
+def _connected(backend: LocalBackend, conn, sn: str, group: RegistrationGroup) -> ConnectionInfo:
+    now = int(time.time() * 1000)
+    backend._set(
+        conn,
+        sn,
+        {
+            "connect_status": "connected",
+            "current_status": "connected",
+            "connected_time": now,
+        },
+    )
+    return backend.connection_info(backend._device_row(conn, sn), group)
+
+
+def local_groups_check_tz(timezone: str) -> None:
+    problem = rules.timezone_problem(timezone)
+    if problem:
+        raise enos_error(99400, f"Invalid Argument timezone: {problem}")

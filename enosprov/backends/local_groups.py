@@ -1,0 +1,238 @@
+"""Master data groups and registration groups in the local store (EnOS keeps these console-only)."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+
+from ..core import rules
+from ..errors import ConflictError, InvalidArgumentError, enos_error
+from ..models import (
+    BUILTIN_KEYS,
+    MODEL_TYPES,
+    REPROVISION_METHODS,
+    MasterDataAttribute,
+    MasterDataGroup,
+    RegistrationGroup,
+)
+from ..signing import get_signer
+from .local_schema import BUILTIN_MASTERDATA_GROUP
+
+_GROUP_COLUMNS = (
+    "group_id, name, product_key, masterdata_group_id, group_secret, description, region_id, "
+    "org_id, reprovision_method, model_type, manufacturer_org_id, sign_scheme, sn_pattern, "
+    "mqtt_url, http_url, create_time, update_time"
+)
+
+
+def ensure_builtin(conn: sqlite3.Connection, now: int) -> None:
+    conn.execute(
+        "INSERT OR IGNORE INTO masterdata_groups (id, name, description, attributes, create_time) "
+        "VALUES (?, 'Built-in master data', 'deviceSn, deviceName and timezone only', '[]', ?)",
+        (BUILTIN_MASTERDATA_GROUP, now),
+    )
+
+
+# -- master data groups --------------------------------------------------------------------------
+
+
+def validate_masterdata_group(mdg: MasterDataGroup) -> None:
+    if not rules.GROUP_ID_RE.fullmatch(mdg.id or ""):
+        raise InvalidArgumentError(
+            f"master data group id {mdg.id!r} is not allowed",
+            hint="use 1-64 letters, digits, '-' or '_'",
+        )
+    if not mdg.name or len(mdg.name) > rules.GROUP_NAME_MAX:
+        raise InvalidArgumentError("a master data group name must have 1-64 characters")
+    seen = set()
+    for attr in mdg.attributes:
+        problem = rules.check_attribute_definition(attr)
+        if problem:
+            raise InvalidArgumentError(f"master data group {mdg.id!r}: {problem}")
+        if attr.identifier in seen:
+            raise InvalidArgumentError(
+                f"master data group {mdg.id!r}: identifier {attr.identifier!r} is defined twice"
+            )
+        seen.add(attr.identifier)
+
+
+def create_masterdata_group(conn, mdg: MasterDataGroup, now: int) -> MasterDataGroup:
+    validate_masterdata_group(mdg)
+    if conn.execute("SELECT 1 FROM masterdata_groups WHERE id=?", (mdg.id,)).fetchone():
+        raise ConflictError(f"master data group {mdg.id!r} already exists")
+    conn.execute(
+        "INSERT INTO masterdata_groups (id, name, description, attributes, create_time) "
+        "VALUES (?, ?, ?, ?, ?)",
+        (
+            mdg.id,
+            mdg.name,
+            mdg.description,
+            json.dumps([a.to_dict() for a in mdg.attributes], ensure_ascii=False),
+            now,
+        ),
+    )
+    return get_masterdata_group(conn, mdg.id)
+
+
+def _mdg(row) -> MasterDataGroup:
+    return MasterDataGroup(
+        id=row[0],
+        name=row[1],
+        description=row[2],
+        attributes=tuple(MasterDataAttribute.from_dict(a) for a in json.loads(row[3])),
+        create_time=row[4],
+    )
+
+
+def get_masterdata_group(conn, mdg_id: str) -> MasterDataGroup:
+    row = conn.execute(
+        "SELECT id, name, description, attributes, create_time FROM masterdata_groups WHERE id=?",
+        (mdg_id,),
+    ).fetchone()
+    if row is None:
+        raise enos_error(
+            35404,
+            f"master data group {mdg_id!r} not found",
+            hint="list them with `enosprov masterdata list`",
+        )
+    return _mdg(row)
+
+
+def list_masterdata_groups(conn) -> list[MasterDataGroup]:
+    rows = conn.execute(
+        "SELECT id, name, description, attributes, create_time FROM masterdata_groups ORDER BY id"
+    )
+    return [_mdg(r) for r in rows]
+
+
+# -- registration groups -------------------------------------------------------------------------
+
+
+def validate_group(group: RegistrationGroup) -> None:
+    if not rules.GROUP_ID_RE.fullmatch(group.group_id or ""):
+        raise InvalidArgumentError(
+            f"group id {group.group_id!r} is not allowed",
+            hint="use 1-64 letters, digits, '-' or '_'",
+        )
+    if not group.name or len(group.name) > rules.GROUP_NAME_MAX:
+        raise InvalidArgumentError(
+            f"a registration group name must have 1-{rules.GROUP_NAME_MAX} characters "
+            f"(got {len(group.name or '')})"
+        )
+    if len(group.description or "") > rules.GROUP_DESCRIPTION_MAX:
+        raise InvalidArgumentError(
+            f"a group description may have at most {rules.GROUP_DESCRIPTION_MAX} characters "
+            f"(got {len(group.description)})"
+        )
+    if not rules.PRODUCT_KEY_RE.fullmatch(group.product_key or ""):
+        raise InvalidArgumentError(
+            f"product key {group.product_key!r} is not allowed",
+            hint="use the EnOS product key: letters, digits, '-' or '_'",
+        )
+    if group.reprovision_method not in REPROVISION_METHODS:
+        raise InvalidArgumentError(
+            f"reprovision method {group.reprovision_method!r} is not one of "
+            + ", ".join(REPROVISION_METHODS)
+        )
+    if group.model_type not in MODEL_TYPES:
+        raise InvalidArgumentError(
+            f"model type {group.model_type!r} is not one of " + ", ".join(MODEL_TYPES)
+        )
+    if bool(group.region_id) != bool(group.org_id):
+        raise InvalidArgumentError(
+            "an allocation target needs both a region (environment) and an OU",
+            hint="pass --region and --org together",
+        )
+    get_signer(group.sign_scheme)
+    if group.sn_pattern:
+        rules.sn_matcher(group.sn_pattern)
+
+
+def create_group(conn, group: RegistrationGroup, now: int) -> RegistrationGroup:
+    validate_group(group)
+    get_masterdata_group(conn, group.masterdata_group_id)
+    clash = conn.execute(
+        "SELECT group_id FROM registration_groups WHERE group_id=? OR name=? OR group_id=? "
+        "OR name=?",
+        (group.group_id, group.name, group.name, group.group_id),
+    ).fetchone()
+    if clash:
+        raise ConflictError(
+            f"a registration group with id or name {group.group_id!r} / {group.name!r} already exists",
+            hint="group ids and names are unique in a store (either can be used with --group)",
+        )
+    conn.execute(
+        f"INSERT INTO registration_groups ({_GROUP_COLUMNS}) VALUES ({', '.join('?' * 17)})",
+        (
+            group.group_id,
+            group.name,
+            group.product_key,
+            group.masterdata_group_id,
+            group.group_secret,
+            group.description,
+            group.region_id,
+            group.org_id,
+            group.reprovision_method,
+            group.model_type,
+            group.manufacturer_org_id,
+            group.sign_scheme,
+            group.sn_pattern,
+            group.mqtt_url,
+            group.http_url,
+            now,
+            now,
+        ),
+    )
+    return get_group(conn, group.group_id)
+
+
+def get_group(conn, group: str, by_name: bool = True) -> RegistrationGroup:
+    """A registration group by id (or, unless by_name is False, by name)."""
+    row = conn.execute(
+        f"SELECT {_GROUP_COLUMNS} FROM registration_groups WHERE group_id=?", (group,)
+    ).fetchone()
+    if row is None and by_name:
+        row = conn.execute(
+            f"SELECT {_GROUP_COLUMNS} FROM registration_groups WHERE name=?", (group,)
+        ).fetchone()
+    if row is None:
+        raise enos_error(
+            35404,
+            f"registration group {group!r} not found",
+            hint="list them with `enosprov group list`",
+        )
+    return RegistrationGroup(*row)
+
+
+def list_groups(conn) -> list[RegistrationGroup]:
+    rows = conn.execute(f"SELECT {_GROUP_COLUMNS} FROM registration_groups ORDER BY create_time")
+    return [RegistrationGroup(*r) for r in rows]
+
+
+def check_device_data(conn, group: RegistrationGroup, data: dict) -> None:
+    """Validate master data given through the library/API (the CSV path validates per row)."""
+    mdg = get_masterdata_group(conn, group.masterdata_group_id)
+    attrs = {a.identifier: a for a in mdg.attributes}
+    for key, value in data.items():
+        if key in BUILTIN_KEYS:
+            if key == "timezone" and value is not None:
+                problem = rules.timezone_problem(str(value))
+                if problem:
+                    raise enos_error(99400, f"Invalid Argument deviceData.timezone: {problem}")
+            continue
+        attr = attrs.get(key)
+        if attr is None:
+            raise enos_error(
+                99400,
+                f"Invalid Argument deviceData.{key}: not a master data key of group {group.group_id}",
+                hint="known keys: " + ", ".join(list(BUILTIN_KEYS) + list(attrs)),
+            )
+        problem = rules.check_value(attr, value)
+        if problem:
+            raise enos_error(99400, f"Invalid Argument deviceData.{key}: {problem}")
+    # Required master data is enforced at registration; an update cannot remove it either.
+    for attr in mdg.attributes:
+        if attr.required and attr.identifier not in data:
+            raise enos_error(
+                99400, f"Invalid Argument deviceData.{attr.identifier}: a value is required"
+            )

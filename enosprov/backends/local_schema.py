@@ -1,0 +1,101 @@
+"""SQLite schema of the local store, applied (idempotently) when a store is opened."""
+
+from __future__ import annotations
+
+SCHEMA_VERSION = 1
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (
+    key   TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+
+CREATE TABLE IF NOT EXISTS masterdata_groups (
+    id          TEXT PRIMARY KEY,
+    name        TEXT NOT NULL,
+    description TEXT NOT NULL DEFAULT '',
+    attributes  TEXT NOT NULL,            -- JSON list of attribute definitions
+    create_time INTEGER NOT NULL
+);
+
+CREATE TABLE IF NOT EXISTS registration_groups (
+    group_id            TEXT PRIMARY KEY,
+    name                TEXT NOT NULL UNIQUE,
+    description         TEXT NOT NULL DEFAULT '',
+    group_secret        TEXT NOT NULL,
+    product_key         TEXT NOT NULL,
+    masterdata_group_id TEXT NOT NULL REFERENCES masterdata_groups(id),
+    region_id           TEXT,
+    org_id              TEXT,
+    reprovision_method  TEXT NOT NULL,
+    model_type          TEXT NOT NULL,
+    manufacturer_org_id TEXT,
+    sign_scheme         TEXT NOT NULL,
+    sn_pattern          TEXT,
+    mqtt_url            TEXT,
+    http_url            TEXT,
+    create_time         INTEGER NOT NULL,
+    update_time         INTEGER NOT NULL
+);
+
+CREATE TABLE IF NOT EXISTS devices (
+    sn                  TEXT PRIMARY KEY,  -- system SN
+    group_id            TEXT NOT NULL REFERENCES registration_groups(group_id),
+    device_sn           TEXT NOT NULL,     -- manufacturer serial, unique per group
+    product_key         TEXT,
+    region_id           TEXT,
+    org_id              TEXT,
+    batch_order         INTEGER,
+    batch_tag           TEXT,              -- StringI18n defaultValue (indexed)
+    batch_tag_i18n      TEXT,              -- StringI18n i18nValue as JSON, or NULL
+    device_data         TEXT NOT NULL,     -- master data JSON (sorted keys), without deviceSn
+    description         TEXT,
+    current_status      TEXT NOT NULL,
+    connected_time      INTEGER,
+    allocated_time      INTEGER,
+    finished_time       INTEGER,
+    discarded_time      INTEGER,
+    allocate_status     TEXT NOT NULL,
+    connect_status      TEXT NOT NULL,
+    reprovisioning      INTEGER NOT NULL DEFAULT 0,
+    allocate_error_msg  TEXT NOT NULL DEFAULT '',
+    device_key          TEXT,
+    device_secret       TEXT,
+    create_by           TEXT,
+    create_time         INTEGER NOT NULL,
+    update_by           TEXT,
+    update_time         INTEGER NOT NULL,
+    manufacturer_org_id TEXT,
+    UNIQUE (group_id, device_sn)
+);
+CREATE INDEX IF NOT EXISTS devices_batch ON devices (group_id, batch_tag);
+CREATE INDEX IF NOT EXISTS devices_created ON devices (create_time);
+
+CREATE TABLE IF NOT EXISTS replacements (
+    old_sn        TEXT NOT NULL,
+    old_device_sn TEXT NOT NULL,
+    new_sn        TEXT NOT NULL,
+    new_device_sn TEXT NOT NULL,
+    group_id      TEXT NOT NULL,
+    time          INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS replacements_old ON replacements (old_sn);
+CREATE INDEX IF NOT EXISTS replacements_new ON replacements (new_sn);
+"""
+
+BUILTIN_MASTERDATA_GROUP = "builtin"
+
+DEVICE_COLUMNS = (
+    "sn, group_id, device_sn, product_key, region_id, org_id, batch_order, batch_tag, "
+    "batch_tag_i18n, device_data, description, current_status, connected_time, allocated_time, "
+    "finished_time, discarded_time, allocate_status, connect_status, reprovisioning, "
+    "allocate_error_msg, device_key, device_secret, create_by, create_time, update_by, "
+    "update_time, manufacturer_org_id"
+)
+
+INSERT_DEVICE = (
+    "INSERT INTO devices (sn, group_id, device_sn, product_key, batch_order, batch_tag, "
+    "batch_tag_i18n, device_data, description, current_status, allocate_status, connect_status, "
+    "create_by, create_time, update_by, update_time, manufacturer_org_id) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'init', 'init', 'init', ?, ?, ?, ?, ?)"
+)

@@ -1,0 +1,67 @@
+"""The ``enosprov`` command line: a thin Typer layer over :mod:`enosprov.api`.
+
+Only Typer is imported at start-up; each command imports what it needs when it runs.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from .. import __version__
+from . import devices, groups, info, masterdata, register, template
+from .options import CliState
+
+app = typer.Typer(
+    name="enosprov",
+    help=(
+        "Onboard IoT devices into EnOS through its Device Provisioning Service.\n\n"
+        "Example: enosprov register --csv devices.csv --group meters-eu --batch-tag B-2026-11-A"
+    ),
+    no_args_is_help=True,
+    rich_markup_mode=None,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"enosprov {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    ctx: typer.Context,
+    store: Annotated[
+        Path | None,
+        typer.Option(
+            "--store",
+            help="Local store file (default: $ENOSPROV_STORE, else the user data folder).",
+        ),
+    ] = None,
+    debug: Annotated[
+        bool, typer.Option("--debug", help="Show tracebacks of internal errors.")
+    ] = False,
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_version, is_eager=True, help="Print the version."),
+    ] = False,
+) -> None:
+    """Onboard IoT devices into EnOS through its Device Provisioning Service."""
+    ctx.obj = CliState(store=store, debug=debug)
+
+
+app.add_typer(masterdata.app, name="masterdata")
+app.add_typer(groups.app, name="group")
+app.add_typer(template.app, name="template")
+app.add_typer(devices.app, name="devices")
+app.command("register")(register.register)
+app.command("info")(info.info)
+
+
+def main() -> None:
+    app(prog_name="enosprov")

@@ -1,0 +1,224 @@
+"""`enosprov devices list|show|export`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from .options import BatchTagFilterOpt, JsonOpt, OptionalGroupOpt, state
+from .output import emit, handled, key_values, say, table
+
+app = typer.Typer(
+    help="Registered devices.\n\nExample: enosprov devices list --group meters-eu --batch-tag B-1",
+    no_args_is_help=True,
+)
+
+AllocOpt = Annotated[str | None, typer.Option("--allocate-status", help="init | allocated")]
+ConnectOpt = Annotated[
+    str | None, typer.Option("--connect-status", help="init | connected | failed")
+]
+DeviceSnOpt = Annotated[
+    list[str] | None, typer.Option("--device-sn", help="Only these deviceSns (repeatable).")
+]
+
+
+def _query(store, group, batch_tag, allocate_status, connect_status, device_sn, **kw):
+    from ..models import SearchQuery
+
+    return SearchQuery(
+        group_id=store.get_group(group).group_id if group else None,
+        batch_tag=batch_tag,
+        allocate_status=allocate_status,
+        connect_status=connect_status,
+        device_sns=tuple(device_sn or ()),
+        **kw,
+    )
+
+
+def _state_label(dev) -> str:
+    if dev.allocated:
+        label = "connected" if dev.connect_status == "connected" else "allocated"
+        return label + (" (re-allocated)" if dev.reprovisioning else "")
+    return "reset, waiting for the device" if dev.reprovisioning else "registered"
+
+
+@app.command("list")
+@handled
+def list_(
+    ctx: typer.Context,
+    group: OptionalGroupOpt = None,
+    batch_tag: BatchTagFilterOpt = None,
+    allocate_status: AllocOpt = None,
+    connect_status: ConnectOpt = None,
+    device_sn: DeviceSnOpt = None,
+    page: Annotated[int, typer.Option("--page", min=1, help="Page number.")] = 1,
+    limit: Annotated[int, typer.Option("--limit", min=1, max=1000, help="Devices per page.")] = 50,
+    sort: Annotated[
+        str,
+        typer.Option(
+            "--sort", help="Field[:asc|desc]: createTime, updateTime, sn, deviceSn, batchOrder."
+        ),
+    ] = "createTime:desc",
+    json_: JsonOpt = False,
+) -> None:
+    """List devices, newest first, one page at a time.
+
+    Example: enosprov devices list --group meters-eu --allocate-status init --limit 100
+    """
+    from ..models import Sorter
+
+    field, _, order = sort.partition(":")
+    with state(ctx).backend() as store:
+        result = store.search(
+            _query(
+                store,
+                group,
+                batch_tag,
+                allocate_status,
+                connect_status,
+                device_sn,
+                page_no=page,
+                page_size=limit,
+                sorters=(Sorter(field, (order or "asc").upper()),),
+            )
+        )
+
+    def render(p) -> None:
+        table(
+            None,
+            ["sn", "deviceSn", "group", "batch", "state", "target", "created"],
+            [
+                [
+                    d.sn,
+                    d.device_sn,
+                    d.group_id,
+                    d.batch_tag_text,
+                    _state_label(d),
+                    f"{d.region_id} / {d.org_id}" if d.allocated else "",
+                    _time(d.create_time),
+                ]
+                for d in p.items
+            ],
+        )
+        first = (p.page_no - 1) * p.page_size
+        say(f"{first + 1 if p.items else 0}-{first + len(p.items)} of {p.total}", stderr=True)
+
+    emit(result, json_, render)
+
+
+@app.command("show")
+@handled
+def show(
+    ctx: typer.Context,
+    device: Annotated[str, typer.Argument(metavar="SN", help="System sn or deviceSn.")],
+    group: OptionalGroupOpt = None,
+    json_: JsonOpt = False,
+) -> None:
+    """Show one device (by system sn or deviceSn) with its statuses and master data.
+
+    Example: enosprov devices show SN-0001 --group meters-eu
+    """
+    from .. import api
+
+    with state(ctx).backend() as store:
+        dev = api.find_device(store, device, group)
+
+    def render(d) -> None:
+        s = d.status
+        key_values(
+            [
+                ("system sn", d.sn),
+                ("deviceSn", d.device_sn),
+                ("group", d.group_id),
+                ("state", _state_label(d)),
+                ("product key", d.product_key),
+                ("device key", d.device_key or "-"),
+                ("target", f"{d.region_id or '-'} / {d.org_id or '-'}"),
+                ("allocateStatus", d.allocate_status),
+                ("connectStatus", d.connect_status),
+                ("currentStatus", s.current_status),
+                ("reprovisioning", str(d.reprovisioning).lower()),
+                ("batch tag", d.batch_tag_text),
+                ("batch order", d.batch_order),
+                ("description", d.desc),
+                ("created", f"{_time(d.create_time)} by {d.create_by}"),
+                ("updated", f"{_time(d.update_time)} by {d.update_by}"),
+                ("allocated", _time(s.allocated_time)),
+                ("connected", _time(s.connected_time)),
+            ]
+        )
+        data = {k: v for k, v in d.device_data.items() if k != "deviceSn"}
+        if data:
+            table(
+                "master data", ["key", "value"], [[k, _value(v)] for k, v in sorted(data.items())]
+            )
+
+    emit(dev, json_, render)
+
+
+@app.command("export")
+@handled
+def export(
+    ctx: typer.Context,
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output file (.csv or .jsonl).")],
+    group: OptionalGroupOpt = None,
+    batch_tag: BatchTagFilterOpt = None,
+    allocate_status: AllocOpt = None,
+    connect_status: ConnectOpt = None,
+    device_sn: DeviceSnOpt = None,
+    fmt: Annotated[
+        str | None, typer.Option("--format", help="csv | jsonl (default: from the file name).")
+    ] = None,
+    include_secrets: Annotated[
+        bool,
+        typer.Option(
+            "--include-secrets",
+            help="Also write each device secret (the file is created owner-only).",
+        ),
+    ] = False,
+    json_: JsonOpt = False,
+) -> None:
+    """Export devices to CSV or JSON lines, streamed and written atomically.
+
+    Example: enosprov devices export --group meters-eu --batch-tag B-1 --out devices-b1.csv
+    """
+    from .. import api
+    from ..models import Sorter
+
+    with state(ctx).backend() as store:
+        query = _query(
+            store,
+            group,
+            batch_tag,
+            allocate_status,
+            connect_status,
+            device_sn,
+            sorters=(Sorter("createTime", "ASC"),),
+        )
+        report = api.export_devices_to(store, out, query, fmt=fmt, include_secrets=include_secrets)
+    emit(
+        report,
+        json_,
+        lambda r: say(
+            f"exported {r.devices} devices to {r.file} ({r.format}"
+            + (", with device secrets, owner-only" if r.include_secrets else "")
+            + ")"
+        ),
+    )
+
+
+def _time(ms: int | None) -> str:
+    if ms is None:
+        return ""
+    import datetime as dt
+
+    return dt.datetime.fromtimestamp(ms / 1000, dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%SZ")
+
+
+def _value(v) -> str:
+    if isinstance(v, dict) and "defaultValue" in v:
+        extra = ", ".join(f"{k}: {t}" for k, t in (v.get("i18nValue") or {}).items())
+        return v["defaultValue"] + (f" ({extra})" if extra else "")
+    return str(v)

@@ -1,0 +1,168 @@
+"""`enosprov group create|list|show`: registration groups."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from .options import JsonOpt, state
+from .output import emit, handled, key_values, table
+
+app = typer.Typer(
+    help="Registration groups: the onboarding configuration shared by their devices.\n\n"
+    "Example: enosprov group create --name 'Meters EU' --product-key pk1 --region eu2 --org o1",
+    no_args_is_help=True,
+)
+
+
+def _render_group(group, devices: int | None = None, show_secret: bool = False) -> None:
+    rows = [
+        ("group id", group.group_id),
+        ("name", group.name),
+        ("description", group.description),
+        ("product key", group.product_key),
+        ("master data group", group.masterdata_group_id),
+        ("allocation target", f"{group.region_id or '-'} / {group.org_id or '-'}"),
+        ("reprovision method", group.reprovision_method),
+        ("model type", group.model_type),
+        ("signing scheme", group.sign_scheme),
+        ("deviceSn pattern", group.sn_pattern or "default"),
+    ]
+    if devices is not None:
+        rows.append(("devices", devices))
+    if show_secret:
+        rows.append(("group secret", group.group_secret))
+    else:
+        rows.append(("group secret", "(hidden; --show-secret to print it)"))
+    key_values(rows)
+
+
+@app.command("create")
+@handled
+def create(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Option("--name", help="Group name, 1-64 characters (unique).")],
+    product_key: Annotated[str, typer.Option("--product-key", help="EnOS product key.")],
+    group_id: Annotated[
+        str | None, typer.Option("--id", help="Group id (default: generated).")
+    ] = None,
+    masterdata: Annotated[
+        str, typer.Option("--masterdata", help="Master data group id.")
+    ] = "builtin",
+    description: Annotated[str, typer.Option("--description", help="At most 512 characters.")] = "",
+    region: Annotated[
+        str | None,
+        typer.Option("--region", help="Allocation target environment/region, e.g. eu2."),
+    ] = None,
+    org: Annotated[str | None, typer.Option("--org", help="Allocation target OU (orgId).")] = None,
+    reprovision: Annotated[
+        str, typer.Option("--reprovision", help="migrate | initialize | never")
+    ] = "migrate",
+    model: Annotated[str, typer.Option("--model", help="public | private")] = "public",
+    manufacturer_org: Annotated[
+        str | None,
+        typer.Option("--manufacturer-org", help="OU where devices are pre-registered."),
+    ] = None,
+    sign_scheme: Annotated[
+        str, typer.Option("--sign-scheme", help="Device signature scheme (docs/signing.md).")
+    ] = "sn-ts-secret",
+    sn_pattern: Annotated[
+        str | None, typer.Option("--sn-pattern", help="Regular expression deviceSns must match.")
+    ] = None,
+    mqtt_url: Annotated[str | None, typer.Option("--mqtt-url", help="MQTT broker URL.")] = None,
+    http_url: Annotated[str | None, typer.Option("--http-url", help="HTTP broker URL.")] = None,
+    json_: JsonOpt = False,
+) -> None:
+    """Create a registration group with a fresh group secret.
+
+    Example: enosprov group create --id meters-eu --name "Meters EU" --product-key pk1
+    --region eu2 --org o15000000000001 --masterdata meters
+    """
+    from .. import api
+
+    with state(ctx).backend() as store:
+        group = api.create_group(
+            store,
+            name=name,
+            product_key=product_key,
+            masterdata_group_id=masterdata,
+            group_id=group_id,
+            description=description,
+            region_id=region,
+            org_id=org,
+            reprovision_method=reprovision,
+            model_type=model,
+            manufacturer_org_id=manufacturer_org,
+            sign_scheme=sign_scheme,
+            sn_pattern=sn_pattern,
+            mqtt_url=mqtt_url,
+            http_url=http_url,
+        )
+    emit(group, json_, _render_group)
+
+
+@app.command("list")
+@handled
+def list_(ctx: typer.Context, json_: JsonOpt = False) -> None:
+    """List registration groups with their device counts.
+
+    Example: enosprov group list --json
+    """
+    with state(ctx).backend() as store:
+        groups = store.list_groups()
+        counts = store.device_counts()
+    data = [dict(g.to_dict(), devices=counts.get(g.group_id, 0)) for g in groups]
+    emit(
+        data,
+        json_,
+        lambda _: table(
+            None,
+            [
+                "group id",
+                "name",
+                "product",
+                "target",
+                "reprovision",
+                "model",
+                "master data",
+                "devices",
+            ],
+            [
+                [
+                    g.group_id,
+                    g.name,
+                    g.product_key,
+                    f"{g.region_id or '-'} / {g.org_id or '-'}",
+                    g.reprovision_method,
+                    g.model_type,
+                    g.masterdata_group_id,
+                    counts.get(g.group_id, 0),
+                ]
+                for g in groups
+            ],
+        ),
+    )
+
+
+@app.command("show")
+@handled
+def show(
+    ctx: typer.Context,
+    group: Annotated[str, typer.Argument(help="Group id or name.")],
+    show_secret: Annotated[
+        bool, typer.Option("--show-secret", help="Also print the group secret (explicit export).")
+    ] = False,
+    json_: JsonOpt = False,
+) -> None:
+    """Show one registration group. The group secret is printed only with --show-secret.
+
+    Example: enosprov group show meters-eu --show-secret
+    """
+    with state(ctx).backend() as store:
+        grp = store.get_group(group)
+        count = store.device_counts().get(grp.group_id, 0)
+    if json_:
+        emit(dict(grp.to_dict(include_secret=show_secret), devices=count), True)
+    else:
+        _render_group(grp, count, show_secret)

@@ -1,0 +1,89 @@
+"""`enosprov masterdata create|list|show`: master data groups (templates of device attributes)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from .options import JsonOpt, state
+from .output import emit, handled, key_values, table
+
+app = typer.Typer(
+    help="Master data groups: the device attributes (master data) a registration group uses.\n\n"
+    "Example: enosprov masterdata create --file examples/masterdata.toml",
+    no_args_is_help=True,
+)
+
+
+def _render_mdg(mdg) -> None:
+    key_values([("id", mdg.id), ("name", mdg.name), ("description", mdg.description)])
+    table(
+        "attributes",
+        ["identifier", "type", "required", "allowed values / max length", "name"],
+        [
+            [
+                a.identifier,
+                a.type,
+                "yes" if a.required else "no",
+                ", ".join(a.values) if a.values else (a.max_length or ""),
+                a.name,
+            ]
+            for a in mdg.attributes
+        ],
+    )
+
+
+@app.command("create")
+@handled
+def create(
+    ctx: typer.Context,
+    file: Annotated[Path, typer.Option("--file", "-f", help="TOML file defining the group.")],
+    json_: JsonOpt = False,
+) -> None:
+    """Create a master data group from a TOML file (format: docs/masterdata.md).
+
+    Example: enosprov masterdata create --file examples/masterdata.toml
+    """
+    from .. import api
+
+    with state(ctx).backend() as store:
+        mdg = api.create_masterdata_group(store, file)
+    emit(mdg, json_, _render_mdg)
+
+
+@app.command("list")
+@handled
+def list_(ctx: typer.Context, json_: JsonOpt = False) -> None:
+    """List master data groups.
+
+    Example: enosprov masterdata list --json
+    """
+    with state(ctx).backend() as store:
+        groups = store.list_masterdata_groups()
+    emit(
+        [g.to_dict() for g in groups],
+        json_,
+        lambda _: table(
+            None,
+            ["id", "name", "attributes"],
+            [[g.id, g.name, ", ".join(a.identifier for a in g.attributes)] for g in groups],
+        ),
+    )
+
+
+@app.command("show")
+@handled
+def show(
+    ctx: typer.Context,
+    mdg_id: Annotated[str, typer.Argument(metavar="ID", help="Master data group id.")],
+    json_: JsonOpt = False,
+) -> None:
+    """Show a master data group and its attributes.
+
+    Example: enosprov masterdata show meters
+    """
+    with state(ctx).backend() as store:
+        mdg = store.get_masterdata_group(mdg_id)
+    emit(mdg, json_, _render_mdg)

@@ -1,0 +1,40 @@
+"""Options shared by several commands, declared once (Annotated aliases)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+JsonOpt = Annotated[
+    bool, typer.Option("--json", help="Print one JSON document ({'data': ...}) on stdout.")
+]
+GroupOpt = Annotated[
+    str, typer.Option("--group", "-g", help="Registration group id or name.", show_default=False)
+]
+OptionalGroupOpt = Annotated[
+    str | None, typer.Option("--group", "-g", help="Registration group id or name.")
+]
+BatchTagFilterOpt = Annotated[str | None, typer.Option("--batch-tag", help="Only this batch tag.")]
+
+
+@dataclass
+class CliState:
+    """What the root callback resolved; reached through ``ctx.find_root().obj``."""
+
+    store: Path | None
+    debug: bool
+
+    def settings(self):
+        from ..settings import Settings
+
+        return Settings.resolve(self.store)
+
+    def backend(self):
+        return self.settings().create_backend()
+
+
+def state(ctx: typer.Context) -> CliState:
+    return ctx.find_root().obj

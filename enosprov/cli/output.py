@@ -1,0 +1,142 @@
+"""The only code that prints or exits: results, errors, tables and progress.
+
+``--json``: stdout carries exactly one JSON document, ``{"data": ...}`` or ``{"error": {...}}``.
+Otherwise results go to stdout and errors, hints and progress to stderr (progress only on a TTY).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from collections.abc import Callable
+from contextlib import contextmanager
+
+import typer
+
+from ..errors import EXIT_FAILED, EXIT_INTERRUPTED, EnosprovError, ValidationFailedError
+
+
+def _console(stderr: bool = False):
+    from rich.console import Console
+
+    return Console(stderr=stderr, highlight=False, soft_wrap=True)
+
+
+def emit(data, as_json: bool, render: Callable[[object], None] | None = None) -> None:
+    """Print a command's result: ``{"data": ...}`` with --json, else through ``render``."""
+    if as_json:
+        payload = data.to_dict() if hasattr(data, "to_dict") else data
+        sys.stdout.write(json.dumps({"data": payload}, ensure_ascii=False, default=str) + "\n")
+    elif render is not None:
+        render(data)
+
+
+def print_error(err: EnosprovError, as_json: bool) -> None:
+    if as_json:
+        sys.stdout.write(json.dumps({"error": err.to_dict()}, ensure_ascii=False) + "\n")
+        return
+    out = _console(stderr=True)
+    if isinstance(err, ValidationFailedError):
+        for issue in err.issues:
+            out.print(f"  {issue}", markup=False)
+        if err.total > len(err.issues):
+            out.print(f"  ... and {err.total - len(err.issues)} more", markup=False)
+    code = f" [{err.enos_code}]" if err.enos_code is not None else ""
+    out.print(f"[bold red]error{code}:[/] ", end="")
+    out.print(err.message, markup=False)
+    if err.hint:
+        out.print("[dim]hint:[/] ", end="")
+        out.print(err.hint, markup=False, style="dim")
+
+
+def handled(fn):
+    """Decorate a command: user errors become one clear line and a stable exit code."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        as_json = bool(kwargs.get("json_", False))
+        try:
+            return fn(*args, **kwargs)
+        except EnosprovError as err:
+            print_error(err, as_json)
+            raise typer.Exit(err.exit_code) from None
+        except KeyboardInterrupt:
+            _console(stderr=True).print("interrupted", markup=False)
+            raise typer.Exit(EXIT_INTERRUPTED) from None
+        except (typer.Exit, typer.Abort, SystemExit):
+            raise
+        except Exception as exc:
+            if _debug():
+                raise
+            err = EnosprovError(
+                f"internal error: {type(exc).__name__}",
+                hint="run again with --debug for a traceback, and report it",
+            )
+            print_error(err, as_json)
+            raise typer.Exit(EXIT_FAILED) from None
+
+    return wrapper
+
+
+def _debug() -> bool:
+    import click
+
+    ctx = click.get_current_context(silent=True)
+    obj = ctx.find_root().obj if ctx else None
+    return bool(getattr(obj, "debug", False))
+
+
+NO_WRAP = {"sn", "deviceSn", "group", "group id", "batch", "created", "state"}
+
+
+def table(title: str | None, columns: list[str], rows: list[list]) -> None:
+    from rich.table import Table
+
+    t = Table(title=title, show_lines=False, header_style="bold")
+    for c in columns:
+        t.add_column(c, no_wrap=c in NO_WRAP, overflow="fold")
+    for r in rows:
+        t.add_row(*["" if v is None else str(v) for v in r])
+    _console().print(t)
+
+
+def say(text: str, stderr: bool = False) -> None:
+    _console(stderr=stderr).print(text, markup=False)
+
+
+def key_values(pairs: list[tuple[str, object]]) -> None:
+    from rich.table import Table
+
+    t = Table.grid(padding=(0, 2))
+    t.add_column(style="bold")
+    t.add_column(overflow="fold")
+    for k, v in pairs:
+        t.add_row(k, "" if v is None else str(v))
+    _console().print(t)
+
+
+@contextmanager
+def progress_bar(enabled: bool, description: str):
+    """A progress callback ``(phase, done, total)`` drawn on stderr when it is a terminal."""
+    if not enabled or not sys.stderr.isatty():
+        yield None
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=_console(stderr=True),
+        transient=True,
+    ) as bar:
+        tasks: dict[str, int] = {}
+
+        def update(phase: str, done: int, total: int | None) -> None:
+            if phase not in tasks:
+                tasks[phase] = bar.add_task(f"{description}: {phase}", total=total)
+            bar.update(tasks[phase], completed=done, total=total)
+
+        yield update

@@ -1,0 +1,107 @@
+"""Streaming CSV input: encoding, delimiter detection and row numbering in one place.
+
+Rows are numbered as a spreadsheet shows them: the header is row 1, the first record row 2, even
+when a quoted field spans several lines. Nothing here holds more than one row in memory.
+"""
+
+from __future__ import annotations
+
+import csv
+import itertools
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from ..errors import InputFileError
+
+DELIMITERS = (",", ";", "\t")
+DEFAULT_ENCODING = "utf-8-sig"  # UTF-8, with or without Excel's byte order mark
+
+# Quoted fields may be long (descriptions); lift csv's 128 KiB default but keep a bound.
+csv.field_size_limit(min(sys.maxsize, 16 * 1024 * 1024))
+
+
+def detect_delimiter(header_line: str) -> str:
+    """The delimiter among , ; TAB that occurs most often (outside quotes) in the header line."""
+    counts = dict.fromkeys(DELIMITERS, 0)
+    quoted = False
+    for ch in header_line:
+        if ch == '"':
+            quoted = not quoted
+        elif not quoted and ch in counts:
+            counts[ch] += 1
+    best = max(DELIMITERS, key=lambda d: counts[d])
+    return best if counts[best] else ","
+
+
+class CsvSource:
+    """A CSV file that can be read several times (validation pass, then write pass)."""
+
+    def __init__(
+        self, path: str | Path, *, encoding: str | None = None, delimiter: str | None = None
+    ):
+        self.path = Path(path)
+        self.encoding = encoding or DEFAULT_ENCODING
+        if delimiter is not None and delimiter not in ("\\t", "tab") and len(delimiter) != 1:
+            raise InputFileError(
+                f"--delimiter must be one character, got {delimiter!r}",
+                hint="use ',' ';' or 'tab'",
+            )
+        self._delimiter = "\t" if delimiter in ("\\t", "tab") else delimiter
+        try:
+            if not self.path.is_file():
+                raise InputFileError(
+                    f"{self.path}: no such file", hint="check the path given to --csv"
+                )
+        except OSError as exc:
+            raise InputFileError(f"{self.path}: {exc.strerror or exc}") from None
+        self.header: list[str] = []
+
+    @contextmanager
+    def rows(self) -> Iterator[Iterator[tuple[int, list[str]]]]:
+        """Yield an iterator of (row number, fields) for the data rows; sets ``self.header``."""
+        try:
+            fh = open(self.path, encoding=self.encoding, newline="")
+        except LookupError:
+            raise InputFileError(f"unknown encoding {self.encoding!r}") from None
+        except OSError as exc:
+            raise InputFileError(f"{self.path}: {exc.strerror or exc}") from None
+        with fh:
+            try:
+                first = fh.readline()
+            except UnicodeDecodeError:
+                raise self._decode_error(1) from None
+            if not first.strip():
+                raise InputFileError(
+                    f"{self.path}: the file is empty or its first line is blank",
+                    hint="the first line must be the header (see `enosprov template csv`)",
+                )
+            delimiter = self._delimiter or detect_delimiter(first.splitlines()[0])
+            text = itertools.chain((first,), fh)
+            reader = csv.reader(text, delimiter=delimiter, strict=True)
+            try:
+                self.header = [h.strip() for h in next(reader)]
+            except csv.Error as exc:
+                raise InputFileError(f"{self.path}, row 1: malformed CSV header ({exc})") from None
+            yield self._records(reader)
+
+    def _records(self, reader) -> Iterator[tuple[int, list[str]]]:
+        rowno = 1
+        try:
+            for fields in reader:
+                rowno += 1
+                yield rowno, fields
+        except UnicodeDecodeError:
+            raise self._decode_error(rowno + 1) from None
+        except csv.Error as exc:
+            raise InputFileError(
+                f"{self.path}, row {rowno + 1}: malformed CSV ({exc})",
+                hint="check quotes: a field containing the delimiter or a newline must be quoted",
+            ) from None
+
+    def _decode_error(self, rowno: int) -> InputFileError:
+        return InputFileError(
+            f"{self.path}, row {rowno}: the file is not valid {self.encoding}",
+            hint="save it as UTF-8, or pass --encoding (e.g. --encoding gbk for a Chinese Excel export)",
+        )

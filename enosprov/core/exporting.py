@@ -1,0 +1,145 @@
+"""Export devices to CSV or JSON lines, streamed, written atomically.
+
+Secrets (device secret) are only written when asked for; such a file is created owner-only.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import tempfile
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import InputFileError
+from ..models import Device
+
+BASE_COLUMNS = (
+    "sn",
+    "deviceSn",
+    "groupId",
+    "productKey",
+    "deviceKey",
+    "batchTag",
+    "batchOrder",
+    "regionId",
+    "orgId",
+    "allocateStatus",
+    "connectStatus",
+    "currentStatus",
+    "reprovisioning",
+    "createTime",
+    "updateTime",
+    "desc",
+    "deviceName",
+    "timezone",
+)
+
+
+@dataclass
+class ExportReport:
+    file: str
+    format: str
+    devices: int
+    include_secrets: bool
+
+    def to_dict(self) -> dict:
+        return {
+            "file": self.file,
+            "format": self.format,
+            "devices": self.devices,
+            "includeSecrets": self.include_secrets,
+        }
+
+
+def export_format(path: Path, fmt: str | None) -> str:
+    if fmt:
+        if fmt not in ("csv", "jsonl"):
+            raise InputFileError(f"unknown export format {fmt!r}", hint="use csv or jsonl")
+        return fmt
+    return "jsonl" if path.suffix.lower() in (".jsonl", ".ndjson", ".json") else "csv"
+
+
+def _csv_row(dev: Device, md_keys: list[str], include_secrets: bool) -> list:
+    data = dev.device_data
+    name = data.get("deviceName")
+    row = [
+        dev.sn,
+        dev.device_sn,
+        dev.group_id,
+        dev.product_key or "",
+        dev.device_key or "",
+        dev.batch_tag_text or "",
+        dev.batch_order if dev.batch_order is not None else "",
+        dev.region_id or "",
+        dev.org_id or "",
+        dev.allocate_status,
+        dev.connect_status,
+        dev.status.current_status,
+        "true" if dev.reprovisioning else "false",
+        dev.create_time,
+        dev.update_time,
+        dev.desc or "",
+        name.get("defaultValue", "") if isinstance(name, dict) else (name or ""),
+        data.get("timezone", ""),
+    ]
+    row.extend(data.get(k, "") for k in md_keys)
+    if include_secrets:
+        row.append(dev.device_secret or "")
+    return row
+
+
+def export_devices(
+    devices: Iterable[Device],
+    out: str | Path,
+    *,
+    masterdata_keys: list[str] | None = None,
+    fmt: str | None = None,
+    include_secrets: bool = False,
+) -> ExportReport:
+    """Write ``devices`` to ``out``. Master data keys become CSV columns; JSON lines hold everything."""
+    out = Path(out)
+    fmt = export_format(out, fmt)
+    md_keys = list(masterdata_keys or [])
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
+    except OSError as exc:
+        raise InputFileError(f"cannot write {out}: {exc}") from None
+    count = 0
+    try:
+        if include_secrets and hasattr(os, "fchmod"):
+            os.fchmod(fd, 0o600)  # mkstemp already creates 0600 on POSIX; keep it explicit
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
+            if fmt == "csv":
+                writer = csv.writer(fh)
+                header = [*BASE_COLUMNS, *md_keys] + (["deviceSecret"] if include_secrets else [])
+                writer.writerow(header)
+                for dev in devices:
+                    writer.writerow(_csv_row(dev, md_keys, include_secrets))
+                    count += 1
+            else:
+                for dev in devices:
+                    fh.write(
+                        json.dumps(dev.to_dict(include_secret=include_secrets), ensure_ascii=False)
+                    )
+                    fh.write("\n")
+                    count += 1
+        if not include_secrets:
+            os.chmod(tmp, 0o644 & ~_umask())
+        os.replace(tmp, out)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+    return ExportReport(str(out), fmt, count, include_secrets)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask

@@ -1,0 +1,249 @@
+"""Batch registration from CSV: validate the whole file, then write it chunk by chunk.
+
+Pass 1 streams the file and checks every row (and duplicates inside the file) without touching the
+store. Pass 2 streams it again and hands chunks to ``backend.register_batch``, one transaction each.
+A killed run leaves whole chunks behind; running it again skips what is there (same data) and
+reports conflicts (other data), so every row ends up registered exactly once.
+"""
+
+from __future__ import annotations
+
+import itertools
+from array import array
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..backends.base import Backend
+from ..errors import InvalidArgumentError, ValidationFailedError
+from ..models import NewDevice, RegisterOutcome
+from .csvsource import CsvSource
+from .results import ResultsWriter
+from .rows import RowIssue, RowSchema
+
+DEFAULT_CHUNK_SIZE = 2000
+MAX_REPORTED_ISSUES = 1000  # kept in memory and shown; the count covers them all
+
+ProgressFn = Callable[[str, int, int | None], None]  # (phase, rows done, total rows or None)
+
+
+@dataclass
+class RegisterReport:
+    """What a registration run did (or, with dry_run, would do)."""
+
+    file: str
+    group_id: str
+    rows: int = 0
+    created: int = 0
+    skipped: int = 0
+    conflicts: int = 0
+    invalid: int = 0
+    dry_run: bool = False
+    batch_order: int | None = None
+    results_file: str | None = None
+    issues: list[RowIssue] = field(default_factory=list)
+    issue_count: int = 0
+    conflict_samples: list[RegisterOutcome] = field(default_factory=list)
+
+    @property
+    def complete(self) -> bool:
+        return self.conflicts == 0 and self.invalid == 0
+
+    def to_dict(self) -> dict:
+        return {
+            "file": self.file,
+            "groupId": self.group_id,
+            "dryRun": self.dry_run,
+            "rows": self.rows,
+            "created": self.created,
+            "skipped": self.skipped,
+            "conflicts": self.conflicts,
+            "invalid": self.invalid,
+            "batchOrder": self.batch_order,
+            "resultsFile": self.results_file,
+            "issueCount": self.issue_count,
+            "issues": [i.to_dict() for i in self.issues],
+            "conflictSamples": [
+                {"deviceSn": o.device_sn, "sn": o.sn, "error": o.error}
+                for o in self.conflict_samples
+            ],
+        }
+
+
+def register_csv(
+    backend: Backend,
+    path: str | Path,
+    group: str,
+    *,
+    batch_tag: str | None = None,
+    skip_invalid: bool = False,
+    dry_run: bool = False,
+    results: str | Path | None = None,
+    chunk_size: int = DEFAULT_CHUNK_SIZE,
+    encoding: str | None = None,
+    delimiter: str | None = None,
+    progress: ProgressFn | None = None,
+) -> RegisterReport:
+    """Register every device of a CSV file into a registration group. See docs/registration.md.
+
+    Raises ValidationFailedError (nothing written) when a row is invalid and skip_invalid is off.
+    """
+    if chunk_size < 1:
+        raise InvalidArgumentError("chunk size must be at least 1")
+    grp = backend.get_group(group)
+    mdg = backend.get_masterdata_group(grp.masterdata_group_id)
+    source = CsvSource(path, encoding=encoding, delimiter=delimiter)
+    report = RegisterReport(file=str(path), group_id=grp.group_id, dry_run=dry_run)
+
+    # Pass 1: validate everything, write nothing.
+    bad_rows, total = _validate(source, grp, mdg, batch_tag, report, progress)
+    if 1 in bad_rows:  # a header problem makes every row unusable, even with --skip-invalid
+        raise ValidationFailedError(
+            f"{path}: the header is invalid; nothing was registered",
+            report.issues,
+            total=report.issue_count,
+            hint="`enosprov template csv --group G` prints the expected header",
+        )
+    if report.issue_count and not skip_invalid:
+        n, r = report.issue_count, len(bad_rows)
+        raise ValidationFailedError(
+            f"{path}: {n} problem{'s' * (n != 1)} in {r} row{'s' * (r != 1)}; "
+            "nothing was registered",
+            report.issues,
+            total=report.issue_count,
+            hint="fix the rows listed, or pass --skip-invalid to register only the valid ones",
+        )
+
+    # Pass 2: write (or classify, for a dry run) in chunks.
+    if not dry_run:
+        report.batch_order = backend.next_batch_order()
+    writer = ResultsWriter(results) if results else None
+    try:
+        with source.rows() as rows:
+            schema = RowSchema(source.header, grp, mdg, default_batch_tag=batch_tag)
+            if writer:
+                writer.open(source.header)
+            for chunk in _chunks(rows, schema, bad_rows, chunk_size, report, writer):
+                records = [rec for _, rec, _ in chunk]
+                outcomes = backend.register_batch(
+                    grp.group_id, records, batch_order=report.batch_order, dry_run=dry_run
+                )
+                for (rowno, _, fields), outcome in zip(chunk, outcomes):
+                    _count(report, outcome)
+                    if writer:
+                        writer.write(rowno, fields, outcome)
+                if progress:
+                    progress("register", report.rows, total)
+        if writer:
+            report.results_file = writer.commit()
+    finally:
+        if writer:
+            writer.abort()
+    return report
+
+
+def _validate(source, grp, mdg, batch_tag, report, progress) -> tuple[set[int], int]:
+    """Check every row; record issues on the report; return (rows to leave out, row count)."""
+    bad_rows: set[int] = set()
+    hashes = array("q")
+    with source.rows() as rows:
+        schema = RowSchema(source.header, grp, mdg, default_batch_tag=batch_tag)
+        for issue in schema.header_issues:
+            _add_issue(report, issue)
+        if schema.header_issues:
+            return {1}, 0
+        convert = schema.convert
+        count = 0
+        for rowno, fields in rows:
+            record, issues = convert(rowno, fields)
+            if issues:
+                bad_rows.add(rowno)
+                for issue in issues:
+                    _add_issue(report, issue)
+            elif record is not None:
+                hashes.append(hash(record.device_sn))
+            count += 1
+            if progress and not count % 10000:
+                progress("validate", count, None)
+    _find_duplicates(source, schema, hashes, bad_rows, report)
+    return bad_rows, count
+
+
+def _find_duplicates(source, schema, hashes, bad_rows, report) -> None:
+    """Report deviceSns that appear twice. Hashes narrow the candidates; a rescan confirms."""
+    ordered = sorted(hashes)
+    del hashes
+    candidates = {a for a, b in itertools.pairwise(ordered) if a == b}
+    del ordered
+    if not candidates:
+        return
+    first_row: dict[str, int] = {}
+    with source.rows() as rows:
+        for rowno, fields in rows:
+            if rowno in bad_rows:
+                continue
+            record, _ = schema.convert(rowno, fields)
+            if record is None or hash(record.device_sn) not in candidates:
+                continue
+            sn = record.device_sn
+            if sn in first_row:
+                bad_rows.add(rowno)
+                _add_issue(
+                    report,
+                    RowIssue(rowno, "deviceSn", f"deviceSn {sn!r} duplicates row {first_row[sn]}"),
+                )
+            else:
+                first_row[sn] = rowno
+
+
+def _add_issue(report: RegisterReport, issue: RowIssue) -> None:
+    report.issue_count += 1
+    if len(report.issues) < MAX_REPORTED_ISSUES:
+        report.issues.append(issue)
+
+
+def _chunks(
+    rows: Iterator, schema: RowSchema, bad_rows: set[int], size: int, report, writer
+) -> Iterator[list[tuple[int, NewDevice, list[str]]]]:
+    chunk: list[tuple[int, NewDevice, list[str]]] = []
+    convert = schema.convert
+    for rowno, fields in rows:
+        if rowno in bad_rows:
+            report.rows += 1
+            report.invalid += 1
+            if writer:
+                problems = (
+                    "; ".join(
+                        i.message if i.column is None else f"{i.column}: {i.message}"
+                        for i in convert(rowno, fields)[1]
+                    )
+                    or "duplicate deviceSn in this file"
+                )
+                sn = (
+                    fields[schema.i_sn].strip()
+                    if schema.i_sn is not None and len(fields) > schema.i_sn
+                    else ""
+                )
+                writer.write(rowno, fields, RegisterOutcome(sn, "invalid", error=problems))
+            continue
+        record, _ = convert(rowno, fields)
+        if record is None:  # blank line
+            continue
+        chunk.append((rowno, record, fields))
+        if len(chunk) >= size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+def _count(report: RegisterReport, outcome: RegisterOutcome) -> None:
+    report.rows += 1
+    if outcome.outcome == "created":
+        report.created += 1
+    elif outcome.outcome == "skipped":
+        report.skipped += 1
+    elif outcome.outcome == "conflict":
+        report.conflicts += 1
+        if len(report.conflict_samples) < 20:
+            report.conflict_samples.append(outcome)

@@ -1,0 +1,154 @@
+"""Field rules shared by every entry point (CSV, library calls, device bootstrap).
+
+EnOS does not document the deviceSn character set or most length limits; the defaults below are
+enosprov's named choices (docs/csv-format.md) and the deviceSn rule can be changed per group.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import re
+from collections.abc import Callable
+from functools import lru_cache
+
+from ..errors import InvalidArgumentError
+from ..models import ATTRIBUTE_TYPES, BUILTIN_KEYS, MasterDataAttribute
+
+# deviceSn: the EnOS deviceKey alphabet (letters, digits, - _ .) plus ':' for MAC-style serials,
+# 4 to 64 characters. Named "default" in docs; a group may set its own regular expression.
+DEFAULT_SN_PATTERN = r"[A-Za-z0-9._:-]{4,64}"
+DEVICE_SN_MAX = 64
+GROUP_NAME_MAX = 64  # documented
+GROUP_DESCRIPTION_MAX = 512  # documented
+DEVICE_DESC_MAX = 512
+DEVICE_NAME_MAX = 128
+BATCH_TAG_MAX = 64
+STRING_VALUE_MAX = 256  # master data String default when the attribute sets no maxLength
+INT_MIN, INT_MAX = -(2**63), 2**63 - 1
+
+IDENTIFIER_RE = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,63}")
+GROUP_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
+PRODUCT_KEY_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")
+_INT_RE = re.compile(r"[+-]?[0-9]{1,19}")
+_DATE_RE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+_OFFSET_RE = re.compile(r"[+-](?:0[0-9]|1[0-4]):[0-5][0-9]")
+
+
+@lru_cache(maxsize=32)
+def sn_matcher(pattern: str | None) -> Callable[[str], object]:
+    """A fullmatch function for a deviceSn pattern (None = default)."""
+    try:
+        return re.compile(pattern or DEFAULT_SN_PATTERN).fullmatch
+    except re.error as exc:
+        raise InvalidArgumentError(f"invalid deviceSn pattern {pattern!r}: {exc}") from None
+
+
+def sn_problem(value: str, pattern: str | None = None) -> str | None:
+    """Why ``value`` is not an acceptable deviceSn, or None."""
+    if not value:
+        return "deviceSn is empty"
+    if len(value) > DEVICE_SN_MAX:
+        return f"deviceSn is {len(value)} characters long; the limit is {DEVICE_SN_MAX}"
+    if not sn_matcher(pattern)(value):
+        if pattern:
+            return f"deviceSn {value!r} does not match the group's pattern {pattern}"
+        return f"deviceSn {value!r} is not allowed: use 4-64 letters, digits, '-', '_', '.' or ':'"
+    return None
+
+
+@lru_cache(maxsize=1)
+def _iana_zones() -> frozenset[str]:
+    import zoneinfo
+
+    return frozenset(zoneinfo.available_timezones())
+
+
+def timezone_problem(value: str) -> str | None:
+    if _OFFSET_RE.fullmatch(value) or value in _iana_zones():
+        return None
+    return f"timezone {value!r} is neither a UTC offset like +08:00 nor an IANA name like Asia/Shanghai"
+
+
+# -- master data values ------------------------------------------------------------------------
+# A converter takes the raw text and returns (value, problem). Exactly one of them is meaningful.
+
+Converter = Callable[[str], "tuple[object, str | None]"]
+
+
+def _convert_int(text: str) -> tuple[object, str | None]:
+    if _INT_RE.fullmatch(text):
+        value = int(text)
+        if INT_MIN <= value <= INT_MAX:
+            return value, None
+    return None, f"{text!r} is not an Integer"
+
+
+def _convert_date(text: str) -> tuple[object, str | None]:
+    if _DATE_RE.fullmatch(text):
+        try:
+            _dt.date.fromisoformat(text)
+            return text, None
+        except ValueError:
+            pass
+    return None, f"{text!r} is not a Date (YYYY-MM-DD)"
+
+
+def converter_for(attr: MasterDataAttribute) -> Converter:
+    """The converter that validates one attribute's raw text value."""
+    if attr.type == "Integer":
+        return _convert_int
+    if attr.type == "Date":
+        return _convert_date
+    if attr.type == "Enum":
+        allowed = frozenset(attr.values)
+        shown = ", ".join(attr.values)
+
+        def convert_enum(text: str) -> tuple[object, str | None]:
+            if text in allowed:
+                return text, None
+            return None, f"{text!r} is not one of: {shown}"
+
+        return convert_enum
+    limit = attr.max_length or STRING_VALUE_MAX
+
+    def convert_str(text: str) -> tuple[object, str | None]:
+        if len(text) <= limit:
+            return text, None
+        return None, f"value is {len(text)} characters long; the limit is {limit}"
+
+    return convert_str
+
+
+def check_value(attr: MasterDataAttribute, value: object) -> str | None:
+    """Validate an already-typed value (library and API callers): the problem, or None."""
+    if attr.type == "Integer":
+        if isinstance(value, bool) or not isinstance(value, int):
+            if isinstance(value, str):
+                return converter_for(attr)(value)[1]
+            return f"{value!r} is not an Integer"
+        return None if INT_MIN <= value <= INT_MAX else f"{value} is out of the Integer range"
+    if not isinstance(value, str):
+        return f"{value!r} is not a {attr.type} string"
+    return converter_for(attr)(value)[1]
+
+
+def check_attribute_definition(attr: MasterDataAttribute) -> str | None:
+    """Why a master data attribute definition is invalid, or None."""
+    if not IDENTIFIER_RE.fullmatch(attr.identifier or ""):
+        return (
+            f"identifier {attr.identifier!r} must start with a letter and use only letters, "
+            "digits and '_' (at most 64)"
+        )
+    if attr.identifier in BUILTIN_KEYS:
+        return f"identifier {attr.identifier!r} is a built-in key and cannot be redefined"
+    if attr.type not in ATTRIBUTE_TYPES:
+        return (
+            f"type {attr.type!r} of {attr.identifier!r} is not one of {', '.join(ATTRIBUTE_TYPES)}"
+        )
+    if attr.type == "Enum" and not attr.values:
+        return f"Enum {attr.identifier!r} needs a non-empty 'values' list"
+    if attr.type != "Enum" and attr.values:
+        return f"'values' is only allowed on Enum attributes ({attr.identifier!r})"
+    if attr.max_length is not None and (attr.type != "String" or attr.max_length < 1):
+        return f"'maxLength' must be a positive number on a String attribute ({attr.identifier!r})"
+    return None

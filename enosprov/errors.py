@@ -1,0 +1,141 @@
+"""One exception hierarchy for everything enosprov raises on purpose.
+
+Every error carries a stable ``code`` (for ``--json`` consumers), an ``exit_code`` (for the CLI), an
+optional ``hint`` that says how to fix it, and, when it mirrors an EnOS DPS error, the EnOS numeric
+code (``enos_code``). Messages never contain secrets.
+"""
+
+from __future__ import annotations
+
+# Process exit codes, documented in docs/cli.md. Stable: factory scripts depend on them.
+EXIT_OK = 0
+EXIT_FAILED = 1  # refused, invalid input, not found, conflict
+EXIT_USAGE = 2  # Click's own code for bad command-line usage
+EXIT_UNAVAILABLE = 3  # backend unreachable or busy; safe to retry
+EXIT_MISMATCH = 4  # a verification found a difference
+EXIT_PARTIAL = 5  # a batch finished but some rows were conflicts or skipped as invalid
+EXIT_INTERRUPTED = 130
+
+
+class EnosprovError(Exception):
+    """Base class. ``str(err)`` is the one-line message shown to users."""
+
+    code: str = "error"
+    exit_code: int = EXIT_FAILED
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        hint: str | None = None,
+        enos_code: int | None = None,
+        request_id: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+        self.enos_code = enos_code
+        self.request_id = request_id
+
+    def to_dict(self) -> dict:
+        out: dict = {"code": self.code, "message": self.message}
+        if self.hint:
+            out["hint"] = self.hint
+        if self.enos_code is not None:
+            out["enosCode"] = self.enos_code
+        if self.request_id:
+            out["requestId"] = self.request_id
+        return out
+
+
+class InvalidArgumentError(EnosprovError):
+    """A parameter is missing or malformed (EnOS 99400 / 35400)."""
+
+    code = "invalid_argument"
+
+
+class NotFoundError(EnosprovError):
+    """A group, master data group or device does not exist (EnOS 35404 / 99404)."""
+
+    code = "not_found"
+
+
+class ConflictError(EnosprovError):
+    """The object already exists with other data, e.g. a duplicated deviceSn (EnOS 35601)."""
+
+    code = "conflict"
+
+
+class RefusedError(EnosprovError):
+    """The operation is not allowed in the object's current state (EnOS 35603)."""
+
+    code = "refused"
+
+
+class AuthError(EnosprovError):
+    """A signature, token or secret did not verify (EnOS 35601 'Verify not pass')."""
+
+    code = "auth_failed"
+
+
+class NotAllocatedError(EnosprovError):
+    """The device side asked for connection info before the device was allocated (EnOS 10000)."""
+
+    code = "not_allocated"
+
+
+class InputFileError(EnosprovError):
+    """An input file (CSV, TOML) is unreadable or structurally wrong."""
+
+    code = "invalid_input"
+
+
+class ValidationFailedError(EnosprovError):
+    """A batch input has invalid rows; nothing was written. ``issues`` holds every row error."""
+
+    code = "validation_failed"
+
+    def __init__(self, message: str, issues: list, *, total: int | None = None, **kw) -> None:
+        super().__init__(message, **kw)
+        self.issues = issues
+        self.total = len(issues) if total is None else total  # issues may be a capped sample
+
+    def to_dict(self) -> dict:
+        out = super().to_dict()
+        out["issueCount"] = self.total
+        out["issues"] = [i.to_dict() for i in self.issues]
+        return out
+
+
+class StoreError(EnosprovError):
+    """The local store cannot be opened or is busy beyond the wait limit."""
+
+    code = "store_unavailable"
+    exit_code = EXIT_UNAVAILABLE
+
+
+class BackendUnavailableError(EnosprovError):
+    """The backend could not be reached; retrying later is safe."""
+
+    code = "backend_unavailable"
+    exit_code = EXIT_UNAVAILABLE
+
+
+# EnOS code -> exception class, used by the backends to raise consistently.
+ENOS_CODE_CLASSES: dict[int, type[EnosprovError]] = {
+    35400: InvalidArgumentError,
+    35404: NotFoundError,
+    35601: ConflictError,
+    35603: RefusedError,
+    10000: NotAllocatedError,
+    99400: InvalidArgumentError,
+    99403: RefusedError,
+    99404: NotFoundError,
+    99500: BackendUnavailableError,
+}
+
+
+def enos_error(enos_code: int, message: str, **kw) -> EnosprovError:
+    """Build the enosprov exception that mirrors an EnOS error code."""
+    cls = ENOS_CODE_CLASSES.get(enos_code, EnosprovError)
+    return cls(message, enos_code=enos_code, **kw)

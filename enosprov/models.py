@@ -1,0 +1,328 @@
+"""The DPS domain model: master data groups, registration groups, devices and their statuses.
+
+Field names follow the EnOS DPS API (``PvsDevice``) in ``to_dict()``; Python attributes use
+snake_case. Secrets are excluded from ``repr()`` and from ``to_dict()`` unless asked for.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+# -- vocabularies -------------------------------------------------------------------------------
+
+ATTRIBUTE_TYPES = ("Integer", "String", "Enum", "Date")
+REPROVISION_METHODS = ("migrate", "initialize", "never")
+MODEL_TYPES = ("public", "private")
+
+# PvsDevice statuses. allocateStatus and connectStatus are documented; currentStatus is only
+# partly documented ("init"); enosprov uses init -> allocated -> connected.
+ALLOCATE_INIT, ALLOCATE_ALLOCATED = "init", "allocated"
+CONNECT_INIT, CONNECT_CONNECTED, CONNECT_FAILED = "init", "connected", "failed"
+CURRENT_INIT, CURRENT_ALLOCATED, CURRENT_CONNECTED = "init", "allocated", "connected"
+
+# Built-in master data keys every registration group accepts (see docs/concepts.md).
+BUILTIN_KEYS = ("deviceSn", "deviceName", "timezone")
+I18N_LOCALES = ("en_US", "zh_CN")
+
+
+def string_i18n(default: str | None, i18n: dict[str, str] | None = None) -> dict | None:
+    """An EnOS StringI18n value, or None when there is no default and no translation."""
+    if default is None and not i18n:
+        return None
+    return {"defaultValue": default or "", "i18nValue": dict(i18n or {})}
+
+
+# -- master data --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class MasterDataAttribute:
+    """One master data item: its identifier (the ``deviceData`` key), type and constraints."""
+
+    identifier: str
+    type: str = "String"
+    required: bool = False
+    values: tuple[str, ...] = ()  # allowed values of an Enum
+    max_length: int | None = None  # String only
+    name: str = ""
+
+    def to_dict(self) -> dict:
+        out: dict[str, Any] = {
+            "identifier": self.identifier,
+            "type": self.type,
+            "required": self.required,
+        }
+        if self.name:
+            out["name"] = self.name
+        if self.values:
+            out["values"] = list(self.values)
+        if self.max_length is not None:
+            out["maxLength"] = self.max_length
+        return out
+
+    @classmethod
+    def from_dict(cls, d: dict) -> MasterDataAttribute:
+        return cls(
+            identifier=d["identifier"],
+            type=d.get("type", "String"),
+            required=bool(d.get("required", False)),
+            values=tuple(d.get("values", ())),
+            max_length=d.get("maxLength"),
+            name=d.get("name", ""),
+        )
+
+
+@dataclass(frozen=True)
+class MasterDataGroup:
+    """A template of master data (EnOS docs also call it a "device group")."""
+
+    id: str
+    name: str
+    description: str = ""
+    attributes: tuple[MasterDataAttribute, ...] = ()
+    create_time: int | None = None
+
+    def to_dict(self) -> dict:
+        return {
+            "id": self.id,
+            "name": self.name,
+            "description": self.description,
+            "attributes": [a.to_dict() for a in self.attributes],
+            "createTime": self.create_time,
+        }
+
+
+# -- registration group -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RegistrationGroup:
+    """A registration group: onboarding configuration shared by the devices registered in it."""
+
+    group_id: str
+    name: str
+    product_key: str
+    masterdata_group_id: str
+    group_secret: str = field(repr=False)
+    description: str = ""
+    region_id: str | None = None  # allocation target: environment / region
+    org_id: str | None = None  # allocation target: OU
+    reprovision_method: str = "migrate"
+    model_type: str = "public"
+    manufacturer_org_id: str | None = None
+    sign_scheme: str = "sn-ts-secret"
+    sn_pattern: str | None = None  # None: the default deviceSn rule (docs/csv-format.md)
+    mqtt_url: str | None = None
+    http_url: str | None = None
+    create_time: int | None = None
+    update_time: int | None = None
+
+    def to_dict(self, include_secret: bool = False) -> dict:
+        out = {
+            "groupId": self.group_id,
+            "name": self.name,
+            "description": self.description,
+            "productKey": self.product_key,
+            "masterDataGroupId": self.masterdata_group_id,
+            "target": {"regionId": self.region_id, "orgId": self.org_id},
+            "reprovisionMethod": self.reprovision_method,
+            "modelType": self.model_type,
+            "manufacturerOrgId": self.manufacturer_org_id,
+            "signScheme": self.sign_scheme,
+            "snPattern": self.sn_pattern,
+            "mqttUrl": self.mqtt_url,
+            "httpUrl": self.http_url,
+            "createTime": self.create_time,
+            "updateTime": self.update_time,
+        }
+        if include_secret:
+            out["groupSecret"] = self.group_secret
+        return out
+
+
+# -- devices ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DeviceStatus:
+    current_status: str = CURRENT_INIT
+    connected_time: int | None = None
+    allocated_time: int | None = None
+    finished_time: int | None = None
+    discarded_time: int | None = None
+
+    def to_dict(self) -> dict:
+        return {
+            "currentStatus": self.current_status,
+            "connectedTime": self.connected_time,
+            "allocatedTime": self.allocated_time,
+            "finishedTime": self.finished_time,
+            "discardedTime": self.discarded_time,
+        }
+
+
+@dataclass(frozen=True)
+class Device:
+    """A DPS device (EnOS ``PvsDevice``) plus its EnOS triple once allocated."""
+
+    sn: str  # system SN, unique in the store / environment
+    group_id: str
+    device_sn: str  # manufacturer serial, unique within its group
+    product_key: str | None = None
+    region_id: str | None = None
+    org_id: str | None = None
+    batch_order: int | None = None
+    batch_tag: dict | None = None  # StringI18n
+    device_data: dict = field(default_factory=dict)  # master data, deviceSn included
+    desc: str | None = None
+    status: DeviceStatus = field(default_factory=DeviceStatus)
+    allocate_status: str = ALLOCATE_INIT
+    connect_status: str = CONNECT_INIT
+    reprovisioning: bool = False
+    allocate_error_msg: str = ""
+    device_key: str | None = None
+    device_secret: str | None = field(default=None, repr=False)
+    create_by: str | None = None
+    create_time: int | None = None
+    update_by: str | None = None
+    update_time: int | None = None
+    manufacturer_org_id: str | None = None
+
+    @property
+    def batch_tag_text(self) -> str | None:
+        return self.batch_tag.get("defaultValue") if self.batch_tag else None
+
+    @property
+    def allocated(self) -> bool:
+        return self.allocate_status == ALLOCATE_ALLOCATED
+
+    def to_dict(self, include_secret: bool = False) -> dict:
+        out = {
+            "sn": self.sn,
+            "groupId": self.group_id,
+            "deviceSn": self.device_sn,
+            "regionId": self.region_id,
+            "orgId": self.org_id,
+            "productKey": self.product_key,
+            "deviceKey": self.device_key,
+            "batchOrder": self.batch_order,
+            "batchTag": self.batch_tag,
+            "deviceData": self.device_data,
+            "desc": self.desc,
+            "status": self.status.to_dict(),
+            "reprovisioning": self.reprovisioning,
+            "allocateErrorMsg": self.allocate_error_msg,
+            "createBy": self.create_by,
+            "createTime": self.create_time,
+            "updateBy": self.update_by,
+            "updateTime": self.update_time,
+            "manufacturerOrgId": self.manufacturer_org_id,
+            "connectStatus": self.connect_status,
+            "allocateStatus": self.allocate_status,
+        }
+        if include_secret:
+            out["deviceSecret"] = self.device_secret
+        return out
+
+
+@dataclass(frozen=True)
+class NewDevice:
+    """One device to register: what a CSV row or a create call provides."""
+
+    device_sn: str
+    device_data: dict = field(default_factory=dict)  # master data without deviceSn
+    desc: str | None = None
+    batch_tag: dict | None = None
+
+
+@dataclass(frozen=True)
+class ConnectionInfo:
+    """What the device receives from bootstrap / get/conn: its triple and the broker URLs."""
+
+    sn: str
+    product_key: str
+    device_key: str
+    device_secret: str = field(repr=False)
+    mqtt_url: str | None = None
+    http_url: str | None = None
+
+    def to_dict(self, include_secret: bool = False) -> dict:
+        out = {
+            "sn": self.sn,
+            "pk": self.product_key,
+            "dk": self.device_key,
+            "murl": self.mqtt_url,
+            "hurl": self.http_url,
+        }
+        if include_secret:
+            out["ds"] = self.device_secret
+        return out
+
+
+# -- search -------------------------------------------------------------------------------------
+
+SORTABLE_FIELDS = ("createTime", "updateTime", "sn", "deviceSn", "batchOrder")
+
+
+@dataclass(frozen=True)
+class Sorter:
+    field: str = "createTime"
+    order: str = "DESC"
+
+
+@dataclass(frozen=True)
+class SearchQuery:
+    """Device search filters (all optional, combined with AND) and pagination.
+
+    Mirrors the fields the DPS search API can filter on; each filter accepts one value or several
+    (``IN``). ``sn_like`` is a SQL LIKE pattern on the system SN.
+    """
+
+    group_id: str | None = None
+    sns: tuple[str, ...] = ()
+    sn_like: str | None = None
+    device_sns: tuple[str, ...] = ()
+    batch_tag: str | None = None
+    batch_order: int | None = None
+    product_key: str | None = None
+    region_id: str | None = None
+    allocate_status: str | None = None
+    connect_status: str | None = None
+    current_status: str | None = None
+    created_after: int | None = None  # ms, inclusive
+    created_before: int | None = None  # ms, exclusive
+    device_data: tuple[tuple[str, str], ...] = ()  # (key, value) equality on master data
+    page_no: int = 1
+    page_size: int = 10
+    sorters: tuple[Sorter, ...] = (Sorter(),)
+
+
+@dataclass(frozen=True)
+class Page:
+    items: list
+    page_no: int
+    page_size: int
+    total: int
+
+    def to_dict(self) -> dict:
+        return {
+            "items": [i.to_dict() for i in self.items],
+            "pagination": {"pageNo": self.page_no, "pageSize": self.page_size, "total": self.total},
+        }
+
+
+# -- batch registration outcome -----------------------------------------------------------------
+
+OUTCOME_CREATED = "created"
+OUTCOME_SKIPPED = "skipped"  # already registered with the same data
+OUTCOME_CONFLICT = "conflict"  # deviceSn registered with different data; left untouched
+OUTCOME_INVALID = "invalid"  # row failed validation (only with --skip-invalid)
+
+
+@dataclass(frozen=True)
+class RegisterOutcome:
+    device_sn: str
+    outcome: str
+    sn: str | None = None
+    error: str | None = None
