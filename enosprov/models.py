@@ -6,8 +6,13 @@ snake_case. Secrets are excluded from ``repr()`` and from ``to_dict()`` unless a
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
+
+# Canonical JSON of master data: sorted keys and no spaces, so equal data gives equal text (the
+# local store keeps it so; idempotent re-registration compares it).
+canonical_json = json.JSONEncoder(sort_keys=True, ensure_ascii=False, separators=(",", ":")).encode
 
 # -- vocabularies -------------------------------------------------------------------------------
 
@@ -226,14 +231,27 @@ class Device:
         return out
 
 
-@dataclass(frozen=True)
-class NewDevice:
-    """One device to register: what a CSV row or a create call provides."""
+class NewDevice(NamedTuple):
+    """One device to register: what a CSV row or a create call provides.
+
+    A NamedTuple rather than a dataclass: batch registration builds one per row.
+    """
 
     device_sn: str
-    device_data: dict = field(default_factory=dict)  # master data without deviceSn
+    device_data: dict | None  # master data without deviceSn (None when data_json is given)
     desc: str | None = None
-    batch_tag: dict | None = None
+    batch_tag: dict | None = None  # StringI18n
+    data_json: str | None = None  # canonical_json(device_data), when already computed
+
+    def data(self) -> dict:
+        if self.device_data is not None:
+            return self.device_data
+        return json.loads(self.data_json) if self.data_json else {}
+
+    def canonical_data(self) -> str:
+        return (
+            self.data_json if self.data_json is not None else canonical_json(self.device_data or {})
+        )
 
 
 @dataclass(frozen=True)
@@ -320,8 +338,9 @@ OUTCOME_CONFLICT = "conflict"  # deviceSn registered with different data; left u
 OUTCOME_INVALID = "invalid"  # row failed validation (only with --skip-invalid)
 
 
-@dataclass(frozen=True)
-class RegisterOutcome:
+class RegisterOutcome(NamedTuple):
+    """What happened to one row of a batch (one per row: a NamedTuple for speed)."""
+
     device_sn: str
     outcome: str
     sn: str | None = None

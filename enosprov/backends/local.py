@@ -17,6 +17,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from .. import secrets_gen
+from ..core.rules import sn_matcher
 from ..errors import (
     InvalidArgumentError,
     StoreError,
@@ -31,6 +32,7 @@ from ..models import (
     RegisterOutcome,
     RegistrationGroup,
     SearchQuery,
+    canonical_json,
 )
 from . import local_groups, local_query
 from .base import MAX_CREATE_COUNT
@@ -55,8 +57,7 @@ def os_user() -> str:
         return "unknown"
 
 
-def canonical(data: dict) -> str:
-    return json.dumps(data, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+canonical = canonical_json
 
 
 class LocalBackend:
@@ -219,7 +220,7 @@ class LocalBackend:
                 record = NewDevice(
                     device_sn=sn_dev, device_data=data, desc=desc, batch_tag=batch_tag
                 )
-                sns.append(self._insert(conn, group, [record], order)[0])
+                sns.extend(self._insert(conn, group, [(record, canonical(data))], order))
             return sns
 
     def get(self, sn: str) -> Device:
@@ -423,39 +424,35 @@ class LocalBackend:
                 (group.group_id, json.dumps([r.device_sn for r in records])),
             )
         }
-        outcomes: list[RegisterOutcome] = []
-        fresh: list[NewDevice] = []
+        sn_ok = sn_matcher(group.sn_pattern)
+        found: list[tuple] = []  # (deviceSn, outcome, sn or None, error or None) in record order
+        fresh: list[tuple[NewDevice, str]] = []
         for rec in records:
-            data = canonical(rec.device_data)
+            data = rec.canonical_data()
             tag = rec.batch_tag.get("defaultValue") if rec.batch_tag else None
             prior = existing.get(rec.device_sn)
             if prior is None:
-                self._check_new_sn(group, rec.device_sn)
+                if not sn_ok(rec.device_sn):
+                    self._check_new_sn(group, rec.device_sn)
                 existing[rec.device_sn] = (None, data, rec.desc, tag)
-                fresh.append(rec)
-                outcomes.append(RegisterOutcome(rec.device_sn, "created"))
+                fresh.append((rec, data))
+                found.append((rec.device_sn, "created", None, None))
                 continue
             diffs = _differences(prior, data, rec.desc, tag)
             if diffs:
-                outcomes.append(
-                    RegisterOutcome(
-                        rec.device_sn,
-                        "conflict",
-                        sn=prior[0],
-                        error="already registered with a different " + ", ".join(diffs),
-                    )
-                )
+                error = "already registered with a different " + ", ".join(diffs)
+                found.append((rec.device_sn, "conflict", prior[0], error))
             else:
-                outcomes.append(RegisterOutcome(rec.device_sn, "skipped", sn=prior[0]))
-        if batch_order is not None and fresh:
-            new_sns = iter(self._insert(conn, group, fresh, batch_order))
-            outcomes = [
-                RegisterOutcome(o.device_sn, o.outcome, sn=next(new_sns))
-                if o.outcome == "created"
-                else o
-                for o in outcomes
-            ]
-        return outcomes
+                found.append((rec.device_sn, "skipped", prior[0], None))
+        if batch_order is None or not fresh:
+            return [RegisterOutcome(*f) for f in found]
+        new_sns = iter(self._insert(conn, group, fresh, batch_order))
+        return [
+            RegisterOutcome(f[0], "created", next(new_sns))
+            if f[1] == "created"
+            else RegisterOutcome(*f)
+            for f in found
+        ]
 
     # -- device side ----------------------------------------------------------------------------
 
@@ -519,41 +516,44 @@ class LocalBackend:
         conn.execute("UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key='batch_order'")
         return int(conn.execute("SELECT value FROM meta WHERE key='batch_order'").fetchone()[0])
 
-    def _insert(self, conn, group, records: Sequence[NewDevice], batch_order: int) -> list[str]:
+    def _insert(
+        self, conn, group, items: Sequence[tuple[NewDevice, str]], batch_order: int
+    ) -> list[str]:
+        """Insert (record, canonical deviceData JSON) pairs; return their new system SNs."""
         now = now_ms()
         user = self.user
+        pk = group.product_key
+        gid = group.group_id
+        mfr = group.manufacturer_org_id
         rows = []
-        sns = []
-        new_sn = secrets_gen.system_sn
-        for rec in records:
-            sn = new_sn()
-            sns.append(sn)
+        for rec, data in items:
             tag = rec.batch_tag
+            if tag:
+                i18n = tag.get("i18nValue")
+                tag_text = tag.get("defaultValue")
+                tag_i18n = json.dumps(i18n, ensure_ascii=False) if i18n else None
+            else:
+                tag_text = tag_i18n = None
             rows.append(
-                (
-                    sn,
-                    group.group_id,
-                    rec.device_sn,
-                    group.product_key,
-                    batch_order,
-                    tag.get("defaultValue") if tag else None,
-                    json.dumps(tag["i18nValue"], ensure_ascii=False)
-                    if tag and tag.get("i18nValue")
-                    else None,
-                    canonical(rec.device_data),
-                    rec.desc,
-                    user,
-                    now,
-                    user,
-                    now,
-                    group.manufacturer_org_id,
-                )
-            )
-        try:
-            conn.executemany(INSERT_DEVICE, rows)
-        except sqlite3.IntegrityError as exc:
-            raise StoreError(f"store {self.path}: {exc}; nothing was written, retry") from None
-        return sns
+                [None, gid, rec.device_sn, pk, batch_order, tag_text, tag_i18n, data, rec.desc,
+                 user, now, user, now, mfr]
+            )  # fmt: skip
+        for attempt in range(3):
+            sns = secrets_gen.system_sns(len(rows))
+            for row, sn in zip(rows, sns):
+                row[0] = sn
+            conn.execute("SAVEPOINT insert_devices")
+            try:
+                conn.executemany(INSERT_DEVICE, rows)
+            except sqlite3.IntegrityError as exc:
+                conn.execute("ROLLBACK TO insert_devices")
+                conn.execute("RELEASE insert_devices")
+                if "devices.sn" not in str(exc) or attempt == 2:
+                    raise StoreError(f"store {self.path}: {exc}; nothing was written") from None
+                continue  # a system SN prefix clashed: draw another
+            conn.execute("RELEASE insert_devices")
+            return sns
+        raise AssertionError("unreachable")
 
     def _device_row(
         self, conn, sn: str, code: int = 35601, msg: str = "Verify not pass/sn not found"

@@ -10,6 +10,7 @@ from ..core import rules
 from ..errors import AuthError, enos_error
 from ..models import ConnectionInfo, NewDevice, RegistrationGroup
 from . import local_groups
+from .local import canonical
 
 if TYPE_CHECKING:
     from .local import LocalBackend
@@ -71,7 +72,8 @@ def bootstrap(
                 local_groups_check_tz(timezone)
                 data["timezone"] = timezone
             order = backend._next_batch_order(conn)
-            backend._insert(conn, group, [NewDevice(device_sn=device_sn, device_data=data)], order)
+            record = NewDevice(device_sn=device_sn, device_data=data)
+            backend._insert(conn, group, [(record, canonical(data))], order)
             dev = backend.find_by_device_sn(group.group_id, device_sn)
         if not dev.allocated:
             backend._allocate(conn, dev, group, None, None)

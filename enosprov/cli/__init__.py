@@ -6,7 +6,7 @@ Only Typer is imported at start-up; each command imports what it needs when it r
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 

@@ -1,7 +1,8 @@
 """Batch registration from CSV: validate the whole file, then write it chunk by chunk.
 
-Pass 1 streams the file and checks every row (and duplicates inside the file) without touching the
-store. Pass 2 streams it again and hands chunks to ``backend.register_batch``, one transaction each.
+Pass 1 streams the file, checks every row (and duplicates inside the file) and stages the converted
+rows in a temporary file (marshal, chunked), without touching the store. Pass 2 streams the staged
+rows and hands chunks to ``backend.register_batch``, one transaction each. Memory stays flat.
 A killed run leaves whole chunks behind; running it again skips what is there (same data) and
 reports conflicts (other data), so every row ends up registered exactly once.
 """
@@ -9,6 +10,8 @@ reports conflicts (other data), so every row ends up registered exactly once.
 from __future__ import annotations
 
 import itertools
+import marshal
+import tempfile
 from array import array
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -16,12 +19,13 @@ from pathlib import Path
 
 from ..backends.base import Backend
 from ..errors import InvalidArgumentError, ValidationFailedError
-from ..models import NewDevice, RegisterOutcome
+from ..models import RegisterOutcome
 from .csvsource import CsvSource
 from .results import ResultsWriter
-from .rows import RowIssue, RowSchema
+from .rows import RowIssue, RowSchema, to_new_device
 
-DEFAULT_CHUNK_SIZE = 2000
+DEFAULT_CHUNK_SIZE = 5000
+STAGE_CHUNK = 1000  # rows per marshal record in the staging file
 MAX_REPORTED_ISSUES = 1000  # kept in memory and shown; the count covers them all
 
 ProgressFn = Callable[[str, int, int | None], None]  # (phase, rows done, total rows or None)
@@ -95,38 +99,41 @@ def register_csv(
     source = CsvSource(path, encoding=encoding, delimiter=delimiter)
     report = RegisterReport(file=str(path), group_id=grp.group_id, dry_run=dry_run)
 
-    # Pass 1: validate everything, write nothing.
-    bad_rows, total = _validate(source, grp, mdg, batch_tag, report, progress)
-    if 1 in bad_rows:  # a header problem makes every row unusable, even with --skip-invalid
-        raise ValidationFailedError(
-            f"{path}: the header is invalid; nothing was registered",
-            report.issues,
-            total=report.issue_count,
-            hint="`enosprov template csv --group G` prints the expected header",
+    # Pass 1: validate everything and stage the converted rows in a temporary file.
+    with tempfile.TemporaryFile(prefix="enosprov-stage-") as staging:
+        bad_rows, total, header = _validate(
+            source, grp, mdg, batch_tag, report, progress, staging, keep_fields=bool(results)
         )
-    if report.issue_count and not skip_invalid:
-        n, r = report.issue_count, len(bad_rows)
-        raise ValidationFailedError(
-            f"{path}: {n} problem{'s' * (n != 1)} in {r} row{'s' * (r != 1)}; "
-            "nothing was registered",
-            report.issues,
-            total=report.issue_count,
-            hint="fix the rows listed, or pass --skip-invalid to register only the valid ones",
-        )
+        if 1 in bad_rows:  # a header problem makes every row unusable, even with --skip-invalid
+            raise ValidationFailedError(
+                f"{path}: the header is invalid; nothing was registered",
+                report.issues,
+                total=report.issue_count,
+                hint="`enosprov template csv --group G` prints the expected header",
+            )
+        if report.issue_count and not skip_invalid:
+            n, r = report.issue_count, len(bad_rows)
+            raise ValidationFailedError(
+                f"{path}: {n} problem{'s' * (n != 1)} in {r} row{'s' * (r != 1)}; "
+                "nothing was registered",
+                report.issues,
+                total=report.issue_count,
+                hint="fix the rows listed, or pass --skip-invalid to register only the valid ones",
+            )
 
-    # Pass 2: write (or classify, for a dry run) in chunks.
-    if not dry_run:
-        report.batch_order = backend.next_batch_order()
-    writer = ResultsWriter(results) if results else None
-    try:
-        with source.rows() as rows:
-            schema = RowSchema(source.header, grp, mdg, default_batch_tag=batch_tag)
+        # Pass 2: write (or classify, for a dry run) in chunks, from the staged records.
+        if not dry_run:
+            report.batch_order = backend.next_batch_order()
+        writer = ResultsWriter(results) if results else None
+        try:
             if writer:
-                writer.open(source.header)
-            for chunk in _chunks(rows, schema, bad_rows, chunk_size, report, writer):
-                records = [rec for _, rec, _ in chunk]
+                writer.open(header)
+            for chunk in _chunks(staging, bad_rows, chunk_size, report, writer):
                 outcomes = backend.register_batch(
-                    grp.group_id, records, batch_order=report.batch_order, dry_run=dry_run
+                    grp.group_id,
+                    [to_new_device(rec) for _, rec, _ in chunk],
+                    batch_order=report.batch_order,
+                    dry_run=dry_run,
                 )
                 for (rowno, _, fields), outcome in zip(chunk, outcomes):
                     _count(report, outcome)
@@ -134,42 +141,75 @@ def register_csv(
                         writer.write(rowno, fields, outcome)
                 if progress:
                     progress("register", report.rows, total)
-        if writer:
-            report.results_file = writer.commit()
-    finally:
-        if writer:
-            writer.abort()
+            if writer:
+                report.results_file = writer.commit()
+        finally:
+            if writer:
+                writer.abort()
     return report
 
 
-def _validate(source, grp, mdg, batch_tag, report, progress) -> tuple[set[int], int]:
-    """Check every row; record issues on the report; return (rows to leave out, row count)."""
+def _validate(source, grp, mdg, batch_tag, report, progress, staging, keep_fields):
+    """Pass 1: check every row and stage it; return (rows to leave out, row count, header)."""
     bad_rows: set[int] = set()
     hashes = array("q")
+    count = 0
     with source.rows() as rows:
         schema = RowSchema(source.header, grp, mdg, default_batch_tag=batch_tag)
         for issue in schema.header_issues:
             _add_issue(report, issue)
         if schema.header_issues:
-            return {1}, 0
+            return {1}, 0, source.header
         convert = schema.convert
-        count = 0
+        i_sn = schema.i_sn
+        chunk: list[tuple] = []
         for rowno, fields in rows:
             record, issues = convert(rowno, fields)
             if issues:
                 bad_rows.add(rowno)
                 for issue in issues:
                     _add_issue(report, issue)
-            elif record is not None:
-                hashes.append(hash(record.device_sn))
+                sn = fields[i_sn].strip() if len(fields) > i_sn else ""
+                record = (sn, None, None, _describe(issues))
+            elif record is None:  # blank line
+                continue
+            else:
+                hashes.append(hash(record[0]))
+            chunk.append((rowno, record, fields if keep_fields else None))
             count += 1
-            if progress and not count % 10000:
-                progress("validate", count, None)
-    _find_duplicates(source, schema, hashes, bad_rows, report)
-    return bad_rows, count
+            if len(chunk) >= STAGE_CHUNK:
+                _stage(staging, chunk)
+                chunk = []
+                if progress:
+                    progress("validate", count, None)
+        if chunk:
+            _stage(staging, chunk)
+    _find_duplicates(staging, hashes, bad_rows, report)
+    return bad_rows, count, source.header
 
 
-def _find_duplicates(source, schema, hashes, bad_rows, report) -> None:
+def _describe(issues: list[RowIssue]) -> str:
+    return "; ".join(i.message if i.column is None else f"{i.column}: {i.message}" for i in issues)
+
+
+def _stage(staging, chunk: list[tuple]) -> None:
+    blob = marshal.dumps(chunk)
+    staging.write(len(blob).to_bytes(8, "little"))
+    staging.write(blob)
+
+
+def _staged(staging) -> Iterator[list[tuple]]:
+    """The staged chunks, in order (length-prefixed: marshal.load on a file reads piecemeal)."""
+    staging.seek(0)
+    read = staging.read
+    while True:
+        size = read(8)
+        if not size:
+            return
+        yield marshal.loads(read(int.from_bytes(size, "little")))
+
+
+def _find_duplicates(staging, hashes, bad_rows, report) -> None:
     """Report deviceSns that appear twice. Hashes narrow the candidates; a rescan confirms."""
     ordered = sorted(hashes)
     del hashes
@@ -178,14 +218,11 @@ def _find_duplicates(source, schema, hashes, bad_rows, report) -> None:
     if not candidates:
         return
     first_row: dict[str, int] = {}
-    with source.rows() as rows:
-        for rowno, fields in rows:
-            if rowno in bad_rows:
+    for chunk in _staged(staging):
+        for rowno, record, _ in chunk:
+            if rowno in bad_rows or hash(record[0]) not in candidates:
                 continue
-            record, _ = schema.convert(rowno, fields)
-            if record is None or hash(record.device_sn) not in candidates:
-                continue
-            sn = record.device_sn
+            sn = record[0]
             if sn in first_row:
                 bad_rows.add(rowno)
                 _add_issue(
@@ -202,37 +239,23 @@ def _add_issue(report: RegisterReport, issue: RowIssue) -> None:
         report.issues.append(issue)
 
 
-def _chunks(
-    rows: Iterator, schema: RowSchema, bad_rows: set[int], size: int, report, writer
-) -> Iterator[list[tuple[int, NewDevice, list[str]]]]:
-    chunk: list[tuple[int, NewDevice, list[str]]] = []
-    convert = schema.convert
-    for rowno, fields in rows:
-        if rowno in bad_rows:
-            report.rows += 1
-            report.invalid += 1
-            if writer:
-                problems = (
-                    "; ".join(
-                        i.message if i.column is None else f"{i.column}: {i.message}"
-                        for i in convert(rowno, fields)[1]
-                    )
-                    or "duplicate deviceSn in this file"
-                )
-                sn = (
-                    fields[schema.i_sn].strip()
-                    if schema.i_sn is not None and len(fields) > schema.i_sn
-                    else ""
-                )
-                writer.write(rowno, fields, RegisterOutcome(sn, "invalid", error=problems))
-            continue
-        record, _ = convert(rowno, fields)
-        if record is None:  # blank line
-            continue
-        chunk.append((rowno, record, fields))
-        if len(chunk) >= size:
-            yield chunk
-            chunk = []
+def _chunks(staging, bad_rows: set[int], size: int, report, writer) -> Iterator[list[tuple]]:
+    """Valid staged rows in chunks of ``size``; invalid ones are counted (and written) here."""
+    chunk: list[tuple] = []
+    for staged in _staged(staging):
+        for item in staged:
+            rowno, record, fields = item
+            if rowno in bad_rows:
+                report.rows += 1
+                report.invalid += 1
+                if writer:
+                    error = record[3] if record[1] is None else "deviceSn duplicates an earlier row"
+                    writer.write(rowno, fields, RegisterOutcome(record[0], "invalid", error=error))
+                continue
+            chunk.append(item)
+            if len(chunk) >= size:
+                yield chunk
+                chunk = []
     if chunk:
         yield chunk
 

@@ -7,10 +7,15 @@ attribute of the group's master data group, named by its identifier.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 
 from ..models import MasterDataGroup, NewDevice, RegistrationGroup
 from . import rules
+
+# The string escaper json uses with ensure_ascii=False (C-accelerated where available).
+_json_str = json.encoder.encode_basestring
+_CACHE_LIMIT = 4096  # distinct values remembered per column
 
 FIXED_COLUMNS = (
     "deviceSn",
@@ -92,20 +97,30 @@ class RowSchema:
         self.i_tz = get("timezone")
         self.i_desc = get("desc")
         self.i_tag = get("batchTag")
-        # (index, identifier, required, converter) for the master data columns present.
+        self.has_name = any(i is not None for i in (self.i_name, self.i_name_en, self.i_name_zh))
+        # (index, identifier, required, converter, cache) for the master data columns present.
+        # The cache maps raw cell text to the JSON fragment '"key":value' of its converted value:
+        # batches repeat values a lot, and building canonical JSON from fragments is much faster
+        # than a dict plus json.dumps (tests check both give the same text).
         self.attr_cols = [
-            (seen[a.identifier], a.identifier, a.required, rules.converter_for(a))
+            (seen[a.identifier], a.identifier, a.required, rules.converter_for(a), {})
             for a in masterdata.attributes
             if a.identifier in seen
         ]
+        self._tz_fragments: dict[str, str] = {}
 
     def _header_issue(self, column: str | None, message: str) -> None:
         self.header_issues.append(RowIssue(1, column, message))
 
     # -- rows ---------------------------------------------------------------------------------
 
-    def convert(self, rowno: int, fields: list[str]) -> tuple[NewDevice | None, list[RowIssue]]:
-        """The record for one row, or None and the row's issues. Blank rows give (None, [])."""
+    def convert(self, rowno: int, fields: list[str]) -> tuple[tuple | None, list[RowIssue]]:
+        """Validate one row.
+
+        Returns ``((deviceSn, deviceData as canonical JSON, desc, batchTag), [])`` for a valid
+        row, ``(None, issues)`` for an invalid one and ``(None, [])`` for a blank line. The
+        deviceData JSON excludes deviceSn.
+        """
         if len(fields) != self.width:
             if not any(f.strip() for f in fields):
                 return None, []
@@ -122,9 +137,14 @@ class RowSchema:
         if not self._sn_ok(sn) or len(sn) > rules.DEVICE_SN_MAX:
             problem = rules.sn_problem(sn, self._sn_problem_pattern) or "invalid deviceSn"
             issues.append(RowIssue(rowno, "deviceSn", problem))
-        data: dict = {}
-        for idx, key, required, convert in self.attr_cols:
-            text = fields[idx].strip()
+        frags: dict[str, str] = {}  # master data key -> '"key":value' JSON fragment
+        for idx, key, required, convert, cache in self.attr_cols:
+            raw = fields[idx]
+            frag = cache.get(raw)
+            if frag is not None:
+                frags[key] = frag
+                continue
+            text = raw.strip()
             if not text:
                 if required:
                     issues.append(RowIssue(rowno, key, "a value is required"))
@@ -133,23 +153,38 @@ class RowSchema:
             if problem:
                 issues.append(RowIssue(rowno, key, problem))
             else:
-                data[key] = value
-        name = self._device_name(rowno, fields, issues)
-        if name:
-            data["deviceName"] = name
+                frag = _fragment(key, value)
+                frags[key] = frag
+                if len(cache) < _CACHE_LIMIT:
+                    cache[raw] = frag
+        if self.has_name:
+            name = self._device_name(rowno, fields, issues)
+            if name:
+                frags["deviceName"] = name
         if self.i_tz is not None:
-            tz = fields[self.i_tz].strip()
-            if tz:
+            raw = fields[self.i_tz]
+            frag = self._tz_fragments.get(raw)
+            if frag is None and raw.strip():
+                tz = raw.strip()
                 problem = rules.timezone_problem(tz)
                 if problem:
                     issues.append(RowIssue(rowno, "timezone", problem))
-                data["timezone"] = tz
+                else:
+                    frag = _fragment("timezone", tz)
+                    if len(self._tz_fragments) < _CACHE_LIMIT:
+                        self._tz_fragments[raw] = frag
+            if frag is not None:
+                frags["timezone"] = frag
         desc = None
         if self.i_desc is not None:
             desc = fields[self.i_desc].strip() or None
             if desc and len(desc) > rules.DEVICE_DESC_MAX:
                 issues.append(
-                    RowIssue(rowno, "desc", f"desc is {len(desc)} characters; the limit is 512")
+                    RowIssue(
+                        rowno,
+                        "desc",
+                        f"desc is {len(desc)} characters; the limit is {rules.DEVICE_DESC_MAX}",
+                    )
                 )
         tag = self.default_batch_tag
         if self.i_tag is not None:
@@ -164,28 +199,47 @@ class RowSchema:
             )
         if issues:
             return None, issues
-        batch_tag = {"defaultValue": tag, "i18nValue": {}} if tag else None
-        return NewDevice(device_sn=sn, device_data=data, desc=desc, batch_tag=batch_tag), issues
+        data_json = "{" + ",".join([frags[k] for k in sorted(frags)]) + "}"
+        return (sn, data_json, desc, tag), issues
 
-    def _device_name(self, rowno: int, fields: list[str], issues: list[RowIssue]) -> dict | None:
+    def _device_name(self, rowno: int, fields: list[str], issues: list[RowIssue]) -> str | None:
+        """The deviceName StringI18n as a JSON fragment, or None when the row names nothing."""
         default = fields[self.i_name].strip() if self.i_name is not None else ""
-        i18n = {}
-        if self.i_name_en is not None and fields[self.i_name_en].strip():
-            i18n["en_US"] = fields[self.i_name_en].strip()
-        if self.i_name_zh is not None and fields[self.i_name_zh].strip():
-            i18n["zh_CN"] = fields[self.i_name_zh].strip()
-        if not default and not i18n:
+        en = fields[self.i_name_en].strip() if self.i_name_en is not None else ""
+        zh = fields[self.i_name_zh].strip() if self.i_name_zh is not None else ""
+        if not (default or en or zh):
             return None
+        limit = rules.DEVICE_NAME_MAX
         for col, text in (
             ("deviceName", default),
-            *((f"deviceName.{k}", v) for k, v in i18n.items()),
+            ("deviceName.en_US", en),
+            ("deviceName.zh_CN", zh),
         ):
-            if len(text) > rules.DEVICE_NAME_MAX:
+            if len(text) > limit:
                 issues.append(
-                    RowIssue(
-                        rowno,
-                        col,
-                        f"name is {len(text)} characters; the limit is {rules.DEVICE_NAME_MAX}",
-                    )
+                    RowIssue(rowno, col, f"name is {len(text)} characters; the limit is {limit}")
                 )
-        return {"defaultValue": default or next(iter(i18n.values())), "i18nValue": i18n}
+        i18n = []
+        if en:
+            i18n.append('"en_US":' + _json_str(en))
+        if zh:
+            i18n.append('"zh_CN":' + _json_str(zh))
+        return (
+            '"deviceName":{"defaultValue":'
+            + _json_str(default or en or zh)
+            + ',"i18nValue":{'
+            + ",".join(i18n)
+            + "}}"
+        )
+
+
+def _fragment(key: str, value: object) -> str:
+    """'"key":value' exactly as canonical_json writes it (ints as digits, strings escaped)."""
+    return _json_str(key) + ":" + (_json_str(value) if isinstance(value, str) else str(value))
+
+
+def to_new_device(record: tuple) -> NewDevice:
+    """A NewDevice from the tuple ``RowSchema.convert`` returns."""
+    sn, data_json, desc, tag = record
+    tag_value = {"defaultValue": tag, "i18nValue": {}} if tag else None
+    return NewDevice(sn, None, desc, tag_value, data_json)

@@ -1,0 +1,192 @@
+"""`make bench`: the performance targets of the issues, measured on this machine.
+
+1. Register 100,000 valid rows (10 columns, 4 of them master data) into an empty store through the
+   real CLI, and, in the same run, a bare baseline over the same file (csv.reader + sqlite3
+   executemany into the same schema, no validation). Reports both and their ratio (goal <= 2).
+2. Peak memory (max RSS of the CLI process) at 100,000 and 1,000,000 rows (goal <= 150 MB).
+3. `enosprov --help` wall time (median of 7, goal <= 0.3 s).
+
+Usage: python benchmarks/run.py [--rows N] [--big-rows N] [--skip-big] [--out DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import shutil
+import sqlite3
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+HEADER = [
+    "deviceSn", "deviceName", "deviceName.zh_CN", "timezone", "desc", "batchTag",
+    "max_capacity", "phase", "install_date", "site",
+]  # fmt: skip
+
+
+def enosprov_cmd() -> list[str]:
+    exe = shutil.which("enosprov", path=str(Path(sys.executable).parent))
+    return [exe] if exe else [sys.executable, "-m", "enosprov"]
+
+
+def make_csv(path: Path, rows: int) -> None:
+    with open(path, "w", encoding="utf-8", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(HEADER)
+        for i in range(rows):
+            w.writerow(
+                [
+                    f"MTR-{i:09d}",
+                    f"Meter {i}",
+                    f"电表 {i}",
+                    "+08:00" if i % 2 else "Europe/Berlin",
+                    "bench unit" if i % 3 == 0 else "",
+                    f"B-{i // 10000:03d}",
+                    str(40 + i % 60),
+                    "single" if i % 2 else "three",
+                    "2026-11-%02d" % (1 + i % 28),
+                    f"Plant {i % 7}, hall {i % 5}",
+                ]
+            )
+
+
+def run(cmd: list[str], **kw) -> subprocess.CompletedProcess:
+    return subprocess.run(cmd, capture_output=True, text=True, **kw)
+
+
+def timed_child(cmd: list[str]) -> tuple[float, float, subprocess.CompletedProcess]:
+    """(wall seconds, peak RSS MB of this child) for one command."""
+    import resource  # POSIX; the bench is run by developers and CI on Linux
+
+    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    t0 = time.perf_counter()
+    proc = run(cmd)
+    wall = time.perf_counter() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    # ru_maxrss of children is the max over all children so far: measure the big run last.
+    peak_kb = max(after, before) if after > before else after
+    return wall, peak_kb / 1024, proc
+
+
+def setup_store(store: Path) -> None:
+    cli = [*enosprov_cmd(), "--store", str(store)]
+    for args in (
+        ["masterdata", "create", "--file", str(ROOT / "examples" / "masterdata.toml")],
+        ["group", "create", "--id", "bench", "--name", "Bench", "--product-key", "pk",
+         "--region", "eu2", "--org", "o1", "--masterdata", "meters"],
+    ):  # fmt: skip
+        proc = run(cli + args)
+        if proc.returncode:
+            sys.exit(f"setup failed: {proc.stderr}")
+
+
+def bare_baseline(csv_path: Path, store: Path) -> float:
+    """csv.reader + executemany into the same schema; same pragmas; no validation."""
+    from enosprov.backends.local import LocalBackend
+    from enosprov.backends.local_schema import INSERT_DEVICE
+
+    LocalBackend(store).close()  # creates the schema
+    conn = sqlite3.connect(store, isolation_level=None)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=FULL")
+    conn.execute(
+        "INSERT INTO registration_groups (group_id, name, group_secret, product_key, "
+        "masterdata_group_id, reprovision_method, model_type, sign_scheme, create_time, "
+        "update_time) VALUES ('bench', 'Bench', 's', 'pk', 'builtin', 'migrate', 'public', "
+        "'sn-ts-secret', 0, 0)"
+    )
+    t0 = time.perf_counter()
+    with open(csv_path, encoding="utf-8", newline="") as fh:
+        reader = csv.reader(fh)
+        next(reader)
+        conn.execute("BEGIN IMMEDIATE")
+        conn.executemany(
+            INSERT_DEVICE,
+            (
+                (f"s{i}", "bench", r[0], "pk", 1, r[5], None, r[9], r[4], "u", 0, "u", 0, None)
+                for i, r in enumerate(reader)
+            ),
+        )
+        conn.execute("COMMIT")
+    elapsed = time.perf_counter() - t0
+    conn.close()
+    return elapsed
+
+
+def register(csv_path: Path, store: Path) -> tuple[float, float, dict]:
+    setup_store(store)
+    cmd = [*enosprov_cmd(), "--store", str(store), "register", "--csv", str(csv_path),
+           "--group", "bench", "--json"]  # fmt: skip
+    wall, peak, proc = timed_child(cmd)
+    if proc.returncode:
+        sys.exit(f"register failed ({proc.returncode}): {proc.stdout[-2000:]} {proc.stderr[-2000:]}")
+    return wall, peak, json.loads(proc.stdout)["data"]
+
+
+def help_time() -> float:
+    cmd = [*enosprov_cmd(), "--help"]
+    run(cmd)  # warm the file cache
+    samples = []
+    for _ in range(7):
+        t0 = time.perf_counter()
+        run(cmd)
+        samples.append(time.perf_counter() - t0)
+    return statistics.median(samples)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--rows", type=int, default=100_000)
+    ap.add_argument("--big-rows", type=int, default=1_000_000)
+    ap.add_argument("--skip-big", action="store_true", help="skip the 1,000,000-row memory run")
+    ap.add_argument("--out", type=Path, default=ROOT / "bench-out")
+    args = ap.parse_args()
+    shutil.rmtree(args.out, ignore_errors=True)
+    args.out.mkdir(parents=True)
+    results = {}
+
+    small = args.out / f"devices-{args.rows}.csv"
+    make_csv(small, args.rows)
+    bare = min(bare_baseline(small, args.out / f"bare-{i}.db") for i in range(2))
+    wall, peak, report = register(small, args.out / "store.db")
+    assert report["created"] == args.rows, report
+    results["register_rows"] = args.rows
+    results["register_wall_s"] = round(wall, 3)
+    results["register_rows_per_s"] = round(args.rows / wall)
+    results["bare_baseline_s"] = round(bare, 3)
+    results["ratio_register_to_bare"] = round(wall / bare, 2)
+    results["register_peak_rss_mb"] = round(peak, 1)
+    results["help_median_s"] = round(help_time(), 3)
+
+    if not args.skip_big:
+        big = args.out / f"devices-{args.big_rows}.csv"
+        make_csv(big, args.big_rows)
+        wall, peak, report = register(big, args.out / "big.db")
+        assert report["created"] == args.big_rows, report
+        results["big_rows"] = args.big_rows
+        results["big_register_wall_s"] = round(wall, 2)
+        results["big_register_peak_rss_mb"] = round(peak, 1)
+
+    targets = {
+        "register_wall_s": 2.0,
+        "ratio_register_to_bare": 2.0,
+        "register_peak_rss_mb": 150,
+        "big_register_peak_rss_mb": 150,
+        "help_median_s": 0.3,
+    }
+    print(f"{'measure':32} {'value':>12} {'target':>8}")
+    for key, value in results.items():
+        target = targets.get(key)
+        mark = "" if target is None else ("  ok" if value <= target else "  MISSED")
+        print(f"{key:32} {value:>12} {'' if target is None else target:>8}{mark}")
+    (args.out / "results.json").write_text(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()
