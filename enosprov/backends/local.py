@@ -20,6 +20,7 @@ from .. import secrets_gen
 from ..core.rules import sn_matcher
 from ..errors import (
     InvalidArgumentError,
+    NotFoundError,
     StoreError,
     enos_error,
 )
@@ -494,12 +495,10 @@ class LocalBackend:
     def _group_for_device(self, group_id: str, conn=None, code: int = 35404) -> RegistrationGroup:
         try:
             return local_groups.get_group(conn or self.conn, group_id, by_name=False)
-        except Exception as exc:
-            if getattr(exc, "enos_code", None) == 35404:
-                raise enos_error(
-                    code, "Group not found", hint=f"no registration group {group_id!r}"
-                ) from None
-            raise
+        except NotFoundError:
+            raise enos_error(
+                code, "Group not found", hint=f"no registration group {group_id!r}"
+            ) from None
 
     def _check_new_sn(self, group: RegistrationGroup, device_sn: str) -> None:
         from ..core.rules import sn_problem
