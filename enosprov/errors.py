@@ -135,7 +135,13 @@ ENOS_CODE_CLASSES: dict[int, type[EnosprovError]] = {
 }
 
 
-def enos_error(enos_code: int, message: str, **kw) -> EnosprovError:
-    """Build the enosprov exception that mirrors an EnOS error code."""
-    cls = ENOS_CODE_CLASSES.get(enos_code, EnosprovError)
+def enos_error(
+    enos_code: int, message: str, *, cls: type[EnosprovError] | None = None, **kw
+) -> EnosprovError:
+    """Build the enosprov exception that mirrors an EnOS error code.
+
+    ``cls`` overrides the class where EnOS reuses a code for another meaning (35601 is both
+    "DeviceSn duplicated" and "sn not found").
+    """
+    cls = cls or ENOS_CODE_CLASSES.get(enos_code, EnosprovError)
     return cls(message, enos_code=enos_code, **kw)

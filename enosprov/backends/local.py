@@ -203,25 +203,31 @@ class LocalBackend:
         group = self._group_for_device(group_id)
         data = dict(device_data or {})
         device_sn = data.pop("deviceSn", None)
-        local_groups.check_device_data(self.conn, group, data)
+        data = local_groups.check_device_data(self.conn, group, data)
         if device_sn is not None and count != 1:
             raise enos_error(35601, "DeviceSn duplicated", hint="a deviceSn needs count=1")
+        if device_sn is not None:
+            self._check_new_sn(group, device_sn)
+        data_json = canonical(data)
         with self.write() as conn:
+            if (
+                device_sn is not None
+                and conn.execute(
+                    "SELECT 1 FROM devices WHERE group_id=? AND device_sn=?",
+                    (group.group_id, device_sn),
+                ).fetchone()
+            ):
+                raise enos_error(35601, "DeviceSn duplicated")
             order = self._next_batch_order(conn)
-            sns = []
-            for _ in range(count):
-                sn_dev = device_sn or self._blank_device_sn(conn, group.group_id)
-                if device_sn is not None:
-                    self._check_new_sn(group, device_sn)
-                    if conn.execute(
-                        "SELECT 1 FROM devices WHERE group_id=? AND device_sn=?",
-                        (group.group_id, device_sn),
-                    ).fetchone():
-                        raise enos_error(35601, "DeviceSn duplicated")
-                record = NewDevice(
-                    device_sn=sn_dev, device_data=data, desc=desc, batch_tag=batch_tag
-                )
-                sns.extend(self._insert(conn, group, [(record, canonical(data))], order))
+            sns: list[str] = []
+            for start in range(0, count, 5000):
+                # count > 1 without a deviceSn creates blank devices; each gets a unique
+                # placeholder serial "blank-<random>" (EnOS leaves theirs undocumented).
+                records = [
+                    (NewDevice(device_sn or _blank_device_sn(), data, desc, batch_tag), data_json)
+                    for _ in range(min(5000, count - start))
+                ]
+                sns.extend(self._insert(conn, group, records, order))
             return sns
 
     def get(self, sn: str) -> Device:
@@ -267,7 +273,7 @@ class LocalBackend:
                     data.pop(key, None)
                 else:
                     data[key] = value
-            local_groups.check_device_data(conn, group, data)
+            data = local_groups.check_device_data(conn, group, data)
             sets = {"device_data": canonical(data)}
             if desc is not None:
                 sets["description"] = desc
@@ -306,7 +312,7 @@ class LocalBackend:
             if device_data:
                 merged = {k: v for k, v in dev.device_data.items() if k != "deviceSn"}
                 merged.update({k: v for k, v in device_data.items() if k != "deviceSn"})
-                local_groups.check_device_data(conn, group, merged)
+                merged = local_groups.check_device_data(conn, group, merged)
                 self._set(conn, sn, {"device_data": canonical(merged)})
             if not dev.allocated:
                 self._allocate(conn, dev, group, region_id, org_id)
@@ -507,10 +513,6 @@ class LocalBackend:
         if problem:
             raise enos_error(99400, f"Invalid Argument deviceSn: {problem}")
 
-    def _blank_device_sn(self, conn, group_id: str) -> str:
-        # count>1 without a deviceSn creates blank devices; give each a unique placeholder serial.
-        return "blank-" + secrets_gen.system_sn()
-
     def _next_batch_order(self, conn) -> int:
         conn.execute("UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key='batch_order'")
         return int(conn.execute("SELECT value FROM meta WHERE key='batch_order'").fetchone()[0])
@@ -559,7 +561,7 @@ class LocalBackend:
     ) -> Device:
         row = conn.execute(f"SELECT {DEVICE_COLUMNS} FROM devices WHERE sn=?", (sn,)).fetchone()
         if row is None:
-            raise enos_error(code, msg, hint=f"no device with system sn {sn!r}")
+            raise enos_error(code, msg, cls=NotFoundError, hint=f"no device with system sn {sn!r}")
         return local_query.to_device(row)
 
     def _set(self, conn, sn: str, sets: dict) -> None:
@@ -603,6 +605,10 @@ class LocalBackend:
             mqtt_url=group.mqtt_url or DEFAULT_MQTT_URL.format(region=region),
             http_url=group.http_url or DEFAULT_HTTP_URL.format(region=region),
         )
+
+
+def _blank_device_sn() -> str:
+    return "blank-" + secrets_gen.system_sn()
 
 
 def _batch_tag_columns(tag: dict | None) -> dict:

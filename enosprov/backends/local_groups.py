@@ -209,16 +209,19 @@ def list_groups(conn) -> list[RegistrationGroup]:
     return [RegistrationGroup(*r) for r in rows]
 
 
-def check_device_data(conn, group: RegistrationGroup, data: dict) -> None:
-    """Validate master data given through the library/API (the CSV path validates per row)."""
+def check_device_data(conn, group: RegistrationGroup, data: dict) -> dict:
+    """Validate master data given through the library/API (the CSV path validates per row);
+    return it with values in their stored types."""
     mdg = get_masterdata_group(conn, group.masterdata_group_id)
     attrs = {a.identifier: a for a in mdg.attributes}
+    out = {}
     for key, value in data.items():
         if key in BUILTIN_KEYS:
             if key == "timezone" and value is not None:
                 problem = rules.timezone_problem(str(value))
                 if problem:
                     raise enos_error(99400, f"Invalid Argument deviceData.timezone: {problem}")
+            out[key] = value
             continue
         attr = attrs.get(key)
         if attr is None:
@@ -227,12 +230,14 @@ def check_device_data(conn, group: RegistrationGroup, data: dict) -> None:
                 f"Invalid Argument deviceData.{key}: not a master data key of group {group.group_id}",
                 hint="known keys: " + ", ".join(list(BUILTIN_KEYS) + list(attrs)),
             )
-        problem = rules.check_value(attr, value)
+        value, problem = rules.normalize_value(attr, value)
         if problem:
             raise enos_error(99400, f"Invalid Argument deviceData.{key}: {problem}")
+        out[key] = value
     # Required master data is enforced at registration; an update cannot remove it either.
     for attr in mdg.attributes:
-        if attr.required and attr.identifier not in data:
+        if attr.required and attr.identifier not in out:
             raise enos_error(
                 99400, f"Invalid Argument deviceData.{attr.identifier}: a value is required"
             )
+    return out

@@ -126,8 +126,9 @@ def build_where(q: SearchQuery) -> tuple[str, list]:
             continue
         if not (IDENTIFIER_RE.fullmatch(key) or key in BUILTIN_KEYS):
             raise enos_error(99400, f"Invalid Argument deviceData key {key!r}")
-        where.append("json_extract(device_data, ?) = ?")
-        params.extend((f'$."{key}"', value))
+        # Compare as text so that ("max_capacity", "42") finds the Integer 42.
+        where.append("CAST(json_extract(device_data, ?) AS TEXT) = ?")
+        params.extend((f'$."{key}"', str(value)))
     return (" WHERE " + " AND ".join(where)) if where else "", params
 
 

@@ -67,7 +67,7 @@ def handled(fn):
         except (typer.Exit, typer.Abort, SystemExit):
             raise
         except Exception as exc:
-            if _debug():
+            if _debug(kwargs.get("ctx")):
                 raise
             err = EnosprovError(
                 f"internal error: {type(exc).__name__}",
@@ -79,11 +79,8 @@ def handled(fn):
     return wrapper
 
 
-def _debug() -> bool:
-    import click
-
-    ctx = click.get_current_context(silent=True)
-    obj = ctx.find_root().obj if ctx else None
+def _debug(ctx) -> bool:
+    obj = ctx.find_root().obj if ctx is not None else None
     return bool(getattr(obj, "debug", False))
 
 

@@ -119,17 +119,22 @@ def converter_for(attr: MasterDataAttribute) -> Converter:
     return convert_str
 
 
-def check_value(attr: MasterDataAttribute, value: object) -> str | None:
-    """Validate an already-typed value (library and API callers): the problem, or None."""
+def normalize_value(attr: MasterDataAttribute, value: object) -> tuple[object, str | None]:
+    """Validate a value given through the library or an API and return it in its stored type
+    (an Integer given as "42" becomes 42, as it would from a CSV): (value, problem)."""
     if attr.type == "Integer":
-        if isinstance(value, bool) or not isinstance(value, int):
-            if isinstance(value, str):
-                return converter_for(attr)(value)[1]
-            return f"{value!r} is not an Integer"
-        return None if INT_MIN <= value <= INT_MAX else f"{value} is out of the Integer range"
+        if isinstance(value, bool):
+            return None, f"{value!r} is not an Integer"
+        if isinstance(value, int):
+            if INT_MIN <= value <= INT_MAX:
+                return value, None
+            return None, f"{value} is out of the Integer range"
+        if isinstance(value, str):
+            return converter_for(attr)(value.strip())
+        return None, f"{value!r} is not an Integer"
     if not isinstance(value, str):
-        return f"{value!r} is not a {attr.type} string"
-    return converter_for(attr)(value)[1]
+        return None, f"{value!r} is not a {attr.type} string"
+    return converter_for(attr)(value)
 
 
 def check_attribute_definition(attr: MasterDataAttribute) -> str | None:
