@@ -97,7 +97,9 @@ def write_csv(tmp_path) -> Callable[..., Path]:
 def meters_rows(n: int, start: int = 1, prefix: str = "SN") -> str:
     lines = [METERS_HEADER]
     for i in range(start, start + n):
-        lines.append(f"{prefix}-{i:06d},Meter {i},+08:00,{40 + i % 50},single,2026-11-01,Hall {i % 3}")
+        lines.append(
+            f"{prefix}-{i:06d},Meter {i},+08:00,{40 + i % 50},single,2026-11-01,Hall {i % 3}"
+        )
     return "\n".join(lines) + "\n"
 
 

@@ -82,6 +82,8 @@ class CsvSource:
             reader = csv.reader(text, delimiter=delimiter, strict=True)
             try:
                 self.header = [h.strip() for h in next(reader)]
+                if self.header:  # a BOM survives an explicit --encoding utf-8
+                    self.header[0] = self.header[0].lstrip("\ufeff").strip()
             except csv.Error as exc:
                 raise InputFileError(f"{self.path}, row 1: malformed CSV header ({exc})") from None
             yield self._records(reader)
