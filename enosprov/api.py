@@ -43,6 +43,7 @@ __all__ = [
     "create_masterdata_group",
     "csv_template",
     "export_devices_to",
+    "find_device",
     "list_devices",
     "load_masterdata_group",
     "open_backend",

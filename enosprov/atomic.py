@@ -1,34 +1,82 @@
-"""Atomic file writes: a temporary file beside the target, then ``os.replace``."""
+"""Atomic file output: a temporary file beside the target, moved into place with ``os.replace``.
+
+A reader never sees half a file, and a failed or interrupted run leaves the previous file (if
+any) untouched and no temporary file behind. Files holding secrets are created owner read/write
+only (``private=True``); others get the usual permissions (0666 minus the umask).
+"""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 from pathlib import Path
+from typing import IO
 
 from .errors import InputFileError
 
 
-def write_text(path: str | Path, text: str, *, private: bool = False) -> Path:
-    """Write ``text`` (UTF-8) to ``path`` atomically; ``private`` makes it owner read/write only."""
-    path = Path(path)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    except OSError as exc:
-        raise InputFileError(f"cannot write {path}: {exc.strerror or exc}") from None
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
-            fh.write(text)
-        if not private:
-            mask = os.umask(0)
-            os.umask(mask)
-            os.chmod(tmp, 0o666 & ~mask)
-        os.replace(tmp, path)
-    except BaseException:
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+class AtomicFile:
+    """``with AtomicFile(path) as fh: ...`` writes ``path`` atomically (text, UTF-8).
+
+    Also usable without ``with``: ``open()``, write to ``.fh``, then ``commit()`` or ``abort()``.
+    """
+
+    def __init__(self, path: str | Path, *, private: bool = False) -> None:
+        self.path = Path(path)
+        self.private = private
+        self.fh: IO[str] | None = None
+        self._tmp: str | None = None
+
+    def open(self) -> IO[str]:
         try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-    return path
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd, self._tmp = tempfile.mkstemp(
+                dir=self.path.parent, prefix=f".{self.path.name}.", suffix=".tmp"
+            )
+        except OSError as exc:
+            raise InputFileError(f"cannot write {self.path}: {exc.strerror or exc}") from None
+        # mkstemp creates the file 0600 (owner only) on POSIX; widen it when nothing is secret.
+        if not self.private:
+            os.chmod(self._tmp, 0o666 & ~_umask())
+        self.fh = os.fdopen(fd, "w", encoding="utf-8", newline="")
+        return self.fh
+
+    def commit(self) -> Path:
+        assert self.fh is not None and self._tmp is not None
+        self.fh.close()
+        os.replace(self._tmp, self.path)
+        self._tmp = None
+        return self.path
+
+    def abort(self) -> None:
+        """Drop the temporary file; a no-op after commit()."""
+        if self._tmp is None:
+            return
+        if self.fh is not None and not self.fh.closed:
+            self.fh.close()
+        with contextlib.suppress(OSError):
+            os.unlink(self._tmp)
+        self._tmp = None
+
+    def __enter__(self) -> IO[str]:
+        return self.open()
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.commit()
+        else:
+            self.abort()
+
+
+def write_text(path: str | Path, text: str, *, private: bool = False) -> Path:
+    """Write ``text`` (UTF-8) to ``path`` atomically."""
+    with AtomicFile(path, private=private) as fh:
+        fh.write(text)
+    return Path(path)

@@ -7,7 +7,7 @@ code (``enos_code``). Messages never contain secrets.
 
 from __future__ import annotations
 
-# Process exit codes, documented in docs/cli.md. Stable: factory scripts depend on them.
+# Process exit codes, documented in README.md ("Exit codes"). Stable: factory scripts depend on them.
 EXIT_OK = 0
 EXIT_FAILED = 1  # refused, invalid input, not found, conflict
 EXIT_USAGE = 2  # Click's own code for bad command-line usage
@@ -112,6 +112,12 @@ class StoreError(EnosprovError):
 
     code = "store_unavailable"
     exit_code = EXIT_UNAVAILABLE
+
+
+class StoreVersionError(EnosprovError):
+    """The store was written by a newer enosprov; retrying will not help, upgrading will."""
+
+    code = "store_version"
 
 
 class BackendUnavailableError(EnosprovError):

@@ -67,5 +67,5 @@ def sign(scheme: str, identity: str, timestamp: int, secret: str) -> str:
 
 def verify(scheme: str, identity: str, timestamp: int, secret: str, signature: str) -> bool:
     """Constant-time check of a signature; hex case is ignored."""
-    expected = sign(scheme, identity, timestamp, secret)
-    return hmac.compare_digest(expected, (signature or "").lower())
+    expected = sign(scheme, identity, timestamp, secret).lower()
+    return hmac.compare_digest(expected.encode(), (signature or "").lower().encode())

@@ -22,6 +22,7 @@ from ..errors import (
     InvalidArgumentError,
     NotFoundError,
     StoreError,
+    StoreVersionError,
     enos_error,
 )
 from ..models import (
@@ -144,7 +145,7 @@ class LocalBackend:
                     (str(SCHEMA_VERSION),),
                 )
             elif int(row[0]) > SCHEMA_VERSION:
-                raise StoreError(
+                raise StoreVersionError(
                     f"store {self.path} was written by a newer enosprov (schema {row[0]})",
                     hint="upgrade enosprov",
                 )
@@ -432,6 +433,10 @@ class LocalBackend:
             )
         }
         sn_ok = sn_matcher(group.sn_pattern)
+        if not existing and batch_order is not None:
+            fast = self._insert_all_new(conn, group, records, batch_order, sn_ok)
+            if fast is not None:
+                return fast
         found: list[tuple] = []  # (deviceSn, outcome, sn or None, error or None) in record order
         fresh: list[tuple[NewDevice, str]] = []
         for rec in records:
@@ -516,6 +521,15 @@ class LocalBackend:
     def _next_batch_order(self, conn) -> int:
         conn.execute("UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key='batch_order'")
         return int(conn.execute("SELECT value FROM meta WHERE key='batch_order'").fetchone()[0])
+
+    def _insert_all_new(self, conn, group, records, batch_order, sn_ok) -> list | None:
+        """The common case of a fresh batch: no record exists yet. None if the general path is
+        needed (a duplicate deviceSn inside the batch, or a deviceSn to explain)."""
+        device_sns = [r.device_sn for r in records]
+        if len(set(device_sns)) != len(device_sns) or not all(map(sn_ok, device_sns)):
+            return None
+        sns = self._insert(conn, group, [(r, r.canonical_data()) for r in records], batch_order)
+        return [RegisterOutcome(d, "created", sn) for d, sn in zip(device_sns, sns)]
 
     def _insert(
         self, conn, group, items: Sequence[tuple[NewDevice, str]], batch_order: int

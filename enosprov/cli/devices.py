@@ -86,21 +86,29 @@ def list_(
         )
 
     def render(p) -> None:
+        # Columns that say nothing on this page are left out, so the table fits 80 columns.
+        cols = ["sn", "deviceSn", "group", "batch", "state", "target", "created"]
+        rows = [
+            [
+                d.sn,
+                d.device_sn,
+                d.group_id,
+                d.batch_tag_text,
+                _state_label(d),
+                f"{d.region_id} / {d.org_id}" if d.allocated else None,
+                _time(d.create_time, seconds=False),
+            ]
+            for d in p.items
+        ]
+        drop = set()
+        if len({d.group_id for d in p.items}) <= 1:
+            drop.add(2)
+        if not any(d.allocated for d in p.items):
+            drop.add(5)
         table(
             None,
-            ["sn", "deviceSn", "group", "batch", "state", "target", "created"],
-            [
-                [
-                    d.sn,
-                    d.device_sn,
-                    d.group_id,
-                    d.batch_tag_text,
-                    _state_label(d),
-                    f"{d.region_id} / {d.org_id}" if d.allocated else "",
-                    _time(d.create_time),
-                ]
-                for d in p.items
-            ],
+            [c for i, c in enumerate(cols) if i not in drop],
+            [[v for i, v in enumerate(r) if i not in drop] for r in rows],
         )
         first = (p.page_no - 1) * p.page_size
         say(f"{first + 1 if p.items else 0}-{first + len(p.items)} of {p.total}", stderr=True)
@@ -209,12 +217,13 @@ def export(
     )
 
 
-def _time(ms: int | None) -> str:
+def _time(ms: int | None, seconds: bool = True) -> str:
     if ms is None:
         return ""
     import datetime as dt
 
-    return dt.datetime.fromtimestamp(ms / 1000, dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%SZ")
+    fmt = "%Y-%m-%d %H:%M:%SZ" if seconds else "%Y-%m-%d %H:%MZ"
+    return dt.datetime.fromtimestamp(ms / 1000, dt.timezone.utc).strftime(fmt)
 
 
 def _value(v) -> str:

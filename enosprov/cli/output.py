@@ -84,17 +84,24 @@ def _debug(ctx) -> bool:
     return bool(getattr(obj, "debug", False))
 
 
-NO_WRAP = {"sn", "deviceSn", "group", "group id", "batch", "created", "state"}
+# Identifiers people copy (system sn, deviceSn, group id) are never wrapped or cut: their column
+# keeps its full width and the other columns fold instead.
+KEEP_WHOLE = {"sn", "deviceSn", "group id"}
 
 
 def table(title: str | None, columns: list[str], rows: list[list]) -> None:
     from rich.table import Table
 
+    cells = [["" if v is None else str(v) for v in r] for r in rows]
     t = Table(title=title, show_lines=False, header_style="bold")
-    for c in columns:
-        t.add_column(c, no_wrap=c in NO_WRAP, overflow="fold")
-    for r in rows:
-        t.add_row(*["" if v is None else str(v) for v in r])
+    for i, c in enumerate(columns):
+        if c in KEEP_WHOLE:
+            width = max([len(c), *(len(r[i]) for r in cells)])
+            t.add_column(c, no_wrap=True, min_width=width)
+        else:
+            t.add_column(c, overflow="fold")
+    for r in cells:
+        t.add_row(*r)
     _console().print(t)
 
 

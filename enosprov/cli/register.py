@@ -52,7 +52,8 @@ def register(
     The whole file is validated first; any invalid row means nothing is registered (unless
     --skip-invalid). Re-running the same file is safe: registered rows are skipped, rows whose
     deviceSn exists with other data are reported as conflicts. Exit codes: 0 all rows registered
-    or already there, 1 invalid input (nothing written), 5 finished with conflicts or skipped rows.
+    or already there, 1 invalid input (nothing written), 5 finished with conflicts or with rows
+    left out by --skip-invalid.
 
     Example: enosprov register --csv devices.csv --group meters-eu --batch-tag B-2026-11-A
     --results results.csv

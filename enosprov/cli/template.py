@@ -46,3 +46,5 @@ def csv_(
         emit({"columns": columns, "file": str(out) if out else None}, True)
     elif out is None:
         typer.echo(buf.getvalue(), nl=False)
+    else:
+        typer.echo(f"wrote {out} ({len(columns)} columns)", err=True)

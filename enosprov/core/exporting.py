@@ -7,12 +7,11 @@ from __future__ import annotations
 
 import csv
 import json
-import os
-import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..atomic import AtomicFile
 from ..errors import InputFileError
 from ..models import Device
 
@@ -103,43 +102,20 @@ def export_devices(
     out = Path(out)
     fmt = export_format(out, fmt)
     md_keys = list(masterdata_keys or [])
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
-    except OSError as exc:
-        raise InputFileError(f"cannot write {out}: {exc}") from None
     count = 0
-    try:
-        if include_secrets and hasattr(os, "fchmod"):
-            os.fchmod(fd, 0o600)  # mkstemp already creates 0600 on POSIX; keep it explicit
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
-            if fmt == "csv":
-                writer = csv.writer(fh)
-                header = [*BASE_COLUMNS, *md_keys] + (["deviceSecret"] if include_secrets else [])
-                writer.writerow(header)
-                for dev in devices:
-                    writer.writerow(_csv_row(dev, md_keys, include_secrets))
-                    count += 1
-            else:
-                for dev in devices:
-                    fh.write(
-                        json.dumps(dev.to_dict(include_secret=include_secrets), ensure_ascii=False)
-                    )
-                    fh.write("\n")
-                    count += 1
-        if not include_secrets:
-            os.chmod(tmp, 0o644 & ~_umask())
-        os.replace(tmp, out)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    with AtomicFile(out, private=include_secrets) as fh:
+        if fmt == "csv":
+            writer = csv.writer(fh)
+            header = [*BASE_COLUMNS, *md_keys] + (["deviceSecret"] if include_secrets else [])
+            writer.writerow(header)
+            for dev in devices:
+                writer.writerow(_csv_row(dev, md_keys, include_secrets))
+                count += 1
+        else:
+            for dev in devices:
+                fh.write(
+                    json.dumps(dev.to_dict(include_secret=include_secrets), ensure_ascii=False)
+                )
+                fh.write("\n")
+                count += 1
     return ExportReport(str(out), fmt, count, include_secrets)
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask

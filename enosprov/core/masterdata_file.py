@@ -55,7 +55,9 @@ def load_masterdata_group(path: str | Path) -> MasterDataGroup:
             raise InputFileError(f"{where}: 'values' must be a list of strings")
         if "required" in raw and not isinstance(raw["required"], bool):
             raise InputFileError(f"{where}: 'required' must be true or false")
-        if "maxLength" in raw and not isinstance(raw["maxLength"], int):
+        if "maxLength" in raw and (
+            isinstance(raw["maxLength"], bool) or not isinstance(raw["maxLength"], int)
+        ):
             raise InputFileError(f"{where}: 'maxLength' must be an integer")
         attrs.append(MasterDataAttribute.from_dict(raw))
     return MasterDataGroup(

@@ -8,11 +8,9 @@ from __future__ import annotations
 
 import csv
 import json
-import os
-import tempfile
 from pathlib import Path
 
-from ..errors import InputFileError
+from ..atomic import AtomicFile
 from ..models import RegisterOutcome
 
 RESULT_COLUMNS = ("row", "deviceSn", "sn", "outcome", "error")
@@ -22,20 +20,12 @@ class ResultsWriter:
     def __init__(self, target: str | Path) -> None:
         self.target = Path(target)
         self.jsonl = self.target.suffix.lower() in (".jsonl", ".ndjson", ".json")
-        self._fh = None
-        self._tmp: str | None = None
+        self._file = AtomicFile(self.target)
         self._header: list[str] = []
 
     def open(self, input_header: list[str]) -> None:
         self._header = list(input_header)
-        try:
-            self.target.parent.mkdir(parents=True, exist_ok=True)
-            fd, self._tmp = tempfile.mkstemp(
-                dir=self.target.parent, prefix=f".{self.target.name}.", suffix=".tmp"
-            )
-        except OSError as exc:
-            raise InputFileError(f"cannot write results file {self.target}: {exc}") from None
-        self._fh = os.fdopen(fd, "w", encoding="utf-8", newline="")
+        self._fh = self._file.open()
         if not self.jsonl:
             self._csv = csv.writer(self._fh)
             extra = [f"input.{h}" if h in RESULT_COLUMNS else h for h in self._header]
@@ -59,29 +49,13 @@ class ResultsWriter:
             )
         else:
             self._csv.writerow(
-                [
-                    rowno,
-                    outcome.device_sn,
-                    outcome.sn or "",
-                    outcome.outcome,
-                    outcome.error or "",
-                    *fields,
-                ]
-            )
+                [rowno, outcome.device_sn, outcome.sn or "", outcome.outcome, outcome.error or "",
+                 *fields]
+            )  # fmt: skip
 
     def commit(self) -> str:
-        self._fh.close()
-        os.replace(self._tmp, self.target)
-        self._tmp = None
-        return str(self.target)
+        return str(self._file.commit())
 
     def abort(self) -> None:
         """Remove the temporary file if commit() was not reached."""
-        if self._tmp:
-            if self._fh and not self._fh.closed:
-                self._fh.close()
-            try:
-                os.unlink(self._tmp)
-            except OSError:
-                pass
-            self._tmp = None
+        self._file.abort()

@@ -134,6 +134,8 @@ class RowSchema:
             ]
         issues: list[RowIssue] = []
         sn = fields[self.i_sn].strip()
+        if not sn and not any(f.strip() for f in fields):
+            return None, []  # a row of empty cells, as spreadsheets write for empty lines
         if not self._sn_ok(sn) or len(sn) > rules.DEVICE_SN_MAX:
             problem = rules.sn_problem(sn, self._sn_problem_pattern) or "invalid deviceSn"
             issues.append(RowIssue(rowno, "deviceSn", problem))
@@ -210,15 +212,18 @@ class RowSchema:
         if not (default or en or zh):
             return None
         limit = rules.DEVICE_NAME_MAX
-        for col, text in (
-            ("deviceName", default),
-            ("deviceName.en_US", en),
-            ("deviceName.zh_CN", zh),
-        ):
-            if len(text) > limit:
-                issues.append(
-                    RowIssue(rowno, col, f"name is {len(text)} characters; the limit is {limit}")
-                )
+        if len(default) > limit or len(en) > limit or len(zh) > limit:
+            for col, text in (
+                ("deviceName", default),
+                ("deviceName.en_US", en),
+                ("deviceName.zh_CN", zh),
+            ):
+                if len(text) > limit:
+                    issues.append(
+                        RowIssue(
+                            rowno, col, f"name is {len(text)} characters; the limit is {limit}"
+                        )
+                    )
         i18n = []
         if en:
             i18n.append('"en_US":' + _json_str(en))
