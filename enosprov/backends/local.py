@@ -36,7 +36,7 @@ from ..models import (
     SearchQuery,
     canonical_json,
 )
-from . import local_groups, local_query
+from . import local_device, local_groups, local_query
 from .base import MAX_CREATE_COUNT
 from .local_schema import DEVICE_COLUMNS, INSERT_DEVICE, SCHEMA, SCHEMA_VERSION
 
@@ -467,39 +467,9 @@ class LocalBackend:
         ]
 
     # -- device side ----------------------------------------------------------------------------
-
-    def bootstrap(
-        self,
-        *,
-        group_id: str,
-        device_sn: str,
-        timestamp: int,
-        sign: str,
-        sign_method: str = "sha256",
-        device_name: dict | None = None,
-        timezone: str | None = None,
-    ) -> ConnectionInfo:
-        from .local_device import bootstrap
-
-        return bootstrap(
-            self,
-            group_id=group_id,
-            device_sn=device_sn,
-            timestamp=timestamp,
-            sign=sign,
-            sign_method=sign_method,
-            device_name=device_name,
-            timezone=timezone,
-        )
-
-    def get_connection_info(
-        self, *, sn: str, timestamp: int, sign: str, sign_method: str = "sha256"
-    ) -> ConnectionInfo:
-        from .local_device import get_connection_info
-
-        return get_connection_info(
-            self, sn=sn, timestamp=timestamp, sign=sign, sign_method=sign_method
-        )
+    # Defined in local_device.py (functions whose first argument is the backend).
+    bootstrap = local_device.bootstrap
+    get_connection_info = local_device.get_connection_info
 
     # -- internals shared with local_device -----------------------------------------------------
 

@@ -8,9 +8,8 @@ from typing import TYPE_CHECKING
 from .. import signing
 from ..core import rules
 from ..errors import AuthError, enos_error
-from ..models import ConnectionInfo, NewDevice, RegistrationGroup
+from ..models import ConnectionInfo, NewDevice, RegistrationGroup, canonical_json
 from . import local_groups
-from .local import canonical
 
 if TYPE_CHECKING:
     from .local import LocalBackend
@@ -73,7 +72,7 @@ def bootstrap(
                 data["timezone"] = timezone
             order = backend._next_batch_order(conn)
             record = NewDevice(device_sn=device_sn, device_data=data)
-            backend._insert(conn, group, [(record, canonical(data))], order)
+            backend._insert(conn, group, [(record, canonical_json(data))], order)
             dev = backend.find_by_device_sn(group.group_id, device_sn)
         if not dev.allocated:
             backend._allocate(conn, dev, group, None, None)
