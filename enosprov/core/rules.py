@@ -87,9 +87,9 @@ def _convert_date(text: str) -> tuple[object, str | None]:
     if _DATE_RE.fullmatch(text):
         try:
             _dt.date.fromisoformat(text)
-            return text, None
         except ValueError:
-            pass
+            return None, f"{text!r} is not a Date (YYYY-MM-DD): no such day"
+        return text, None
     return None, f"{text!r} is not a Date (YYYY-MM-DD)"
 
 
