@@ -73,8 +73,13 @@ class LocalBackend:
         *,
         busy_timeout: float = DEFAULT_BUSY_TIMEOUT,
         clock_skew_ms: int | None = DEFAULT_CLOCK_SKEW_MS,
+        durable: bool = True,
     ) -> None:
+        """``durable=False`` syncs the WAL at checkpoints only (synchronous=NORMAL): still
+        consistent after a crash, but the last transactions may be lost on power failure. The
+        emulator uses it; factory registration keeps the default, synchronous=FULL."""
         self.path = Path(path)
+        self.durable = durable
         self.busy_timeout = busy_timeout
         self.clock_skew_ms = clock_skew_ms
         self.user = os_user()
@@ -98,7 +103,7 @@ class LocalBackend:
                 hint="check the --store path and its folder permissions",
             ) from None
         self._retry_busy(lambda: conn.execute("PRAGMA journal_mode=WAL"))
-        conn.execute("PRAGMA synchronous=FULL")
+        conn.execute("PRAGMA synchronous=FULL" if self.durable else "PRAGMA synchronous=NORMAL")
         conn.execute("PRAGMA foreign_keys=ON")
         return conn
 
