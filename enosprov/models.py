@@ -202,6 +202,42 @@ class Device:
     def allocated(self) -> bool:
         return self.allocate_status == ALLOCATE_ALLOCATED
 
+    @classmethod
+    def from_dict(cls, d: dict) -> Device:
+        """A Device from a PvsDevice JSON object (what the DPS APIs return)."""
+        data = dict(d.get("deviceData") or {})
+        status = d.get("status") or {}
+        return cls(
+            sn=d["sn"],
+            group_id=d.get("groupId") or "",
+            device_sn=d.get("deviceSn") or data.get("deviceSn") or "",
+            product_key=d.get("productKey"),
+            region_id=d.get("regionId"),
+            org_id=d.get("orgId"),
+            batch_order=d.get("batchOrder"),
+            batch_tag=d.get("batchTag") or None,
+            device_data=data,
+            desc=d.get("desc"),
+            status=DeviceStatus(
+                status.get("currentStatus") or CURRENT_INIT,
+                status.get("connectedTime"),
+                status.get("allocatedTime"),
+                status.get("finishedTime"),
+                status.get("discardedTime"),
+            ),
+            allocate_status=d.get("allocateStatus") or ALLOCATE_INIT,
+            connect_status=d.get("connectStatus") or CONNECT_INIT,
+            reprovisioning=bool(d.get("reprovisioning")),
+            allocate_error_msg=d.get("allocateErrorMsg") or "",
+            device_key=d.get("deviceKey"),
+            device_secret=d.get("deviceSecret"),
+            create_by=d.get("createBy"),
+            create_time=d.get("createTime"),
+            update_by=d.get("updateBy"),
+            update_time=d.get("updateTime"),
+            manufacturer_org_id=d.get("manufacturerOrgId"),
+        )
+
     def to_dict(self, include_secret: bool = False) -> dict:
         out = {
             "sn": self.sn,
@@ -276,6 +312,18 @@ class ConnectionInfo:
         if include_secret:
             out["ds"] = self.device_secret
         return out
+
+    @classmethod
+    def from_dict(cls, d: dict, sn: str = "") -> ConnectionInfo:
+        """From a bootstrap / get/conn answer ({pk, dk, ds, murl, hurl}, plus sn when given)."""
+        return cls(
+            sn=d.get("sn") or sn,
+            product_key=d.get("pk") or "",
+            device_key=d.get("dk") or "",
+            device_secret=d.get("ds") or "",
+            mqtt_url=d.get("murl"),
+            http_url=d.get("hurl"),
+        )
 
 
 # -- search -------------------------------------------------------------------------------------

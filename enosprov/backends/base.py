@@ -118,3 +118,27 @@ def iter_pages(backend: Backend, query: SearchQuery) -> Iterator[Device]:
         if len(page.items) < MAX_PAGE_SIZE:
             return
         page_no += 1
+
+
+def compare_registered(
+    device_sn: str, prior: tuple, data: str, desc: str | None, tag: str | None
+) -> RegisterOutcome:
+    """Classify a row against the stored device ``prior`` = (sn, canonical deviceData JSON,
+    desc, batch tag): "skipped" when equal, "conflict" naming what differs otherwise."""
+    import json
+
+    sn, p_data, p_desc, p_tag = prior
+    diffs = []
+    if p_data != data:
+        old, new = json.loads(p_data), json.loads(data)
+        keys = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+        diffs.append("deviceData (" + ", ".join(keys) + ")")
+    if (p_desc or None) != (desc or None):
+        diffs.append("desc")
+    if (p_tag or None) != (tag or None):
+        diffs.append("batchTag")
+    if diffs:
+        return RegisterOutcome(
+            device_sn, "conflict", sn, "already registered with a different " + ", ".join(diffs)
+        )
+    return RegisterOutcome(device_sn, "skipped", sn)

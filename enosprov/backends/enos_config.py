@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 DEFAULT_TIMEOUT = 30.0  # seconds, per HTTP request
-DEFAULT_RETRIES = 5  # attempts after the first, on 429 / 5xx / connection errors
+DEFAULT_RETRIES = 8  # attempts after the first, on 429 / 5xx / connection errors
 DEFAULT_WORKERS = 16  # concurrent requests in a batch
 DEFAULT_MAX_RPS: float | None = None  # client-side rate limit (requests per second); None = off
 

@@ -37,7 +37,7 @@ from ..models import (
     canonical_json,
 )
 from . import local_device, local_groups, local_query
-from .base import MAX_CREATE_COUNT
+from .base import MAX_CREATE_COUNT, compare_registered
 from .local_schema import DEVICE_COLUMNS, INSERT_DEVICE, SCHEMA, SCHEMA_VERSION
 
 DEFAULT_BUSY_TIMEOUT = 60.0  # seconds a writer waits for another station's transaction
@@ -455,12 +455,7 @@ class LocalBackend:
                 fresh.append((rec, data))
                 found.append((rec.device_sn, "created", None, None))
                 continue
-            diffs = _differences(prior, data, rec.desc, tag)
-            if diffs:
-                error = "already registered with a different " + ", ".join(diffs)
-                found.append((rec.device_sn, "conflict", prior[0], error))
-            else:
-                found.append((rec.device_sn, "skipped", prior[0], None))
+            found.append(tuple(compare_registered(rec.device_sn, prior, data, rec.desc, tag)))
         if batch_order is None or not fresh:
             return [RegisterOutcome(*f) for f in found]
         new_sns = iter(self._insert(conn, group, fresh, batch_order))
@@ -608,17 +603,3 @@ def _batch_tag_columns(tag: dict | None) -> dict:
         "batch_tag": tag.get("defaultValue"),
         "batch_tag_i18n": json.dumps(i18n, ensure_ascii=False) if i18n else None,
     }
-
-
-def _differences(prior: tuple, data: str, desc: str | None, tag: str | None) -> list[str]:
-    _, p_data, p_desc, p_tag = prior
-    diffs = []
-    if p_data != data:
-        old, new = json.loads(p_data), json.loads(data)
-        keys = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
-        diffs.append("deviceData (" + ", ".join(keys) + ")")
-    if (p_desc or None) != (desc or None):
-        diffs.append("desc")
-    if (p_tag or None) != (tag or None):
-        diffs.append("batchTag")
-    return diffs

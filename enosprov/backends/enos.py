@@ -1,0 +1,415 @@
+"""The EnOS backend: the DPS v2.5 application and device APIs behind the Backend interface.
+
+Registration groups and master data groups cannot be read from EnOS (console only), so they come
+from the profile (``EnosConfig.groups``). Batches fan out over a bounded thread pool
+(``EnosConfig.workers``) under an optional client-side rate limit. A create whose answer was lost
+is never blindly repeated: the deviceSn is looked up first, so a batch never registers a device
+twice. See docs/enos-api.md for every endpoint and what is enosprov's own choice.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
+
+from ..errors import (
+    BackendUnavailableError,
+    ConflictError,
+    InvalidArgumentError,
+    NotFoundError,
+)
+from ..models import (
+    ConnectionInfo,
+    Device,
+    MasterDataGroup,
+    NewDevice,
+    Page,
+    RegisterOutcome,
+    RegistrationGroup,
+    SearchQuery,
+    canonical_json,
+)
+from . import fql
+from .base import MAX_PAGE_SIZE, compare_registered
+from .enos_config import EnosConfig, GroupConfig
+from .http import ApiClient, DeviceClient, OutcomeUnknown, backoff_delay
+
+BUILTIN = MasterDataGroup(
+    id="builtin", name="Built-in master data", description="deviceSn, deviceName and timezone only"
+)
+LOOKUP_SLICE = 500  # deviceSns per search request when classifying a batch
+
+
+class EnosBackend:
+    name = "enos"
+
+    def __init__(self, config: EnosConfig, *, api: ApiClient | None = None) -> None:
+        self.config = config
+        self.api = api or ApiClient(config)
+        self._device: DeviceClient | None = None
+        self._pool: ThreadPoolExecutor | None = None
+        self._lock = threading.Lock()
+        self._mdg_cache: dict[str, MasterDataGroup] = {}
+
+    def close(self) -> None:
+        if self._pool:
+            self._pool.shutdown(wait=True)
+        self.api.close()
+        if self._device:
+            self._device.close()
+
+    def __enter__(self) -> EnosBackend:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # -- groups (from the profile) ---------------------------------------------------------------
+
+    def _group_config(self, group: str) -> GroupConfig | None:
+        for g in self.config.groups:
+            if group in (g.group_id, g.name):
+                return g
+        return None
+
+    def get_group(self, group: str) -> RegistrationGroup:
+        g = self._group_config(group)
+        if g is None:
+            # Not in the profile: usable for the application APIs, with built-in master data.
+            g = GroupConfig(group_id=group)
+        return RegistrationGroup(
+            group_id=g.group_id,
+            name=g.name or g.group_id,
+            product_key=g.product_key or "",
+            masterdata_group_id=f"file:{g.masterdata_file}" if g.masterdata_file else "builtin",
+            group_secret=g.secret or "",
+            sign_scheme=g.sign_scheme,
+            sn_pattern=g.sn_pattern,
+        )
+
+    def list_groups(self) -> list[RegistrationGroup]:
+        return [self.get_group(g.group_id) for g in self.config.groups]
+
+    def get_masterdata_group(self, mdg_id: str) -> MasterDataGroup:
+        if mdg_id == "builtin":
+            return BUILTIN
+        if not mdg_id.startswith("file:"):
+            raise NotFoundError(
+                f"master data group {mdg_id!r} not found",
+                hint="with a profile, master data comes from the group's `masterdata` TOML file",
+            )
+        if mdg_id not in self._mdg_cache:
+            from ..core.masterdata_file import load_masterdata_group
+
+            self._mdg_cache[mdg_id] = load_masterdata_group(mdg_id[5:])
+        return self._mdg_cache[mdg_id]
+
+    def list_masterdata_groups(self) -> list[MasterDataGroup]:
+        seen = {"builtin": BUILTIN}
+        for g in self.list_groups():
+            seen.setdefault(g.masterdata_group_id, self.get_masterdata_group(g.masterdata_group_id))
+        return list(seen.values())
+
+    def device_counts(self) -> dict[str, int]:
+        return {
+            g.group_id: self.search(SearchQuery(group_id=g.group_id, page_size=1)).total
+            for g in self.config.groups
+        }
+
+    # -- application API ------------------------------------------------------------------------
+
+    def create(
+        self,
+        group_id: str,
+        *,
+        count: int = 1,
+        desc: str | None = None,
+        batch_tag: dict | None = None,
+        device_data: dict | None = None,
+    ) -> list[str]:
+        body = _drop_none(
+            {
+                "groupId": group_id,
+                "count": count,
+                "desc": desc,
+                "batchTag": batch_tag,
+                "deviceData": device_data,
+            }
+        )
+        device_sn = (device_data or {}).get("deviceSn")
+        if device_sn is None or count != 1:
+            try:
+                return list(self.api.call("create", body, safe_to_repeat=False)["data"] or [])
+            except OutcomeUnknown as exc:
+                raise BackendUnavailableError(
+                    f"the outcome of creating {count} blank device(s) is unknown ({exc})",
+                    hint="search the group before retrying: blank devices cannot be deduplicated",
+                ) from None
+        return [self._create_one(group_id, device_sn, body)]
+
+    def _create_one(self, group_id: str, device_sn: str, body: dict) -> str:
+        """Create one device; after a lost answer, look its deviceSn up before trying again."""
+        retries = self.config.retries
+        for attempt in range(retries + 1):
+            try:
+                return self.api.call("create", body, safe_to_repeat=False)["data"][0]
+            except OutcomeUnknown:
+                found = self._find(group_id, device_sn)
+                if found is not None:
+                    return found.sn
+                if attempt < retries:
+                    self.api._sleep(backoff_delay(attempt))
+        raise BackendUnavailableError(
+            f"could not create deviceSn {device_sn} after {retries + 1} attempts",
+            hint="retrying the batch is safe: registered rows are skipped",
+        )
+
+    def _find(self, group_id: str, device_sn: str) -> Device | None:
+        page = self.search(SearchQuery(group_id=group_id, device_sns=(device_sn,), page_size=2))
+        return page.items[0] if page.items else None
+
+    def get(self, sn: str) -> Device:
+        if not sn:
+            raise InvalidArgumentError("OrgId/sn is required", enos_code=35400)
+        return Device.from_dict(self.api.call("get", query={"sn": sn}, method="GET")["data"])
+
+    def search(self, query: SearchQuery) -> Page:
+        if not 1 <= query.page_size <= MAX_PAGE_SIZE:
+            raise InvalidArgumentError(
+                f"Invalid Argument pageSize must be between 1 and {MAX_PAGE_SIZE}", enos_code=99400
+            )
+        expression, rest = fql.render(query)
+        if _has_filters(rest):
+            # DPS cannot search these fields: filter every match here, then page locally.
+            matches = list(self.iter_devices(query))
+            start = (query.page_no - 1) * query.page_size
+            return Page(matches[start : start + query.page_size], query.page_no,
+                        query.page_size, len(matches))  # fmt: skip
+        doc = self.api.call("search", _search_body(expression, query))
+        pag = doc.get("pagination") or {}
+        items = [Device.from_dict(d) for d in doc.get("data") or []]
+        total = pag.get("totalSize", pag.get("total", len(items)))
+        return Page(items, query.page_no, query.page_size, int(total))
+
+    def iter_devices(self, query: SearchQuery) -> Iterator[Device]:
+        expression, rest = fql.render(query)
+        page_no = 1
+        while True:
+            page_query = replace(query, page_no=page_no, page_size=MAX_PAGE_SIZE)
+            doc = self.api.call("search", _search_body(expression, page_query))
+            items = [Device.from_dict(d) for d in doc.get("data") or []]
+            for dev in items:
+                if _matches(dev, rest):
+                    yield dev
+            if len(items) < MAX_PAGE_SIZE:
+                return
+            page_no += 1
+
+    def update(
+        self,
+        sn: str,
+        *,
+        desc: str | None = None,
+        batch_tag: dict | None = None,
+        device_data: dict | None = None,
+    ) -> str:
+        body = _drop_none(
+            {"sn": sn, "desc": desc, "batchTag": batch_tag, "deviceData": device_data}
+        )
+        return self.api.call("update", body)["data"]
+
+    def delete(self, group_id: str, sns: Sequence[str]) -> list[str]:
+        return list(self.api.call("delete", {"groupId": group_id, "snList": list(sns)})["data"])
+
+    def allocate(
+        self,
+        sn: str,
+        *,
+        device_data: dict | None = None,
+        region_id: str | None = None,
+        org_id: str | None = None,
+    ) -> Device:
+        if region_id or org_id:
+            raise InvalidArgumentError(
+                "the EnOS API allocates to the target configured on the registration group",
+                hint="change the group's allocation target in the EnOS console",
+            )
+        body = _drop_none({"sn": sn, "deviceData": device_data})
+        return Device.from_dict(self.api.call("allocate", body)["data"])
+
+    def reset_allocation(self, group_id: str, sns: Sequence[str]) -> list[str]:
+        body = {"groupId": group_id, "sns": list(sns)}
+        return list(self.api.call("resetAllocationStatus", body)["data"])
+
+    def replace(self, sn: str, replacement_sn: str) -> Device:
+        body = {"sn": sn, "replacementSn": replacement_sn}
+        try:
+            return Device.from_dict(self.api.call("replace", body, safe_to_repeat=False)["data"])
+        except OutcomeUnknown:
+            # Done if the original is gone and the replacement exists.
+            new = self.get(replacement_sn)
+            try:
+                self.get(sn)
+            except NotFoundError:
+                return new
+            return Device.from_dict(self.api.call("replace", body)["data"])
+
+    # -- bulk registration ----------------------------------------------------------------------
+
+    def next_batch_order(self) -> int | None:
+        return None  # EnOS numbers each create call itself
+
+    def register_batch(
+        self,
+        group_id: str,
+        records: Sequence[NewDevice],
+        *,
+        batch_order: int | None = None,
+        dry_run: bool = False,
+    ) -> list[RegisterOutcome]:
+        existing = self._existing(group_id, [r.device_sn for r in records])
+        outcomes: list[RegisterOutcome | None] = []
+        todo: list[tuple[int, NewDevice]] = []
+        seen: dict[str, tuple] = {}
+        for rec in records:
+            data = rec.canonical_data()
+            tag = rec.batch_tag.get("defaultValue") if rec.batch_tag else None
+            prior = existing.get(rec.device_sn) or seen.get(rec.device_sn)
+            if prior is None:
+                seen[rec.device_sn] = (None, data, rec.desc, tag)
+                outcomes.append(RegisterOutcome(rec.device_sn, "created") if dry_run else None)
+                todo.append((len(outcomes) - 1, rec))
+                continue
+            outcomes.append(compare_registered(rec.device_sn, prior, data, rec.desc, tag))
+        if dry_run or not todo:
+            return outcomes  # type: ignore[return-value]
+        pool = self._executor()
+        futures = [(i, pool.submit(self._register_one, group_id, rec)) for i, rec in todo]
+        failure: Exception | None = None
+        for i, fut in futures:
+            try:
+                outcomes[i] = fut.result()
+            except (ConflictError, BackendUnavailableError) as exc:
+                failure = failure or exc
+        if failure is not None:
+            raise failure
+        return outcomes  # type: ignore[return-value]
+
+    def _register_one(self, group_id: str, rec: NewDevice) -> RegisterOutcome:
+        body = _drop_none(
+            {
+                "groupId": group_id,
+                "count": 1,
+                "desc": rec.desc,
+                "batchTag": rec.batch_tag,
+                "deviceData": {"deviceSn": rec.device_sn, **rec.data()},
+            }
+        )
+        try:
+            return RegisterOutcome(
+                rec.device_sn, "created", self._create_one(group_id, rec.device_sn, body)
+            )
+        except ConflictError:
+            # Registered meanwhile (another station): same data is skipped, other data a conflict.
+            dev = self._find(group_id, rec.device_sn)
+            if dev is None:
+                raise
+            tag = rec.batch_tag.get("defaultValue") if rec.batch_tag else None
+            return compare_registered(
+                rec.device_sn, _prior(dev), rec.canonical_data(), rec.desc, tag
+            )
+
+    def _existing(self, group_id: str, device_sns: list[str]) -> dict[str, tuple]:
+        found: dict[str, tuple] = {}
+        for start in range(0, len(device_sns), LOOKUP_SLICE):
+            part = tuple(device_sns[start : start + LOOKUP_SLICE])
+            for dev in self.iter_devices(SearchQuery(group_id=group_id, device_sns=part)):
+                found[dev.device_sn] = _prior(dev)
+        return found
+
+    def _executor(self) -> ThreadPoolExecutor:
+        with self._lock:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(
+                    max_workers=max(1, self.config.workers), thread_name_prefix="enosprov-enos"
+                )
+            return self._pool
+
+    # -- device side ----------------------------------------------------------------------------
+
+    def _device_client(self) -> DeviceClient:
+        if not self.config.dps_url:
+            raise InvalidArgumentError(
+                "the profile has no DPS device endpoint",
+                hint="set it: enosprov config create ... --dps-url https://iot-dps-ENV.envisioniot.com",
+            )
+        with self._lock:
+            if self._device is None:
+                self._device = DeviceClient(
+                    self.config.dps_url, timeout=self.config.timeout, retries=self.config.retries
+                )
+            return self._device
+
+    def bootstrap(
+        self,
+        *,
+        group_id: str,
+        device_sn: str,
+        timestamp: int,
+        sign: str,
+        sign_method: str = "sha256",
+        device_name: dict | None = None,
+        timezone: str | None = None,
+    ) -> ConnectionInfo:
+        body = _drop_none(
+            {
+                "deviceSn": device_sn,
+                "groupId": group_id,
+                "dpsSignMethod": sign_method,
+                "dpsSignTimestamp": timestamp,
+                "dpsSign": sign,
+                "deviceName": device_name,
+                "timezone": timezone,
+            }
+        )
+        return ConnectionInfo.from_dict(self._device_client().post("/dev/bootstrap", body))
+
+    def get_connection_info(
+        self, *, sn: str, timestamp: int, sign: str, sign_method: str = "sha256"
+    ) -> ConnectionInfo:
+        body = {"self": {"sn": sn, "timestamp": timestamp, "sign": sign}, "signMethod": sign_method}
+        return ConnectionInfo.from_dict(self._device_client().post("/dev/get/conn", body), sn=sn)
+
+
+def _drop_none(d: dict) -> dict:
+    return {k: v for k, v in d.items() if v is not None}
+
+
+def _search_body(expression: str, q: SearchQuery) -> dict:
+    return {
+        "expression": expression,
+        "pagination": {
+            "pageNo": q.page_no,
+            "pageSize": q.page_size,
+            "sorters": [{"field": s.field, "order": s.order} for s in q.sorters],
+        },
+    }
+
+
+def _has_filters(rest: SearchQuery) -> bool:
+    return any(getattr(rest, name) is not None for name in fql.CLIENT_SIDE)
+
+
+def _matches(dev: Device, rest: SearchQuery) -> bool:
+    return (
+        (rest.batch_tag is None or dev.batch_tag_text == rest.batch_tag)
+        and (rest.allocate_status is None or dev.allocate_status == rest.allocate_status)
+        and (rest.connect_status is None or dev.connect_status == rest.connect_status)
+    )
+
+
+def _prior(dev: Device) -> tuple:
+    data = {k: v for k, v in dev.device_data.items() if k != "deviceSn"}
+    return (dev.sn, canonical_json(data), dev.desc, dev.batch_tag_text)

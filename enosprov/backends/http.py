@@ -1,0 +1,312 @@
+"""HTTP plumbing of the EnOS backend: APIM tokens, signed calls, envelopes, retries, rate limit.
+
+Retries are bounded and named (``EnosConfig.retries``), with exponential backoff, full jitter and
+``Retry-After`` honoured, on 429, 5xx and connection errors. A call whose outcome is unknown (the
+request may have been carried out: a 5xx, a timeout, a cut connection) is only retried here when
+it is safe to repeat; otherwise ``OutcomeUnknown`` goes back to the caller, which checks the state
+first (a create looks its deviceSn up before trying again). Nothing here prints or exits.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from ..errors import AuthError, BackendUnavailableError, NotFoundError, enos_error
+from . import apim
+from .enos_config import EnosConfig
+
+DPS_PATH = "/dps-service/v2.5/pvs/device"
+BACKOFF_BASE = 0.1  # seconds; doubled per attempt, full jitter
+BACKOFF_CAP = 5.0
+TOKEN_MARGIN = 60.0  # seconds before expiry at which a cached token is renewed
+USER_AGENT = "enosprov"
+
+
+class OutcomeUnknown(Exception):
+    """The request may or may not have been carried out (its answer was lost)."""
+
+
+def backoff_delay(attempt: int, retry_after: float | None = None, rnd=random.random) -> float:
+    """Seconds to wait before retry number ``attempt`` (0-based)."""
+    delay = min(BACKOFF_CAP, BACKOFF_BASE * (2**attempt)) * rnd()
+    if retry_after is not None:
+        delay = max(delay, retry_after)
+    return delay
+
+
+def _retry_after(resp) -> float | None:
+    value = resp.headers.get("Retry-After")
+    try:
+        return max(0.0, float(value)) if value is not None else None
+    except ValueError:
+        return None
+
+
+class RateLimiter:
+    """At most ``rate`` calls per second across threads (a token bucket of one second's burst)."""
+
+    def __init__(self, rate: float | None, clock=time.monotonic, sleep=time.sleep) -> None:
+        self.rate = rate
+        self._clock = clock
+        self._sleep = sleep
+        self._lock = threading.Lock()
+        self._next = 0.0
+
+    def acquire(self) -> None:
+        if not self.rate:
+            return
+        with self._lock:
+            now = self._clock()
+            start = max(now - 1.0, self._next)  # allow a burst of up to one second's worth
+            self._next = start + 1.0 / self.rate
+            wait = self._next - 1.0 - now
+        if wait > 0:
+            self._sleep(wait)
+
+
+def _session(pool: int):
+    import requests
+    from requests.adapters import HTTPAdapter
+
+    s = requests.Session()
+    adapter = HTTPAdapter(pool_connections=4, pool_maxsize=max(pool, 4), max_retries=0)
+    s.mount("http://", adapter)
+    s.mount("https://", adapter)
+    s.headers["User-Agent"] = USER_AGENT
+    return s
+
+
+def _transport_errors() -> tuple[type[Exception], ...]:
+    import requests
+
+    return (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError)
+
+
+class ApiClient:
+    """Signed calls to the EnOS application APIs through the API gateway."""
+
+    def __init__(self, config: EnosConfig, *, sleep: Callable[[float], None] = time.sleep):
+        self.config = config
+        self.base = config.api_url.rstrip("/")
+        self._sleep = sleep
+        self._session = _session(config.workers + 2)
+        self._limiter = RateLimiter(config.max_rps, sleep=sleep)
+        self._token_lock = threading.Lock()
+        self._token: str | None = None
+        self._token_expiry = 0.0
+
+    def close(self) -> None:
+        self._session.close()
+
+    # -- tokens -------------------------------------------------------------------------------
+
+    def token(self, renew: bool = False) -> str:
+        with self._token_lock:
+            if renew or not self._token or time.monotonic() > self._token_expiry - TOKEN_MARGIN:
+                self._token, ttl = self._fetch_token()
+                self._token_expiry = time.monotonic() + ttl
+            return self._token
+
+    def _fetch_token(self) -> tuple[str, float]:
+        cfg = self.config
+        last: Exception | None = None
+        for attempt in range(cfg.retries + 1):
+            ts = int(time.time() * 1000)
+            body = {
+                "appKey": cfg.app_key,
+                "encryption": apim.token_encryption(cfg.app_key, ts, cfg.app_secret),
+                "timestamp": ts,
+            }
+            try:
+                resp = self._session.post(
+                    self.base + apim.TOKEN_GET_PATH, json=body, timeout=cfg.timeout
+                )
+            except _transport_errors() as exc:  # a token request changes nothing: retry
+                last = exc
+                self._sleep(backoff_delay(attempt))
+                continue
+            if resp.status_code == 429 or resp.status_code >= 500:
+                last = BackendUnavailableError(f"token service answered HTTP {resp.status_code}")
+                self._sleep(backoff_delay(attempt, _retry_after(resp)))
+                continue
+            doc = _json(resp)
+            status = doc.get("status", doc.get("code"))
+            if status == 0 and isinstance(doc.get("data"), dict):
+                data = doc["data"]
+                return str(data["accessToken"]), float(data.get("expire") or 7200)
+            if status == 1001:  # same encryption seen twice (same millisecond): new timestamp
+                last = AuthError("token request replayed")
+                self._sleep(0.002)
+                continue
+            raise AuthError(
+                f"the API gateway refused the access key: {doc.get('msg') or status} ({status})",
+                hint="check the profile's access key and secret (enosprov config show)",
+                enos_code=status if isinstance(status, int) else None,
+            )
+        raise BackendUnavailableError(
+            f"cannot get an access token from {self.base}: {_describe(last)}",
+            hint="check the API gateway URL and the network; retrying later is safe",
+        )
+
+    # -- signed calls -------------------------------------------------------------------------
+
+    def call(
+        self,
+        action: str,
+        body: dict | None = None,
+        *,
+        query: dict | None = None,
+        method: str = "POST",
+        safe_to_repeat: bool = True,
+    ) -> dict:
+        """Call one DPS action; return the envelope (``code`` 0). Raises enosprov errors."""
+        cfg = self.config
+        params = {"action": action, "orgId": cfg.org_id, **(query or {})}
+        raw = "" if body is None else json.dumps(body, ensure_ascii=False, separators=(",", ":"))
+        renewed = False
+        last: Exception | None = None
+        for attempt in range(cfg.retries + 1):
+            self._limiter.acquire()
+            token = self.token()
+            ts = int(time.time() * 1000)
+            headers = {
+                apim.HEADER_TOKEN: token,
+                apim.HEADER_TIMESTAMP: str(ts),
+                apim.HEADER_SIGNATURE: apim.request_signature(
+                    token, params, raw, ts, cfg.app_secret
+                ),
+                "Content-Type": apim.CONTENT_TYPE,
+            }
+            try:
+                resp = self._session.request(
+                    method,
+                    self.base + DPS_PATH,
+                    params=params,
+                    data=raw.encode("utf-8") if body is not None else None,
+                    headers=headers,
+                    timeout=cfg.timeout,
+                )
+            except _transport_errors() as exc:
+                last = exc
+                if not safe_to_repeat:
+                    raise OutcomeUnknown(_describe(exc)) from None
+                self._sleep(backoff_delay(attempt))
+                continue
+            status = resp.status_code
+            if status == 429:  # refused before doing anything: always safe to repeat
+                last = BackendUnavailableError("HTTP 429 (rate limited)")
+                self._sleep(backoff_delay(attempt, _retry_after(resp)))
+                continue
+            if status >= 500:
+                last = BackendUnavailableError(f"HTTP {status}")
+                if not safe_to_repeat:
+                    raise OutcomeUnknown(f"HTTP {status}")
+                self._sleep(backoff_delay(attempt, _retry_after(resp)))
+                continue
+            doc = _json(resp)
+            if status == 401:
+                code = doc.get("code", doc.get("status"))
+                if code == 1203 and not renewed:  # token expired or unknown: renew once
+                    renewed = True
+                    self.token(renew=True)
+                    continue
+                if code == 1001:  # an identical signature in the same millisecond
+                    self._sleep(0.002)
+                    continue
+                raise AuthError(
+                    f"the API gateway refused the request: {doc.get('msg') or 'HTTP 401'}",
+                    hint="check the access key/secret and the machine's clock",
+                    enos_code=code if isinstance(code, int) else None,
+                    request_id=doc.get("requestId"),
+                )
+            return _envelope(doc, status)
+        raise BackendUnavailableError(
+            f"EnOS did not answer {action} after {cfg.retries + 1} attempts: {_describe(last)}",
+            hint="retrying later is safe; lower the profile's workers or rate if this persists",
+        )
+
+
+class DeviceClient:
+    """The device-side DPS calls (no API gateway): bootstrap and get/conn."""
+
+    def __init__(self, dps_url: str, *, timeout: float, retries: int, sleep=time.sleep) -> None:
+        self.base = dps_url.rstrip("/")
+        self.timeout = timeout
+        self.retries = retries
+        self._sleep = sleep
+        self._session = _session(4)
+
+    def close(self) -> None:
+        self._session.close()
+
+    def post(self, path: str, body: dict) -> dict:
+        """POST to /dev/...; returns the response data (envelope or flat object)."""
+        last: Exception | None = None
+        for attempt in range(self.retries + 1):
+            try:
+                resp = self._session.post(self.base + path, json=body, timeout=self.timeout)
+            except _transport_errors() as exc:  # bootstrap and get/conn are safe to repeat
+                last = exc
+                self._sleep(backoff_delay(attempt))
+                continue
+            if resp.status_code == 429 or resp.status_code >= 500:
+                last = BackendUnavailableError(f"HTTP {resp.status_code}")
+                self._sleep(backoff_delay(attempt, _retry_after(resp)))
+                continue
+            doc = _json(resp)
+            if "code" not in doc and "pk" in doc:  # a flat answer, as the overview example shows
+                return doc
+            return _envelope(doc, resp.status_code).get("data") or {}
+        raise BackendUnavailableError(
+            f"the DPS device endpoint {self.base} did not answer: {_describe(last)}",
+            hint="check the DPS URL (profile dps_url) and the network",
+        )
+
+
+def _json(resp) -> dict[str, Any]:
+    try:
+        doc = resp.json()
+    except ValueError:
+        raise BackendUnavailableError(
+            f"EnOS answered HTTP {resp.status_code} with a body that is not JSON",
+            hint="check the API gateway URL in the profile",
+        ) from None
+    if not isinstance(doc, dict):
+        raise BackendUnavailableError("EnOS answered with an unexpected JSON document")
+    return doc
+
+
+def _envelope(doc: dict, status: int) -> dict:
+    code = doc.get("code")
+    if code == 0:
+        return doc
+    if code is None:
+        raise BackendUnavailableError(f"EnOS answered HTTP {status} without an envelope code")
+    msg = str(doc.get("msg") or f"EnOS error {code}")
+    raise enos_error(
+        int(code), msg, cls=_class_for(int(code), msg), request_id=doc.get("requestId")
+    )
+
+
+def _class_for(code: int, msg: str):
+    """EnOS reuses 35601 for "sn not found", "Verify not pass" and "DeviceSn duplicated"."""
+    if code != 35601:
+        return None
+    text = msg.lower()
+    if "not found" in text:
+        return NotFoundError
+    if "verify not pass" in text:
+        return AuthError
+    return None
+
+
+def _describe(exc: Exception | None) -> str:
+    if exc is None:
+        return "no answer"
+    text = str(exc)
+    return f"{type(exc).__name__}: {text[:200]}" if text else type(exc).__name__
