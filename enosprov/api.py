@@ -53,8 +53,11 @@ __all__ = [
 
 
 def open_store(path: str | Path | None = None) -> LocalBackend:
-    """Open (creating if needed) a local store; None resolves ENOSPROV_STORE or the default."""
-    return Settings.resolve(path).create_backend()
+    """Open (creating if needed) a local store; None resolves ENOSPROV_STORE or the default.
+
+    Profiles are not considered: ``open_backend(Settings.resolve(profile=...))`` opens EnOS.
+    """
+    return Settings.local(path).create_backend()
 
 
 def open_backend(settings: Settings) -> Backend:

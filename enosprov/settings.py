@@ -1,15 +1,25 @@
-"""Where the store lives, resolved once: ``--store`` over ``ENOSPROV_STORE`` over the user data folder."""
+"""Which backend to use, resolved once.
+
+- ``--profile`` over ``ENOSPROV_PROFILE`` over the config file's ``current`` profile select the
+  EnOS API backend (:mod:`enosprov.profiles`);
+- otherwise the local store: ``--store`` over ``ENOSPROV_STORE`` over the user data folder.
+
+An explicit store (``--store`` or ``ENOSPROV_STORE``) wins over the config file's ``current``
+profile, and the ``--store`` option over ``ENOSPROV_PROFILE``: what is typed on the command line
+beats the environment. ``--profile`` together with ``--store`` is an error.
+"""
 
 from __future__ import annotations
 
 import os
 import sys
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 STORE_ENV = "ENOSPROV_STORE"
 STORE_FILENAME = "store.db"
+PROFILE_ENV = "ENOSPROV_PROFILE"  # also profiles.PROFILE_ENV (kept here: no import at start-up)
 
 
 def user_data_dir(env: Mapping[str, str] = os.environ) -> Path:
@@ -25,19 +35,92 @@ def user_data_dir(env: Mapping[str, str] = os.environ) -> Path:
 
 @dataclass(frozen=True)
 class Settings:
-    store: Path
+    store: Path  # the local store; used only when backend == "local"
     store_source: str  # "--store", "ENOSPROV_STORE" or "default"
+    backend: str = "local"  # "local" or "enos"
+    profile: str | None = None  # the EnOS profile, when backend == "enos"
+    profile_source: str | None = None  # "--profile", "ENOSPROV_PROFILE" or "current"
+    config_path: Path | None = None  # the config file the profile is read from
+    env: Mapping[str, str] | None = field(default=None, repr=False, compare=False)
 
     @classmethod
-    def resolve(cls, store: str | os.PathLike | None = None, env: Mapping[str, str] = os.environ):
+    def local(cls, store: str | os.PathLike | None = None, env: Mapping[str, str] = os.environ):
+        """The local store only (profiles are not considered): ``api.open_store``."""
         if store:
-            return cls(Path(store), "--store")
+            return cls(Path(store), "--store", env=env)
         if env.get(STORE_ENV):
-            return cls(Path(env[STORE_ENV]), STORE_ENV)
-        return cls(user_data_dir(env) / STORE_FILENAME, "default")
+            return cls(Path(env[STORE_ENV]), STORE_ENV, env=env)
+        return cls(user_data_dir(env) / STORE_FILENAME, "default", env=env)
+
+    @classmethod
+    def resolve(
+        cls,
+        store: str | os.PathLike | None = None,
+        profile: str | None = None,
+        env: Mapping[str, str] = os.environ,
+    ):
+        """The backend a command uses: the arguments are the ``--store`` and ``--profile`` options."""
+        if store and profile:
+            from .errors import InvalidArgumentError
+
+            raise InvalidArgumentError(
+                "--profile and --store cannot be used together",
+                hint="--profile selects an EnOS profile, --store a local store file: pass one",
+            )
+        local = cls.local(store, env)
+        if profile:
+            chosen = (profile, "--profile")
+        elif store:
+            return local
+        elif env.get(PROFILE_ENV):
+            chosen = (env[PROFILE_ENV], PROFILE_ENV)
+        elif env.get(STORE_ENV):
+            return local
+        else:
+            chosen = None
+        from . import profiles
+
+        config = profiles.load(env=env)
+        if chosen is None:
+            if config.current is None:
+                return local
+            chosen = (config.current, "current")
+        name, source = chosen
+        if name not in config.profiles:
+            how = {
+                "--profile": " (--profile)",
+                PROFILE_ENV: f" ({PROFILE_ENV})",
+                "current": " (the current profile)",
+            }[source]
+            err = profiles.unknown_profile(name, config, how)
+            if source == "current":
+                err.hint = (
+                    "select another with `enosprov config use NAME`, "
+                    "or the local store with `enosprov config use --local`"
+                )
+            raise err
+        return cls(local.store, local.store_source, "enos", name, source, config.path, env=env)
 
     def create_backend(self):
-        """The backend these settings select (the local store until profiles exist)."""
+        """The backend these settings select: the local store, or EnOS through a profile."""
+        if self.backend == "enos":
+            from . import profiles
+
+            config = profiles.to_enos_config(
+                self.profile, self.config_path, os.environ if self.env is None else self.env
+            )
+            try:
+                from .backends.enos import EnosBackend
+            except ModuleNotFoundError as exc:
+                if exc.name != "enosprov.backends.enos":
+                    raise
+                from .errors import EnosprovError
+
+                raise EnosprovError(
+                    "this enosprov has no EnOS API backend yet",
+                    hint="use the local store: `enosprov config use --local` or --store",
+                ) from None
+            return EnosBackend(config)
         from .backends.local import LocalBackend
 
         return LocalBackend(self.store)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from collections.abc import Callable
@@ -11,6 +12,8 @@ import pytest
 from typer.testing import CliRunner
 
 from enosprov import api
+from enosprov.backends.enos import EnosBackend
+from enosprov.backends.enos_config import EnosConfig
 from enosprov.backends.local import LocalBackend
 from enosprov.models import MasterDataAttribute, MasterDataGroup, RegistrationGroup
 
@@ -34,6 +37,10 @@ METERS_HEADER = "deviceSn,deviceName,timezone,max_capacity,phase,install_date,si
 def _isolated_env(tmp_path, monkeypatch):
     """No test reads or writes the real user data folder or inherits a store from the shell."""
     monkeypatch.delenv("ENOSPROV_STORE", raising=False)
+    monkeypatch.delenv("ENOSPROV_PROFILE", raising=False)
+    monkeypatch.delenv("ENOSPROV_CONFIG", raising=False)
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg-config"))
+    monkeypatch.setenv("APPDATA", str(tmp_path / "appdata"))
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg-data"))
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     monkeypatch.setenv("LOCALAPPDATA", str(tmp_path / "localappdata"))
@@ -44,10 +51,119 @@ def store_path(tmp_path) -> Path:
     return tmp_path / "store.db"
 
 
-@pytest.fixture(params=["local"])
-def backend(request, store_path) -> LocalBackend:
-    """Every backend the workflows must work on. Issue 3 adds the EnOS API backend here."""
-    be = LocalBackend(store_path)
+APP_KEY, APP_SECRET = "test-app-key", "test-app-secret-7f3a"
+
+
+class EmulatedEnos(EnosBackend):
+    """The EnOS backend talking over HTTP to `enosprov serve` on 127.0.0.1.
+
+    Group administration is console-only in EnOS; here it goes straight to the emulator's store,
+    as an operator would in the console, and the backend learns the groups from that store the
+    way it learns them from a profile in real use.
+    """
+
+    def __init__(self, store: LocalBackend, config: EnosConfig, app):
+        super().__init__(config)
+        self.store = store
+        self.app = app
+
+    # The DPS application APIs never return a device secret (only the device side does). The
+    # tests compare secrets across operations, so the harness reads them from the emulator's
+    # store, as an operator could in the console. The client code itself never sees them here.
+    def _reveal(self, dev):
+        if dev.device_key:
+            dev = dataclasses.replace(dev, device_secret=self.store.get(dev.sn).device_secret)
+        return dev
+
+    def get(self, sn):
+        return self._reveal(super().get(sn))
+
+    def allocate(self, sn, **kw):
+        return self._reveal(super().allocate(sn, **kw))
+
+    def replace(self, sn, replacement_sn):
+        return self._reveal(super().replace(sn, replacement_sn))
+
+    def search(self, query):
+        page = super().search(query)
+        return dataclasses.replace(page, items=[self._reveal(d) for d in page.items])
+
+    def find_by_device_sn(self, group_id, device_sn):
+        dev = super().find_by_device_sn(group_id, device_sn)
+        return dev and self._reveal(dev)
+
+    def iter_devices(self, query):
+        return (self._reveal(d) for d in super().iter_devices(query))
+
+    @property
+    def clock_skew_ms(self):  # the emulator's accepted device clock skew
+        return self.app.clock_skew_ms
+
+    @clock_skew_ms.setter
+    def clock_skew_ms(self, value):
+        self.app.clock_skew_ms = value
+
+    def create_masterdata_group(self, mdg):
+        return self.store.create_masterdata_group(mdg)
+
+    def create_group(self, group):
+        return self.store.create_group(group)
+
+    def get_group(self, group):
+        return self.store.get_group(group)
+
+    def list_groups(self):
+        return self.store.list_groups()
+
+    def get_masterdata_group(self, mdg_id):
+        return self.store.get_masterdata_group(mdg_id)
+
+    def list_masterdata_groups(self):
+        return self.store.list_masterdata_groups()
+
+    def close(self):
+        super().close()
+        self.store.close()
+
+
+@pytest.fixture(scope="session")
+def emulator():
+    """One emulator for the session; each test points it at its own store (see backend)."""
+    from enosprov.emulator.app import create_app
+    from enosprov.emulator.server import start_in_thread
+
+    holder = {}
+
+    def app(environ, start_response):  # dispatch to the current test's emulator app
+        return holder["app"](environ, start_response)
+
+    server = start_in_thread(app, threads=8)
+    server.holder = holder
+    yield server
+    server.stop()
+
+
+def enos_backend(emulator, store_path, **config) -> EmulatedEnos:
+    from enosprov.emulator.app import create_app
+
+    app = create_app(store_path, app_key=APP_KEY, app_secret=APP_SECRET)
+    emulator.holder["app"] = app
+    cfg = EnosConfig(api_url=emulator.url, org_id="o1", app_key=APP_KEY, app_secret=APP_SECRET,
+                     dps_url=emulator.url, **config)  # fmt: skip
+    return EmulatedEnos(LocalBackend(store_path), cfg, app)
+
+
+BACKENDS = ["local", "enos"] if os.environ.get("ENOSPROV_TEST_ENOS", "0") == "1" else ["local"]
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request, store_path):
+    """Every backend the workflows must work on: the local store, and the EnOS API backend
+    against the emulator over a real socket. Same tests, same expectations."""
+    if request.param == "local":
+        be = LocalBackend(store_path)
+    else:
+        be = enos_backend(request.getfixturevalue("emulator"), store_path, retries=3)
     yield be
     be.close()
 

@@ -1119,7 +1119,10 @@ def test_register_batch_outcomes(backend, group):
     with expect(NotFoundError, 35404):
         backend.register_batch("no-such-group", recs)
     order = backend.next_batch_order()
-    assert backend.next_batch_order() == order + 1
+    if backend.name == "local":
+        assert backend.next_batch_order() == order + 1
+    else:
+        assert order is None  # EnOS numbers each create call itself
 
 
 # -- secrets ------------------------------------------------------------------------------------

@@ -24,6 +24,14 @@ COMMANDS = [
     ["devices", "show"],
     ["devices", "export"],
     ["info"],
+    ["serve"],
+    ["config", "create"],
+    ["config", "add-group"],
+    ["config", "remove-group"],
+    ["config", "list"],
+    ["config", "show"],
+    ["config", "use"],
+    ["config", "delete"],
 ]
 
 

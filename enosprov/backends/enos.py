@@ -156,7 +156,7 @@ class EnosBackend:
             try:
                 return self.api.call("create", body, safe_to_repeat=False)["data"][0]
             except OutcomeUnknown:
-                found = self._find(group_id, device_sn)
+                found = self.find_by_device_sn(group_id, device_sn)
                 if found is not None:
                     return found.sn
                 if attempt < retries:
@@ -166,7 +166,7 @@ class EnosBackend:
             hint="retrying the batch is safe: registered rows are skipped",
         )
 
-    def _find(self, group_id: str, device_sn: str) -> Device | None:
+    def find_by_device_sn(self, group_id: str, device_sn: str) -> Device | None:
         page = self.search(SearchQuery(group_id=group_id, device_sns=(device_sn,), page_size=2))
         return page.items[0] if page.items else None
 
@@ -231,12 +231,11 @@ class EnosBackend:
         region_id: str | None = None,
         org_id: str | None = None,
     ) -> Device:
-        if region_id or org_id:
-            raise InvalidArgumentError(
-                "the EnOS API allocates to the target configured on the registration group",
-                hint="change the group's allocation target in the EnOS console",
-            )
-        body = _drop_none({"sn": sn, "deviceData": device_data})
+        # regionId/orgId in the body are an enosprov extension (docs/enos-api.md): the emulator
+        # honours them; EnOS documents only the group's configured target.
+        body = _drop_none(
+            {"sn": sn, "deviceData": device_data, "regionId": region_id, "orgId": org_id}
+        )
         return Device.from_dict(self.api.call("allocate", body)["data"])
 
     def reset_allocation(self, group_id: str, sns: Sequence[str]) -> list[str]:
@@ -313,7 +312,7 @@ class EnosBackend:
             )
         except ConflictError:
             # Registered meanwhile (another station): same data is skipped, other data a conflict.
-            dev = self._find(group_id, rec.device_sn)
+            dev = self.find_by_device_sn(group_id, rec.device_sn)
             if dev is None:
                 raise
             tag = rec.batch_tag.get("defaultValue") if rec.batch_tag else None

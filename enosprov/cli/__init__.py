@@ -11,7 +11,7 @@ from typing import Annotated
 import typer
 
 from .. import __version__
-from . import devices, groups, info, masterdata, register, template
+from . import config, devices, groups, info, masterdata, register, serve, template
 from .options import CliState
 
 app = typer.Typer(
@@ -43,6 +43,15 @@ def root(
             help="Local store file (default: $ENOSPROV_STORE, else the user data folder).",
         ),
     ] = None,
+    profile: Annotated[
+        str | None,
+        typer.Option(
+            "--profile",
+            help="EnOS profile to use (default: $ENOSPROV_PROFILE, else the current profile of "
+            "`enosprov config use`, else the local store).",
+            show_default=False,
+        ),
+    ] = None,
     debug: Annotated[
         bool, typer.Option("--debug", help="Show tracebacks of internal errors.")
     ] = False,
@@ -52,15 +61,22 @@ def root(
     ] = False,
 ) -> None:
     """Onboard IoT devices into EnOS through its Device Provisioning Service."""
-    ctx.obj = CliState(store=store, debug=debug)
+    if store is not None and profile is not None:
+        ctx.fail(
+            "--profile and --store cannot be used together (--profile selects an EnOS profile, "
+            "--store a local store file)"
+        )
+    ctx.obj = CliState(store=store, debug=debug, profile=profile)
 
 
 app.add_typer(masterdata.app, name="masterdata")
 app.add_typer(groups.app, name="group")
 app.add_typer(template.app, name="template")
 app.add_typer(devices.app, name="devices")
+app.add_typer(config.app, name="config")
 app.command("register")(register.register)
 app.command("info")(info.info)
+app.command("serve")(serve.serve)
 
 
 def main() -> None:

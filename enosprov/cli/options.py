@@ -26,11 +26,12 @@ class CliState:
 
     store: Path | None
     debug: bool
+    profile: str | None = None
 
     def settings(self):
         from ..settings import Settings
 
-        return Settings.resolve(self.store)
+        return Settings.resolve(self.store, self.profile)
 
     def backend(self):
         return self.settings().create_backend()

@@ -1,0 +1,152 @@
+"""`enosprov serve`: the DPS emulator, the EnOS API contract over the local store."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from .options import JsonOpt, state
+from .output import emit, handled, say
+
+KEY_ENV = "ENOSPROV_SERVE_APP_KEY"
+SECRET_ENV = "ENOSPROV_SERVE_APP_SECRET"
+
+
+@handled
+def serve(
+    ctx: typer.Context,
+    host: Annotated[
+        str, typer.Option("--host", help="Address to bind; 0.0.0.0 exposes it to the network.")
+    ] = "127.0.0.1",
+    port: Annotated[
+        int, typer.Option("--port", min=0, max=65535, help="Port; 0 picks a free one.")
+    ] = 8080,
+    app_key: Annotated[
+        str | None,
+        typer.Option("--app-key", envvar=KEY_ENV, help="Service account key clients must use."),
+    ] = None,
+    app_secret: Annotated[
+        str | None,
+        typer.Option(
+            "--app-secret",
+            envvar=SECRET_ENV,
+            help="Service account secret (prefer the environment variable).",
+            show_envvar=True,
+        ),
+    ] = None,
+    token_ttl: Annotated[
+        int, typer.Option("--token-ttl", min=1, help="Access token lifetime in seconds.")
+    ] = 7200,
+    org: Annotated[
+        str | None,
+        typer.Option("--org", help="Only accept this orgId (default: any; 35603 otherwise)."),
+    ] = None,
+    threads: Annotated[int, typer.Option("--threads", min=1, help="Worker threads.")] = 8,
+    latency_ms: Annotated[
+        int, typer.Option("--latency-ms", min=0, help="Fault: delay added to every DPS call.")
+    ] = 0,
+    fail_rate: Annotated[
+        float,
+        typer.Option(
+            "--fail-rate", min=0.0, max=1.0, help="Fault: share of DPS calls answered 429 or 500."
+        ),
+    ] = 0.0,
+    drop_rate: Annotated[
+        float,
+        typer.Option(
+            "--drop-rate",
+            min=0.0,
+            max=1.0,
+            help="Fault: share of DPS calls whose connection is cut (before or after the call).",
+        ),
+    ] = 0.0,
+    seed: Annotated[
+        int | None, typer.Option("--seed", help="Fault: random seed, for reproducible runs.")
+    ] = None,
+    json_: JsonOpt = False,
+) -> None:
+    """Run the DPS emulator: the EnOS API gateway, DPS application and device APIs over the
+    store, for offline client and firmware tests. Logs one line per request on stderr; stops
+    on Ctrl+C.
+
+    Example: ENOSPROV_SERVE_APP_SECRET=s3cret enosprov serve --app-key demo --port 8080
+    """
+    import logging
+    import signal
+    import sys
+    import threading
+
+    from ..emulator import Faults, create_app
+    from ..emulator import serve as run_server
+    from ..errors import InvalidArgumentError
+
+    if not app_key or not app_secret:
+        raise InvalidArgumentError(
+            "the emulator needs an app key and an app secret",
+            hint=f"pass --app-key and --app-secret, or set {KEY_ENV} and {SECRET_ENV}",
+        )
+    faults = Faults(latency_ms=latency_ms, fail_rate=fail_rate, drop_rate=drop_rate, seed=seed)
+    store = state(ctx).settings().store
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(message)s")
+    log = logging.getLogger("enosprov.serve")
+    log.setLevel(logging.INFO)
+    if not log.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
+        log.addHandler(handler)
+        log.propagate = False
+    app = create_app(
+        store, app_key=app_key, app_secret=app_secret, token_ttl=token_ttl, org_id=org,
+        faults=faults, log=log.info,
+    )  # fmt: skip
+    groups = app.groups()
+
+    def ready(url: str) -> None:
+        data = {
+            "url": url,
+            "gateway": url,
+            "dps": url,
+            "store": str(store.resolve()),
+            "appKey": app_key,
+            "org": org,
+            "groups": [{"groupId": g.group_id, "name": g.name} for g in groups],
+            "faults": {
+                "latencyMs": latency_ms,
+                "failRate": fail_rate,
+                "dropRate": drop_rate,
+                "seed": seed,
+            },
+        }
+        names = ", ".join(f"{g.group_id} ({g.name})" for g in groups)
+        for line in (
+            f"enosprov DPS emulator on {url}",
+            f"  API gateway   {url}  (token: {url}/apim-token-service/v2.0/token/get,"
+            f" DPS: {url}/dps-service/v2.5/pvs/device)",
+            f"  DPS devices   {url}  ({url}/dev/bootstrap, {url}/dev/get/conn)",
+            f"  store         {data['store']}",
+            f"  app key       {app_key}",
+            f"  orgId         {org or 'any'}",
+            f"  groups        {names or 'none yet (create one: enosprov group create ...)'}",
+            f"  faults        {faults.describe()}",
+            "Ctrl+C stops it.",
+        ):
+            say(line, stderr=True)
+        if json_:
+            emit(data, True)
+            sys.stdout.flush()
+
+    if threading.current_thread() is threading.main_thread():
+        # `kill`/terminate(): stop as cleanly as Ctrl+C (the store connections are closed)
+        signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        run_server(app, host=host, port=port, threads=threads, on_ready=ready)
+    except OSError as exc:
+        raise InvalidArgumentError(
+            f"cannot listen on {host}:{port}: {exc.strerror or exc}",
+            hint="choose another --port (0 picks a free one)",
+        ) from None
+
+
+def _interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
