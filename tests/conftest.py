@@ -129,7 +129,6 @@ class EmulatedEnos(EnosBackend):
 @pytest.fixture(scope="session")
 def emulator():
     """One emulator for the session; each test points it at its own store (see backend)."""
-    from enosprov.emulator.app import create_app
     from enosprov.emulator.server import start_in_thread
 
     holder = {}
@@ -153,7 +152,7 @@ def enos_backend(emulator, store_path, **config) -> EmulatedEnos:
     return EmulatedEnos(LocalBackend(store_path), cfg, app)
 
 
-BACKENDS = ["local", "enos"] if os.environ.get("ENOSPROV_TEST_ENOS", "0") == "1" else ["local"]
+BACKENDS = ["local", "enos"] if os.environ.get("ENOSPROV_TEST_ENOS", "1") == "1" else ["local"]
 
 
 @pytest.fixture(params=BACKENDS)

@@ -54,6 +54,7 @@ from .auth import INVALID_PARAMETER, Gateway, Rejected
 
 APP_PATH = "/dps-service/v2.5/pvs/device"
 TOKEN_PATHS = (apim.TOKEN_GET_PATH, apim.TOKEN_REFRESH_PATH)
+KNOWN_PATHS = (APP_PATH, *TOKEN_PATHS, *DEVICE_CALLS)
 CONTENT_TYPE = apim.CONTENT_TYPE
 logger = logging.getLogger("enosprov.serve")
 
@@ -232,7 +233,8 @@ class EmulatorApp:
             logger.exception("internal error (requestId %s)", rid)
             reply = _Reply(500, _envelope(99500, "Internal error", rid))
         payload = json.dumps(reply.body, ensure_ascii=False, separators=(",", ":")).encode()
-        label = path + (f" action={_safe(query['action'])}" if "action" in query else "")
+        label = path if path in KNOWN_PATHS else re.sub(r"[^\x21-\x7e]", "?", path)[:100]
+        label += f" action={_safe(query['action'])}" if "action" in query else ""
         status = "-" if plan.drop else reply.status
         code = "-" if plan.drop == "before" else reply.code
         ms = (time.perf_counter() - started) * 1000

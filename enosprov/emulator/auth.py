@@ -46,25 +46,25 @@ class Rejected(Exception):
 
 
 class SeenRecently:
-    """Values seen within the replay window (thread-safe; memory bounded by the window)."""
+    """Values seen while their timestamp is still acceptable (thread-safe, memory bounded)."""
 
-    def __init__(self, window_s: float, clock: Callable[[], float]) -> None:
-        self.window_s = window_s
+    def __init__(self, clock: Callable[[], float]) -> None:
         self.clock = clock
         self._seen: set[str] = set()
-        self._order: deque[tuple[float, str]] = deque()
+        self._order: deque[tuple[float, str]] = deque()  # (forget after, value), by arrival
         self._lock = threading.Lock()
 
-    def add(self, value: str) -> bool:
-        """Remember ``value``; False if it was already seen within the window."""
+    def add(self, value: str, ts_ms: int) -> bool:
+        """Remember ``value`` signed at ``ts_ms``; False if it was seen before. It is kept until
+        its timestamp leaves the window, after which the timestamp check refuses it anyway."""
         now = self.clock()
         with self._lock:
-            while self._order and self._order[0][0] <= now:
+            while self._order and self._order[0][0] < now:
                 self._seen.discard(self._order.popleft()[1])
             if value in self._seen:
                 return False
             self._seen.add(value)
-            self._order.append((now + self.window_s, value))
+            self._order.append(((ts_ms + WINDOW_MS) / 1000 + 1, value))
             return True
 
 
@@ -103,8 +103,8 @@ class Gateway:
         self._tokens: dict[str, float] = {}  # token -> expiry (epoch seconds)
         self._current: str | None = None
         self._lock = threading.Lock()
-        self._encryptions = SeenRecently(2 * WINDOW_MS / 1000, clock)
-        self._signatures = SeenRecently(2 * WINDOW_MS / 1000, clock)
+        self._encryptions = SeenRecently(clock)
+        self._signatures = SeenRecently(clock)
 
     def __repr__(self) -> str:  # never the secret
         return f"Gateway(app_key={self.app_key!r}, token_ttl={self.token_ttl})"
@@ -156,7 +156,7 @@ class Gateway:
         expected = apim.token_encryption(app_key, body["timestamp"], self._secret)
         if not _same(encryption, expected):
             raise Rejected(INVALID_ENCRYPTION, "invalid encryption")
-        if not self._encryptions.add(encryption):
+        if not self._encryptions.add(encryption, ts):
             raise Rejected(DUPLICATED, "duplicated encryption")
 
     def _check_window(self, ts_ms: int) -> None:
@@ -200,5 +200,5 @@ class Gateway:
         signature = values[apim.HEADER_SIGNATURE]
         if not _same(signature, expected):
             raise Rejected(INVALID_ENCRYPTION, "signature mismatch")
-        if not self._signatures.add(signature):
+        if not self._signatures.add(signature, ts):
             raise Rejected(DUPLICATED, "duplicated signature (replayed request)")
