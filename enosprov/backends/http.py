@@ -55,16 +55,17 @@ class RateLimiter:
         self._clock = clock
         self._sleep = sleep
         self._lock = threading.Lock()
-        self._next = 0.0
+        self._tat = 0.0
 
     def acquire(self) -> None:
+        """Wait until this call fits the rate (GCRA: a theoretical arrival time per call)."""
         if not self.rate:
             return
         with self._lock:
             now = self._clock()
-            start = max(now - 1.0, self._next)  # allow a burst of up to one second's worth
-            self._next = start + 1.0 / self.rate
-            wait = self._next - 1.0 - now
+            tat = max(self._tat, now)
+            wait = tat - now - 1.0  # calls may run up to one second ahead: the burst
+            self._tat = tat + 1.0 / self.rate
         if wait > 0:
             self._sleep(wait)
 
