@@ -64,7 +64,11 @@ class Emulator:
 
     def request_stats(self) -> tuple[int, float]:
         """(DPS requests logged, mean server ms per request) from the emulator's log."""
-        durations = [float(m) for m in re.findall(r"(\d+(?:\.\d+)?) ?ms", self.log.read_text())]
+        durations = [
+            float(m.group(1))
+            for line in self.log.read_text(encoding="utf-8").splitlines()
+            if "/dps-service/" in line and (m := re.search(r"\bms=([\d.]+)", line))
+        ]
         return len(durations), (sum(durations) / len(durations) if durations else 0.0)
 
 

@@ -16,7 +16,6 @@ from enosprov.backends.enos_config import EnosConfig
 from enosprov.errors import AuthError, BackendUnavailableError
 from enosprov.models import SearchQuery
 
-
 DATA = {"max_capacity": 1, "phase": "single"}
 
 
@@ -87,7 +86,7 @@ class _WithGroups:
 def test_one_token_for_many_calls_and_renewal_when_the_gateway_forgets_it(emulator, store_path):
     be = enos_backend(emulator, store_path)
     group = make_group(be)
-    app, lines = serve(emulator, store_path)
+    _app, lines = serve(emulator, store_path)
     with client(emulator) as enos:
         sns = enos.create(group.group_id, count=3, device_data=DATA)
         for sn in sns:
