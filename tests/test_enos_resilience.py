@@ -205,3 +205,14 @@ def test_cli_registers_through_a_profile(emulator, store_path, tmp_path, write_c
     for out in (r.stdout, r.stderr):
         assert APP_SECRET not in out
     be.close()
+
+
+def test_group_administration_is_refused_with_a_hint(emulator, store_path):
+    from enosprov.errors import RefusedError
+
+    with client(emulator) as enos:
+        with pytest.raises(RefusedError) as exc:
+            api.create_group(enos, name="x", product_key="pk")
+        assert "console" in str(exc.value) and "add-group" in exc.value.hint
+        with pytest.raises(RefusedError):
+            enos.create_masterdata_group(None)

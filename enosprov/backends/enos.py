@@ -19,6 +19,7 @@ from ..errors import (
     ConflictError,
     InvalidArgumentError,
     NotFoundError,
+    RefusedError,
 )
 from ..models import (
     ConnectionInfo,
@@ -91,6 +92,19 @@ class EnosBackend:
 
     def list_groups(self) -> list[RegistrationGroup]:
         return [self.get_group(g.group_id) for g in self.config.groups]
+
+    def create_group(self, group: RegistrationGroup) -> RegistrationGroup:
+        raise RefusedError(
+            "EnOS has no API to create registration groups: create it in the EnOS console",
+            hint="then add it to the profile: enosprov config add-group PROFILE GROUP_ID ...",
+        )
+
+    def create_masterdata_group(self, mdg: MasterDataGroup) -> MasterDataGroup:
+        raise RefusedError(
+            "EnOS has no API to create master data groups: create it in the EnOS console",
+            hint="describe it in a TOML file and name it in the profile (config add-group "
+            "--masterdata FILE)",
+        )
 
     def get_masterdata_group(self, mdg_id: str) -> MasterDataGroup:
         if mdg_id == "builtin":

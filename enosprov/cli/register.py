@@ -44,7 +44,7 @@ def register(
     ] = None,
     chunk_size: Annotated[
         int, typer.Option("--chunk-size", help="Rows per database transaction.", min=1)
-    ] = 5000,
+    ] = 10000,
     json_: JsonOpt = False,
 ) -> None:
     """Register the devices of a CSV file into a registration group.

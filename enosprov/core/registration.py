@@ -11,8 +11,10 @@ reports conflicts (other data), so every row ends up registered exactly once.
 
 from __future__ import annotations
 
+import collections
 import itertools
 import marshal
+import operator
 import tempfile
 from array import array
 from collections.abc import Callable, Iterator
@@ -26,7 +28,7 @@ from .csvsource import CsvSource
 from .results import ResultsWriter
 from .rows import RowIssue, RowSchema, to_new_device
 
-DEFAULT_CHUNK_SIZE = 5000
+DEFAULT_CHUNK_SIZE = 10000
 STAGE_CHUNK = 1000  # rows per marshal record in the staging file
 MAX_REPORTED_ISSUES = 1000  # kept in memory and shown; the count covers them all
 
@@ -147,19 +149,22 @@ def _write_chunks(backend, group_id, staging, bad_rows, size, report, writer, pr
     faster here (GIL contention), and a failed chunk must stop everything after it. Rows left
     out by --skip-invalid travel in their chunk with a ready outcome, so results stay in order.
     """
+    get_outcome = operator.attrgetter("outcome")
     for chunk in _chunks(staging, bad_rows, size):
-        valid = [to_new_device(rec) for _, rec, _, ready in chunk if ready is None]
-        outcomes = iter(
+        records = [to_new_device(rec) for _, rec, _, ready in chunk if ready is None]
+        outcomes = (
             backend.register_batch(
-                group_id, valid, batch_order=report.batch_order, dry_run=report.dry_run
+                group_id, records, batch_order=report.batch_order, dry_run=report.dry_run
             )
-            if valid
-            else ()
+            if records
+            else []
         )
-        for rowno, _, fields, ready in chunk:
-            outcome = ready or next(outcomes)
-            _count(report, outcome)
-            if writer:
+        if len(records) != len(chunk):  # rows left out as invalid keep their place
+            it = iter(outcomes)
+            outcomes = [ready or next(it) for _, _, _, ready in chunk]
+        _count(report, outcomes, collections.Counter(map(get_outcome, outcomes)))
+        if writer:
+            for (rowno, _, fields, _), outcome in zip(chunk, outcomes):
                 writer.write(rowno, fields, outcome)
         if progress:
             progress("register", report.rows, total)
@@ -277,15 +282,12 @@ def _chunks(staging, bad_rows: set[int], size: int) -> Iterator[list[tuple]]:
         yield chunk
 
 
-def _count(report: RegisterReport, outcome: RegisterOutcome) -> None:
-    report.rows += 1
-    if outcome.outcome == "created":
-        report.created += 1
-    elif outcome.outcome == "skipped":
-        report.skipped += 1
-    elif outcome.outcome == "invalid":
-        report.invalid += 1
-    elif outcome.outcome == "conflict":
-        report.conflicts += 1
-        if len(report.conflict_samples) < 20:
-            report.conflict_samples.append(outcome)
+def _count(report: RegisterReport, outcomes: list[RegisterOutcome], counts) -> None:
+    report.rows += len(outcomes)
+    report.created += counts["created"]
+    report.skipped += counts["skipped"]
+    report.invalid += counts["invalid"]
+    report.conflicts += counts["conflict"]
+    if counts["conflict"] and len(report.conflict_samples) < 20:
+        conflicts = [o for o in outcomes if o.outcome == "conflict"]
+        report.conflict_samples.extend(conflicts[: 20 - len(report.conflict_samples)])

@@ -7,6 +7,7 @@ attribute of the group's master data group, named by its identifier.
 
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import dataclass
 
@@ -246,5 +247,10 @@ def _fragment(key: str, value: object) -> str:
 def to_new_device(record: tuple) -> NewDevice:
     """A NewDevice from the tuple ``RowSchema.convert`` returns."""
     sn, data_json, desc, tag = record
-    tag_value = {"defaultValue": tag, "i18nValue": {}} if tag else None
-    return NewDevice(sn, None, desc, tag_value, data_json)
+    return NewDevice(sn, None, desc, _batch_tag(tag) if tag else None, data_json)
+
+
+@functools.lru_cache(maxsize=256)
+def _batch_tag(tag: str) -> dict:
+    # Shared between the rows of a batch: treat it as read-only.
+    return {"defaultValue": tag, "i18nValue": {}}

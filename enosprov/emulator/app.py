@@ -33,6 +33,7 @@ fault decisions follow a fixed sequence in the order requests arrive (five draws
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import random
@@ -211,10 +212,8 @@ class EmulatorApp:
         with self._backends_lock:
             backends, self._backends = self._backends, []
         for be in backends:
-            try:
+            with contextlib.suppress(Exception):  # best effort: the server is already down
                 be.close()
-            except Exception:
-                pass
         self._local = threading.local()
 
     # -- WSGI -------------------------------------------------------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 from collections.abc import Callable
@@ -72,13 +73,11 @@ def _stop_accepting(server) -> None:
 def _close_all(server, keep=None) -> None:
     """Close every dispatcher of the server's map; ``keep`` is only taken out of the map."""
     for dispatcher in list(server._map.values()):
-        try:
+        with contextlib.suppress(Exception):  # best effort while shutting down
             if dispatcher is keep:
                 dispatcher.del_channel()
             else:
                 dispatcher.close()
-        except Exception:
-            pass
 
 
 @dataclass
