@@ -153,6 +153,8 @@ def main() -> None:
     ap.add_argument(
         "--latency-rows", type=int, default=10_000, help="batch size of the 20 ms latency runs"
     )
+    ap.add_argument("--skip-burn", action="store_true", help="skip the burn-file export runs")
+    ap.add_argument("--burn-rows", type=int, default=100_000)
     ap.add_argument("--out", type=Path, default=ROOT / "bench-out")
     args = ap.parse_args()
     shutil.rmtree(args.out, ignore_errors=True)
@@ -186,6 +188,11 @@ def main() -> None:
         results["big_register_wall_s"] = round(wall, 2)
         results["big_register_peak_rss_mb"] = round(peak, 1)
 
+    if not args.skip_burn:
+        import burn_bench
+
+        results.update(burn_bench.run(args.out, make_csv, args.burn_rows, 10_000))
+
     if not args.skip_enos:
         import enos_bench
 
@@ -200,6 +207,7 @@ def main() -> None:
         "help_median_s": (0.3, "max"),
         "enos_devices_per_s": (500, "min"),
         "enos_20ms_speedup": (8, "min"),
+        "burn_json_wall_s": (20, "max"),
     }
     print(f"{'measure':34} {'value':>12} {'target':>10}")
     for key, value in results.items():

@@ -23,14 +23,15 @@ def _umask() -> int:
 
 
 class AtomicFile:
-    """``with AtomicFile(path) as fh: ...`` writes ``path`` atomically (text, UTF-8).
+    """``with AtomicFile(path) as fh: ...`` writes ``path`` atomically (UTF-8 text, or bytes).
 
     Also usable without ``with``: ``open()``, write to ``.fh``, then ``commit()`` or ``abort()``.
     """
 
-    def __init__(self, path: str | Path, *, private: bool = False) -> None:
+    def __init__(self, path: str | Path, *, private: bool = False, binary: bool = False) -> None:
         self.path = Path(path)
         self.private = private
+        self.binary = binary
         self.fh: IO[str] | None = None
         self._tmp: str | None = None
 
@@ -45,7 +46,10 @@ class AtomicFile:
         # mkstemp creates the file 0600 (owner only) on POSIX; widen it when nothing is secret.
         if not self.private:
             os.chmod(self._tmp, 0o666 & ~_umask())
-        self.fh = os.fdopen(fd, "w", encoding="utf-8", newline="")
+        if self.binary:
+            self.fh = os.fdopen(fd, "wb")
+        else:
+            self.fh = os.fdopen(fd, "w", encoding="utf-8", newline="")
         return self.fh
 
     def commit(self) -> Path:
@@ -73,6 +77,13 @@ class AtomicFile:
             self.commit()
         else:
             self.abort()
+
+
+def write_bytes(path: str | Path, data: bytes, *, private: bool = False) -> Path:
+    """Write ``data`` to ``path`` atomically."""
+    with AtomicFile(path, private=private, binary=True) as fh:
+        fh.write(data)
+    return Path(path)
 
 
 def write_text(path: str | Path, text: str, *, private: bool = False) -> Path:

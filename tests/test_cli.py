@@ -24,6 +24,8 @@ COMMANDS = [
     ["devices", "show"],
     ["devices", "export"],
     ["info"],
+    ["burn", "export"],
+    ["burn", "verify"],
     ["serve"],
     ["config", "create"],
     ["config", "add-group"],
@@ -32,6 +34,8 @@ COMMANDS = [
     ["config", "show"],
     ["config", "use"],
     ["config", "delete"],
+    ["device", "bootstrap"],
+    ["device", "conninfo"],
 ]
 
 

@@ -1,0 +1,1 @@
+"""Firmware credential files: what is burned into a device for plug-and-play onboarding."""

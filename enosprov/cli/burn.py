@@ -1,0 +1,165 @@
+"""`enosprov burn export|verify`: firmware credential files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from ..errors import EXIT_MISMATCH
+from .options import GroupOpt, JsonOpt, state
+from .output import emit, handled, key_values, progress_bar, say, table
+
+app = typer.Typer(
+    help="Credential files to burn into devices (plug-and-play onboarding).\n\n"
+    "Example: enosprov burn export --group meters-eu --batch-tag B-1 --format json --out burn/",
+    no_args_is_help=True,
+)
+
+
+def _int(text: str) -> int:
+    try:
+        return int(text, 0)
+    except ValueError:
+        raise typer.BadParameter(f"{text!r} is not a number (e.g. 0x9000)") from None
+
+
+FlashOpt = Annotated[
+    str, typer.Option("--flash-address", help="Flash address of HEX/NVS images (e.g. 0x9000).")
+]
+
+
+@app.command("export")
+@handled
+def export(
+    ctx: typer.Context,
+    group: GroupOpt,
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output folder (created if missing).")],
+    fmt: Annotated[
+        str, typer.Option("--format", "-f", help="json | ini | c | bin | hex | nvs | template")
+    ] = "json",
+    content: Annotated[
+        str, typer.Option("--content", help="bootstrap (group secret) | triple (device secret)")
+    ] = "bootstrap",
+    batch_tag: Annotated[str | None, typer.Option("--batch-tag", help="Only this batch.")] = None,
+    device_sn: Annotated[
+        list[str] | None, typer.Option("--device-sn", help="Only these deviceSns (repeatable).")
+    ] = None,
+    csv_file: Annotated[
+        Path | None, typer.Option("--csv", help="Only the deviceSns of this CSV (deviceSn column).")
+    ] = None,
+    no_register: Annotated[
+        bool,
+        typer.Option(
+            "--no-register",
+            help="Devices not registered: they register themselves on bootstrap (needs --csv "
+            "or --device-sn).",
+        ),
+    ] = False,
+    dps_url: Annotated[
+        str | None, typer.Option("--dps-url", help="DPS device endpoint written into the files.")
+    ] = None,
+    flash_address: FlashOpt = "0x9000",
+    nvs_namespace: Annotated[
+        str, typer.Option("--nvs-namespace", help="NVS namespace.")
+    ] = "enosprov",
+    nvs_size: Annotated[
+        str, typer.Option("--nvs-size", help="NVS partition size, a multiple of 4096.")
+    ] = "0x3000",
+    template: Annotated[
+        Path | None, typer.Option("--template", help="Template file for --format template.")
+    ] = None,
+    json_: JsonOpt = False,
+) -> None:
+    """Write one credential file per device, plus manifest.csv / manifest.json (SHA-256 each).
+
+    Files are written atomically and owner-only; re-running rewrites nothing that is already
+    correct. Formats and layouts: docs/burn-formats.md.
+
+    Example: enosprov burn export --group meters-eu --batch-tag B-2026-11-A --format nvs
+    --out burn/ --flash-address 0x9000
+    """
+    from ..burn.export import Selection, export_burn_files
+    from ..burn.formats import FormatOptions
+    from ..errors import InputFileError
+
+    text = None
+    if template is not None:
+        try:
+            text = template.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise InputFileError(f"{template}: {exc.strerror or exc}") from None
+    options = FormatOptions(
+        flash_address=_int(flash_address),
+        nvs_namespace=nvs_namespace,
+        nvs_size=_int(nvs_size),
+        template=text,
+        template_name=template.name if template else None,
+    )
+    selection = Selection(
+        group=group,
+        batch_tag=batch_tag,
+        device_sns=tuple(device_sn or ()),
+        csv_path=str(csv_file) if csv_file else None,
+        no_register=no_register,
+    )
+    with state(ctx).backend() as backend, progress_bar(not json_, "burn") as progress:
+        report = export_burn_files(
+            backend, selection, out, fmt=fmt, profile=content, dps_url=dps_url,
+            options=options, progress=progress,
+        )  # fmt: skip
+    emit(
+        report,
+        json_,
+        lambda r: key_values(
+            [
+                ("folder", r.out_dir),
+                ("format / content", f"{r.format} / {r.profile}"),
+                ("devices", r.devices),
+                ("written", r.written),
+                ("already correct", r.unchanged),
+                ("manifest", ", ".join(r.manifest)),
+                ("time", f"{r.seconds:.2f} s"),
+            ]
+        ),
+    )
+
+
+@app.command("verify")
+@handled
+def verify(
+    ctx: typer.Context,
+    files: Annotated[list[Path], typer.Argument(help="Credential files, any format.")],
+    flash_address: FlashOpt = "0x9000",
+    json_: JsonOpt = False,
+) -> None:
+    """Decode credential files (any format) and check them against the store or EnOS.
+
+    Checks the group, the deviceSn and system sn, and that the group secret (bootstrap) or the
+    device key and secret (triple) match. Exit code 4 when a file does not match.
+
+    Example: enosprov burn verify burn/MTR-2026-000001.json burn/MTR-2026-000002.bin
+    """
+    from ..burn.formats import FormatOptions
+    from ..burn.verify import verify_files
+
+    with state(ctx).backend() as backend:
+        report = verify_files(backend, files, FormatOptions(flash_address=_int(flash_address)))
+
+    def render(r) -> None:
+        table(
+            None,
+            ["file", "format", "deviceSn", "result"],
+            [
+                [c.file, c.format, c.device_sn, "ok" if c.ok else "; ".join(c.problems)]
+                for c in r.checks
+            ],
+        )
+        for c in r.checks:
+            for note in c.notes:
+                say(f"  {c.file}: {note}", stderr=True)
+
+    emit(report, json_, render)
+    if not report.ok:
+        raise typer.Exit(EXIT_MISMATCH)

@@ -1,0 +1,319 @@
+"""The device simulator: what a device does with its burned credential file.
+
+A device holding a ``bootstrap`` credential (DPS endpoint, groupId, group secret, deviceSn) signs a
+Bootstrap Device request with the group secret, receives its EnOS triple and the broker URLs, and
+logs in to the EnOS MQTT broker with them. Later it can ask for its connection info again (get/conn,
+signed over the system sn). A device holding a ``triple`` credential skips DPS and logs in directly.
+
+The backend decides where the DPS calls go: in process for the local store, over HTTP to the
+profile's DPS device endpoint for EnOS (or the emulator). The ``dpsUrl`` in the credential file
+records where a real device would send them; the simulator does not use it.
+
+MQTT login (EnOS "non-SDK login" page; see :func:`mqtt_login`)::
+
+    clientId = {cid}|securemode={2|3},signmethod=sha256,timestamp={ms}|
+    username = {deviceKey}&{productKey}
+    password = UPPER(sha256("clientId"+cid+"deviceKey"+dk+"productKey"+pk+"timestamp"+ts+secret))
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from . import signing
+from .burn.credential import Credential
+from .errors import EnosprovError, InputFileError, InvalidArgumentError
+from .models import ConnectionInfo, string_i18n
+
+MQTT_STYLES = ("doc", "sdk")
+SECURE_MODES = (2, 3)  # 2: static (deviceSecret); 3: dynamic activation (productSecret)
+CLIENT_ID_MAX = 64  # documented limit of the inner clientId
+
+# (signmethod label in the clientId, upper-case hex?) per style.
+_STYLE = {"doc": ("sha256", True), "sdk": ("hmacsha256", False)}
+
+
+# -- MQTT login ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class MqttLogin:
+    """The three MQTT CONNECT fields, and the timestamp signed into them (ms)."""
+
+    client_id: str
+    username: str
+    password: str = field(repr=False)
+    timestamp: int
+
+    def to_dict(self, include_secret: bool = False) -> dict:
+        out = {"clientId": self.client_id, "username": self.username, "timestamp": self.timestamp}
+        if include_secret:
+            out["password"] = self.password
+        return out
+
+
+def mqtt_login(
+    product_key: str,
+    device_key: str,
+    device_secret: str,
+    *,
+    client_id: str | None = None,
+    timestamp: int | None = None,
+    secure_mode: int = 2,
+    style: str = "doc",
+) -> MqttLogin:
+    """The EnOS MQTT login of a device (static activation by default).
+
+    ``style="doc"`` follows the EnOS documentation: ``signmethod=sha256`` in the clientId and an
+    upper-case hex password. ``style="sdk"`` reproduces the EnOS Python device SDK
+    (``enos-device-sdk-python``): ``signmethod=hmacsha256`` in the clientId although the password is
+    the same plain SHA-256 of the same string, written in lower-case hex. The broker is said to
+    accept both; that is not verified against a real environment.
+
+    ``client_id`` is the inner identifier (at most 64 characters; default: the deviceKey, as the SDK
+    does). ``device_secret`` is the deviceSecret for securemode 2, the productSecret for 3.
+    ``timestamp`` is epoch milliseconds (default: now).
+    """
+    if style not in _STYLE:
+        raise InvalidArgumentError(
+            f"unknown MQTT login style {style!r}", hint="use one of: " + ", ".join(MQTT_STYLES)
+        )
+    if secure_mode not in SECURE_MODES:
+        raise InvalidArgumentError(
+            f"securemode {secure_mode!r} is not supported",
+            hint="2 = static activation (deviceSecret), 3 = dynamic activation (productSecret)",
+        )
+    missing = [
+        n
+        for n, v in (
+            ("productKey", product_key),
+            ("deviceKey", device_key),
+            ("secret", device_secret),
+        )
+        if not v
+    ]
+    if missing:
+        raise InvalidArgumentError(f"the MQTT login needs {', '.join(missing)}")
+    cid = device_key if client_id is None else client_id
+    if not cid or len(cid) > CLIENT_ID_MAX or any(c in cid for c in "|,"):
+        raise InvalidArgumentError(
+            f"MQTT client id {cid!r} is not usable",
+            hint=f"1-{CLIENT_ID_MAX} characters, without '|' or ','",
+        )
+    ts = int(time.time() * 1000) if timestamp is None else int(timestamp)
+    method, upper = _STYLE[style]
+    signed = (
+        f"clientId{cid}deviceKey{device_key}productKey{product_key}timestamp{ts}{device_secret}"
+    )
+    digest = hashlib.sha256(signed.encode("utf-8")).hexdigest()
+    return MqttLogin(
+        client_id=f"{cid}|securemode={secure_mode},signmethod={method},timestamp={ts}|",
+        username=f"{device_key}&{product_key}",
+        password=digest.upper() if upper else digest,
+        timestamp=ts,
+    )
+
+
+# -- device sessions ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DeviceSession:
+    """What the device ends up with: its connection info (``info``) and MQTT login (``mqtt``).
+
+    ``call`` is the DPS call that produced it (``bootstrap``, ``get/conn``) or ``triple`` when the
+    triple came from the credential itself; ``timestamp`` is the signed request time (ms), None
+    when no request was made.
+    """
+
+    call: str
+    device_sn: str
+    info: ConnectionInfo
+    mqtt: MqttLogin
+    timestamp: int | None = None
+
+    def to_dict(self, include_secret: bool = False) -> dict:
+        """Credential field names (productKey, deviceKey, deviceSecret, mqttUrl, httpUrl), so the
+        output with secrets is the content of a ``triple`` credential plus the MQTT login."""
+        c = self.info
+        out: dict = {
+            "call": self.call,
+            "deviceSn": self.device_sn,
+            "sn": c.sn or None,
+            "productKey": c.product_key,
+            "deviceKey": c.device_key,
+        }
+        if include_secret:
+            out["deviceSecret"] = c.device_secret
+        out.update(mqttUrl=c.mqtt_url, httpUrl=c.http_url, timestamp=self.timestamp)
+        out["mqtt"] = self.mqtt.to_dict(include_secret)
+        return out
+
+
+def bootstrap_device(
+    backend,
+    cred: Credential,
+    *,
+    device_name: str | None = None,
+    timezone: str | None = None,
+    now_ms: int | None = None,
+) -> DeviceSession:
+    """Bootstrap Device as the device does it: sign the deviceSn with the group secret (scheme
+    from the credential, default ``signing.DEFAULT_SCHEME``) and call ``backend.bootstrap``.
+
+    The DPS registers the device if it is unknown, allocates it if needed and marks it connected.
+    """
+    if cred.profile == "triple":
+        raise InvalidArgumentError(
+            f"the credential of {cred.device_sn} is a triple credential: it cannot bootstrap",
+            hint="a triple device logs in to MQTT with its burned triple directly "
+            "(`enosprov device conninfo FILE` shows that login); bootstrap needs a bootstrap "
+            "credential (groupId, groupSecret, deviceSn)",
+        )
+    _need(cred, ("groupId", cred.group_id), ("groupSecret", cred.group_secret))
+    ts = _now() if now_ms is None else int(now_ms)
+    info = backend.bootstrap(
+        group_id=cred.group_id,
+        device_sn=cred.device_sn,
+        timestamp=ts,
+        sign=signing.sign(_scheme(cred), cred.device_sn, ts, cred.group_secret),
+        sign_method="sha256",
+        device_name=string_i18n(device_name),
+        timezone=timezone,
+    )
+    return _session("bootstrap", cred.device_sn, info, ts)
+
+
+def device_conninfo(backend, cred: Credential, *, now_ms: int | None = None) -> DeviceSession:
+    """Get Device Connection Info as the device does it: sign the system sn with the group secret
+    and call ``backend.get_connection_info``. The device must be allocated."""
+    if cred.profile == "triple":
+        raise InvalidArgumentError(
+            f"the credential of {cred.device_sn} is a triple credential: it has no group secret "
+            "to sign get/conn with",
+            hint="use session_from_triple(cred): the device logs in with its burned triple",
+        )
+    if not cred.sn:
+        raise InvalidArgumentError(
+            f"the credential of {cred.device_sn} has no system sn: get/conn is signed over it",
+            hint="bootstrap first (enosprov device bootstrap FILE), or export the credential "
+            "with the sn of the registered device",
+        )
+    _need(cred, ("groupSecret", cred.group_secret))
+    ts = _now() if now_ms is None else int(now_ms)
+    info = backend.get_connection_info(
+        sn=cred.sn,
+        timestamp=ts,
+        sign=signing.sign(_scheme(cred), cred.sn, ts, cred.group_secret),
+        sign_method="sha256",
+    )
+    return _session("get/conn", cred.device_sn, info, ts)
+
+
+def session_from_triple(cred: Credential, *, now_ms: int | None = None) -> DeviceSession:
+    """The session of a device whose triple is burned in: no DPS call, only the MQTT login."""
+    _need(
+        cred,
+        ("productKey", cred.product_key),
+        ("deviceKey", cred.device_key),
+        ("deviceSecret", cred.device_secret),
+    )
+    info = ConnectionInfo(
+        sn=cred.sn or "",
+        product_key=cred.product_key,
+        device_key=cred.device_key,
+        device_secret=cred.device_secret,
+        mqtt_url=cred.mqtt_url,
+        http_url=cred.http_url,
+    )
+    return _session("triple", cred.device_sn, info, None, mqtt_ts=now_ms)
+
+
+def _session(
+    call: str, device_sn: str, info: ConnectionInfo, ts: int | None, mqtt_ts: int | None = None
+) -> DeviceSession:
+    login = mqtt_login(
+        info.product_key,
+        info.device_key,
+        info.device_secret,
+        timestamp=ts if mqtt_ts is None else mqtt_ts,
+    )
+    return DeviceSession(call, device_sn, info, login, ts)
+
+
+def _need(cred: Credential, *pairs: tuple[str, str | None]) -> None:
+    missing = [name for name, value in pairs if not value]
+    if missing:
+        raise InvalidArgumentError(
+            f"the {cred.profile} credential of {cred.device_sn} lacks {', '.join(missing)}"
+        )
+
+
+def _scheme(cred: Credential) -> str:
+    return cred.sign_scheme or signing.DEFAULT_SCHEME
+
+
+def _now() -> int:
+    return int(time.time() * 1000)
+
+
+# -- credential files ---------------------------------------------------------------------------
+
+
+def read_credential(path: str | Path) -> Credential:
+    """Read a burned credential file, whatever its format (detected from content and name).
+
+    Uses ``enosprov.burn.formats`` when it is installed; without it only the JSON format (an
+    object whose keys are the credential field names) is read.
+    """
+    p = Path(path)
+    try:
+        data = p.read_bytes()
+    except OSError as exc:
+        raise InputFileError(f"cannot read credential file {p}: {exc.strerror or exc}") from None
+    try:
+        return _decode(data, p.name)
+    except EnosprovError as err:
+        if str(p) not in err.message and p.name not in err.message:
+            err.message = f"{p}: {err.message}"
+            err.args = (err.message,)
+        raise
+    except ValueError as exc:  # a parse error a decoder let through (its text may quote secrets)
+        raise InputFileError(
+            f"{p}: not a readable credential file ({type(exc).__name__})"
+        ) from None
+
+
+def _decode(data: bytes, filename: str) -> Credential:
+    import importlib.util
+
+    if importlib.util.find_spec(__package__ + ".burn.formats") is None:
+        return _decode_json(data)
+    from .burn import formats
+
+    name = formats.detect(data, filename)
+    if not name:
+        raise InputFileError("unknown credential file format")
+    options = getattr(formats, "FormatOptions", dict)()  # the defaults of every format
+    return formats.FORMATS[name].decode(data, options)
+
+
+def _decode_json(data: bytes) -> Credential:
+    """The JSON format alone: one object keyed by the credential field names."""
+    try:
+        obj = json.loads(data.decode("utf-8-sig"))
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise InputFileError(
+            "not a JSON credential file",
+            hint="only JSON credential files can be read until enosprov.burn.formats is installed",
+        ) from None
+    if not isinstance(obj, dict):
+        raise InputFileError("a JSON credential file holds one object of credential fields")
+    bad = sorted(k for k, v in obj.items() if not isinstance(v, str))
+    if bad:
+        raise InputFileError(f"credential field(s) {', '.join(bad)} must be strings")
+    return Credential.from_dict(obj)  # refuses unknown names and missing required fields

@@ -1,0 +1,155 @@
+"""Plug-and-play end to end, on both backends: register, burn, verify, bootstrap from the file."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+import pytest
+from conftest import file_mode, make_group, meters_rows
+
+from enosprov import api
+from enosprov.burn.export import Selection, export_burn_files, safe_filename
+from enosprov.burn.verify import verify_files
+from enosprov.errors import InputFileError, InvalidArgumentError, NotFoundError
+
+FORMATS = ["json", "ini", "c", "bin", "hex", "nvs"]
+
+
+@pytest.fixture
+def registered(backend, group, write_csv):
+    api.register_csv(backend, write_csv(meters_rows(4)), group.group_id, batch_tag="B-1")
+    return group
+
+
+def export(backend, out, **kw):
+    sel = kw.pop("selection", None) or Selection(group="meters-eu", **kw.pop("sel", {}))
+    return export_burn_files(backend, sel, out, dps_url="http://dps.example", **kw)
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_register_burn_verify_bootstrap(backend, registered, tmp_path, fmt):
+    from enosprov.device import bootstrap_device, read_credential
+
+    out = tmp_path / "burn"
+    report = export(backend, out, fmt=fmt)
+    assert (report.devices, report.written, report.unchanged) == (4, 4, 0)
+    files = sorted(p for p in out.iterdir() if not p.name.startswith("manifest"))
+    assert len(files) == 4
+    if sys.platform != "win32":
+        assert {file_mode(p) for p in files} == {0o600}
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert {m["deviceSn"] for m in manifest} == {f"SN-{i:06d}" for i in range(1, 5)}
+    assert all(m["format"] == fmt and len(m["sha256"]) == 64 and m["sn"] for m in manifest)
+    assert (out / "manifest.csv").read_text().splitlines()[0].startswith("deviceSn,sn,file")
+
+    assert verify_files(backend, files).ok
+    cred = read_credential(files[0])
+    assert cred.profile == "bootstrap" and cred.group_id == "meters-eu"
+    session = bootstrap_device(backend, cred)
+    dev = backend.get(cred.sn)
+    assert dev.allocated and dev.connect_status == "connected"
+    assert session.info.device_key == dev.device_key
+
+    again = export(backend, out, fmt=fmt)  # resumable: nothing correct is rewritten
+    assert (again.written, again.unchanged) == (0, 4)
+
+
+def test_triple_profile_needs_allocation_then_verifies(backend, registered, tmp_path):
+    out = tmp_path / "t"
+    with pytest.raises(InvalidArgumentError, match="not allocated"):
+        export(backend, out, profile="triple")
+    assert not out.exists() or not any(out.iterdir())  # nothing written
+    for dev in backend.iter_devices(api.SearchQuery(group_id="meters-eu")):
+        backend.allocate(dev.sn)
+    report = export(backend, out, profile="triple", fmt="bin")
+    assert report.written == 4
+    files = [p for p in out.iterdir() if p.suffix == ".bin"]
+    assert verify_files(backend, files).ok
+    dev = backend.get(verify_files(backend, files[:1]).checks[0].sn)
+    backend.reset_allocation("meters-eu", [dev.sn])  # re-allocation changes the triple
+    backend.allocate(dev.sn)
+    stale = verify_files(backend, [out / (safe_filename(dev.device_sn) + ".bin")])
+    assert not stale.ok and "deviceKey" in " ".join(stale.checks[0].problems)
+
+
+def test_configure_only_flow_registers_on_bootstrap(backend, group, tmp_path, write_csv):
+    from enosprov.device import bootstrap_device, read_credential
+
+    csv_path = write_csv("deviceSn\nNEW-0001\nNEW-0002\n", name="new.csv")
+    out = tmp_path / "co"
+    report = export(backend, out, selection=Selection(group="meters-eu", csv_path=str(csv_path),
+                                                      no_register=True))  # fmt: skip
+    assert report.devices == 2
+    assert backend.find_by_device_sn("meters-eu", "NEW-0001") is None
+    check = verify_files(backend, [out / "NEW-0001.json"]).checks[0]
+    assert check.ok and "registers itself" in " ".join(check.notes)
+    session = bootstrap_device(backend, read_credential(out / "NEW-0001.json"))
+    dev = backend.find_by_device_sn("meters-eu", "NEW-0001")
+    assert dev is not None and dev.allocated and dev.sn == session.info.sn
+
+
+def test_selection_errors_change_nothing(backend, registered, tmp_path):
+    other = make_group(backend, group_id="other", name="Other")
+    api.create_group  # noqa: B018 (other group exists for the cross-group check)
+    out = tmp_path / "x"
+    with pytest.raises(NotFoundError, match="NOPE-1"):
+        export(backend, out, sel={"device_sns": ("SN-000001", "NOPE-1")})
+    sn_other = backend.create(other.group_id, device_data={"deviceSn": "OTHER-01",
+                                                           "max_capacity": 1, "phase": "single"})  # fmt: skip
+    assert sn_other
+    with pytest.raises(NotFoundError, match="OTHER-01"):
+        export(backend, out, sel={"device_sns": ("OTHER-01",)})
+    assert not out.exists()
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(InputFileError, match="not a folder"):
+        export(backend, blocker)
+
+
+def test_tampered_or_foreign_files_fail_verification(backend, registered, tmp_path):
+    out = tmp_path / "v"
+    export(backend, out, fmt="bin")
+    export(backend, out, fmt="json")
+    good = out / "SN-000001.bin"
+    data = bytearray(good.read_bytes())
+    data[12] ^= 0x01
+    bad = tmp_path / "bad.bin"
+    bad.write_bytes(bytes(data))
+    short = tmp_path / "short.bin"
+    short.write_bytes(good.read_bytes()[:-3])
+    wrong = tmp_path / "wrong.json"
+    doc = json.loads((out / "SN-000002.json").read_text())
+    doc["groupSecret"] = "not-the-secret"
+    wrong.write_text(json.dumps(doc))
+    report = verify_files(backend, [good, bad, short, wrong])
+    assert [c.ok for c in report.checks] == [True, False, False, False]
+    assert "group secret" in report.checks[3].problems[0]
+    assert "not-the-secret" not in json.dumps(report.to_dict())
+
+
+def test_file_names_never_leave_the_folder():
+    for sn, name in [("a/b", "a%2Fb"), ("..", "%2E."), ("CON", "_CON"), ("x:y", "x%3Ay"),
+                     ("../../etc", "%2E.%2F..%2Fetc")]:  # fmt: skip
+        assert safe_filename(sn) == name
+        assert os.sep not in safe_filename(sn) and "/" not in safe_filename(sn)
+
+
+def test_cli_burn_export_and_verify(cli, backend, registered, tmp_path):
+    out = tmp_path / "cli"
+    data = cli.json("burn", "export", "--group", "meters-eu", "--batch-tag", "B-1",
+                    "--format", "hex", "--out", str(out), "--dps-url", "http://dps.example")["data"]  # fmt: skip
+    assert data["devices"] == 4 and data["format"] == "hex"
+    files = sorted(str(p) for p in out.glob("*.hex"))
+    ok = cli.json("burn", "verify", *files)["data"]
+    assert ok["ok"] and ok["files"] == 4
+    secret = backend.get_group("meters-eu").group_secret
+    text = cli("burn", "verify", *files)
+    assert secret not in text.stdout + text.stderr
+    bad = tmp_path / "bad.hex"
+    lines = (out / "SN-000001.hex").read_text().splitlines()
+    lines[1] = lines[1][:-3] + ("0" if lines[1][-3] != "0" else "1") + lines[1][-2:]
+    bad.write_text("\n".join(lines) + "\n")
+    result = cli("burn", "verify", str(bad), "--json")
+    assert result.exit_code == 4
