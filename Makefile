@@ -27,6 +27,16 @@ demo: $(VENV)/.installed
 	$(BIN)/enosprov --store $(DEMO)/store.db register --csv examples/devices.csv --group meters-eu \
 		--batch-tag B-2026-11-A
 	$(BIN)/enosprov --store $(DEMO)/store.db devices list --group meters-eu --limit 10
+	@echo "--- burn credential files for the batch (JSON and ESP32 NVS images), then check them:"
+	$(BIN)/enosprov --store $(DEMO)/store.db burn export --group meters-eu --batch-tag B-2026-11-A \
+		--format json --out $(DEMO)/burn --dps-url http://127.0.0.1:8080
+	$(BIN)/enosprov --store $(DEMO)/store.db burn export --group meters-eu --batch-tag B-2026-11-A \
+		--format nvs --out $(DEMO)/burn-nvs --dps-url http://127.0.0.1:8080
+	$(BIN)/enosprov --store $(DEMO)/store.db burn verify $(DEMO)/burn/MTR-2026-000001.json \
+		$(DEMO)/burn-nvs/MTR-2026-000001.nvs.bin
+	@echo "--- the first device powers on: bootstrap from its burned NVS image"
+	$(BIN)/enosprov --store $(DEMO)/store.db device bootstrap $(DEMO)/burn-nvs/MTR-2026-000001.nvs.bin
+	$(BIN)/enosprov --store $(DEMO)/store.db devices show MTR-2026-000001
 	$(BIN)/enosprov --store $(DEMO)/store.db info
 
 test: $(VENV)/.installed

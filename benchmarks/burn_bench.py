@@ -22,10 +22,9 @@ def _bare_write(out: Path, blobs: list[tuple[str, bytes]]) -> float:
 
 
 def run(out: Path, make_csv, rows: int, per_format_rows: int) -> dict:
-    from enosprov.burn.formats import FORMATS, FormatOptions
-
     from enosprov import api
     from enosprov.burn.export import Selection, export_burn_files
+    from enosprov.burn.formats import FORMATS, FormatOptions
 
     root = Path(__file__).resolve().parent.parent
     store = api.open_store(out / "burn-store.db")

@@ -280,6 +280,7 @@ def export_burn_files(
     if selection.no_register and profile != "bootstrap":
         raise InvalidArgumentError("--no-register exports the bootstrap profile only")
     encoder = FORMATS[fmt]
+    extension = encoder.file_extension(options)
     # A first pass checks what can fail per device (an unallocated device for the triple
     # profile, a template field without a value) before any file is touched.
     for item in items():
@@ -301,7 +302,7 @@ def export_burn_files(
     for item in items():
         cred = credential_for(backend, group, item, profile, url)
         data = encoder.encode(cred, options)
-        name = safe_filename(cred.device_sn) + encoder.extension
+        name = safe_filename(cred.device_sn) + extension
         path = out_dir / name
         digest = hashlib.sha256(data).hexdigest()
         if _same_content(path, data):
