@@ -26,8 +26,14 @@ def _int(text: str) -> int:
 
 
 FlashOpt = Annotated[
-    str, typer.Option("--flash-address", help="Flash address of HEX/NVS images (e.g. 0x9000).")
+    str,
+    typer.Option(
+        "--flash-address",
+        help="Load address of HEX images (e.g. 0x9000); also recorded in the manifest as the "
+        "offset to flash NVS images at.",
+    ),
 ]
+NamespaceOpt = Annotated[str, typer.Option("--nvs-namespace", help="NVS namespace.")]
 
 
 @app.command("export")
@@ -132,6 +138,7 @@ def verify(
     ctx: typer.Context,
     files: Annotated[list[Path], typer.Argument(help="Credential files, any format.")],
     flash_address: FlashOpt = "0x9000",
+    nvs_namespace: NamespaceOpt = "enosprov",
     json_: JsonOpt = False,
 ) -> None:
     """Decode credential files (any format) and check them against the store or EnOS.
@@ -145,7 +152,8 @@ def verify(
     from ..burn.verify import verify_files
 
     with state(ctx).backend() as backend:
-        report = verify_files(backend, files, FormatOptions(flash_address=_int(flash_address)))
+        options = FormatOptions(flash_address=_int(flash_address), nvs_namespace=nvs_namespace)
+        report = verify_files(backend, files, options)
 
     def render(r) -> None:
         table(
