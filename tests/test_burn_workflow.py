@@ -153,3 +153,19 @@ def test_cli_burn_export_and_verify(cli, backend, registered, tmp_path):
     bad.write_text("\n".join(lines) + "\n")
     result = cli("burn", "verify", str(bad), "--json")
     assert result.exit_code == 4
+
+
+def test_template_export_and_unknown_field(backend, registered, tmp_path):
+    from conftest import ROOT
+
+    from enosprov.burn.formats import FormatOptions
+
+    tmpl = ROOT / "templates" / "burn" / "credentials.h.tmpl"
+    opts = FormatOptions(template=tmpl.read_text(encoding="utf-8"), template_name=tmpl.name)
+    out = tmp_path / "tmpl"
+    report = export(backend, out, fmt="template", options=opts)
+    assert report.written == 4
+    header = (out / "SN-000001.h").read_text(encoding="utf-8")
+    assert "SN-000001" in header and backend.get_group("meters-eu").group_secret in header
+    with pytest.raises(InvalidArgumentError, match="colour"):
+        FormatOptions(template="id={deviceSn} {colour}", template_name="x.txt")
