@@ -8,6 +8,7 @@ only (``private=True``); others get the usual permissions (0666 minus the umask)
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import tempfile
 from pathlib import Path
@@ -79,11 +80,36 @@ class AtomicFile:
             self.abort()
 
 
+_counter = itertools.count()
+
+
 def write_bytes(path: str | Path, data: bytes, *, private: bool = False) -> Path:
-    """Write ``data`` to ``path`` atomically."""
-    with AtomicFile(path, private=private, binary=True) as fh:
-        fh.write(data)
-    return Path(path)
+    """Write ``data`` to ``path`` atomically; the folder must exist.
+
+    The lean path for many small files (burn exports): a temporary name unique to this process
+    and call, created exclusively with os.open (owner-only when ``private``), then os.replace.
+    """
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{next(_counter)}.tmp")
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+    try:
+        fd = os.open(tmp, flags, 0o600 if private else 0o666)
+    except OSError as exc:
+        raise InputFileError(f"cannot write {path}: {exc.strerror or exc}") from None
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+        os.close(fd)
+        fd = -1
+        os.replace(tmp, path)
+    except BaseException:
+        if fd >= 0:
+            os.close(fd)
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    return path
 
 
 def write_text(path: str | Path, text: str, *, private: bool = False) -> Path:

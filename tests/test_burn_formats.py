@@ -532,3 +532,15 @@ def test_docs_show_the_current_bytes():
     assert xxd(FORMATS["nvs"].encode(BOOT)[:0x100]) in doc
     for fmt in ("json", "ini", "c"):
         assert FORMATS[fmt].encode(BOOT).decode() in doc
+
+
+def test_json_encoder_matches_json_dumps_exactly():
+    import json
+
+    from enosprov.burn.credential import Credential
+    from enosprov.burn.formats import FORMATS
+
+    cred = Credential("bootstrap", 'S"N\\1', group_id="g\u00e9", group_secret="s\n\t\x01",
+                      dps_url="http://x", sn="abc")  # fmt: skip
+    expected = json.dumps(cred.to_dict(), indent=2, ensure_ascii=False) + "\n"
+    assert FORMATS["json"].encode(cred) == expected.encode("utf-8")
