@@ -169,3 +169,15 @@ def test_template_export_and_unknown_field(backend, registered, tmp_path):
     assert "SN-000001" in header and backend.get_group("meters-eu").group_secret in header
     with pytest.raises(InvalidArgumentError, match="colour"):
         FormatOptions(template="id={deviceSn} {colour}", template_name="x.txt")
+
+
+def test_cli_bootstrap_from_burned_file_shows_connected(cli, backend, registered, tmp_path):
+    out = tmp_path / "nvs"
+    cli.json("burn", "export", "--group", "meters-eu", "--format", "nvs", "--out", str(out),
+             "--dps-url", "http://dps.example")  # fmt: skip
+    image = out / "SN-000002.nvs.bin"
+    session = cli.json("device", "bootstrap", str(image))["data"]
+    assert session["deviceSn"] == "SN-000002" and "deviceSecret" not in session
+    shown = cli.json("devices", "show", "SN-000002")["data"]
+    assert (shown["allocateStatus"], shown["connectStatus"]) == ("allocated", "connected")
+    assert shown["deviceKey"] == session["deviceKey"]
