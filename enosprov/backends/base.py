@@ -108,19 +108,6 @@ class Backend(Protocol):
     def close(self) -> None: ...
 
 
-def iter_pages(backend: Backend, query: SearchQuery) -> Iterator[Device]:
-    """Every device matching ``query``, fetched page by page (for backends without a cursor)."""
-    from dataclasses import replace
-
-    page_no = 1
-    while True:
-        page = backend.search(replace(query, page_no=page_no, page_size=MAX_PAGE_SIZE))
-        yield from page.items
-        if len(page.items) < MAX_PAGE_SIZE:
-            return
-        page_no += 1
-
-
 def compare_registered(
     device_sn: str, prior: tuple, data: str, desc: str | None, tag: str | None
 ) -> RegisterOutcome:
