@@ -711,11 +711,14 @@ def to_enos_config(name: str, path=None, env: Mapping[str, str] = os.environ) ->
     base = config.base
     groups = []
     for gid, g in prof.groups.items():
-        secret = (
-            g.secret.resolve(base, env, f"group {gid!r} of profile {name!r}")
-            if g.secret is not None
-            else None
-        )
+        # A group secret is needed only by device-side work (burn, device calls): a station
+        # that only registers runs without it; the error is kept for whoever needs it.
+        secret, secret_error = None, None
+        if g.secret is not None:
+            try:
+                secret = g.secret.resolve(base, env, f"group {gid!r} of profile {name!r}")
+            except (InvalidArgumentError, InputFileError) as exc:
+                secret_error = exc.message
         masterdata = None
         if g.masterdata is not None:
             md = Path(g.masterdata).expanduser()
@@ -726,6 +729,7 @@ def to_enos_config(name: str, path=None, env: Mapping[str, str] = os.environ) ->
                 group_id=gid,
                 name=g.name,
                 secret=secret,
+                secret_error=secret_error,
                 masterdata_file=masterdata,
                 product_key=g.product_key,
                 sn_pattern=g.sn_pattern,

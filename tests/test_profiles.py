@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -297,11 +298,18 @@ def test_missing_or_empty_env_secret_names_variable_and_profile(value):
     assert ("not set" if value is None else "empty") in exc.value.message
 
 
-def test_group_env_secret_error_names_the_group():
+def test_group_env_secret_error_names_the_group_but_does_not_stop_registration():
+    from enosprov.backends.enos import EnosBackend
+
     make_profile()
     profiles.add_group("prod-eu", "meters-eu", secret=SecretRef.from_env("METERS_SECRET"))
-    with pytest.raises(InvalidArgumentError, match=r"METERS_SECRET.*group 'meters-eu'"):
-        profiles.to_enos_config("prod-eu", env=env_with(ENOS_APP_SECRET=APP_SECRET))
+    cfg = profiles.to_enos_config("prod-eu", env=env_with(ENOS_APP_SECRET=APP_SECRET))
+    (group,) = cfg.groups
+    assert group.secret is None
+    assert re.search(r"METERS_SECRET.*group 'meters-eu'", group.secret_error)
+    with EnosBackend(cfg) as backend:
+        assert backend.get_group("meters-eu").group_secret == ""
+        assert "METERS_SECRET" in backend.group_secret_error("meters-eu")
 
 
 def test_missing_or_empty_secret_file_names_the_path(tmp_path):

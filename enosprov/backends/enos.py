@@ -93,6 +93,11 @@ class EnosBackend:
     def list_groups(self) -> list[RegistrationGroup]:
         return [self.get_group(g.group_id) for g in self.config.groups]
 
+    def group_secret_error(self, group: str) -> str | None:
+        """Why the profile could not supply the group's secret, if it could not."""
+        g = self._group_config(group)
+        return g.secret_error if g else None
+
     def create_group(self, group: RegistrationGroup) -> RegistrationGroup:
         raise RefusedError(
             "EnOS has no API to create registration groups: create it in the EnOS console",

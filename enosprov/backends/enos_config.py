@@ -17,6 +17,7 @@ class GroupConfig:
     group_id: str
     name: str | None = None
     secret: str | None = field(default=None, repr=False)  # the group secret, already resolved
+    secret_error: str | None = None  # why the secret could not be resolved (env var unset...)
     masterdata_file: str | None = None  # TOML master data definition for CSV validation
     product_key: str | None = None
     sign_scheme: str = "sn-ts-secret"

@@ -186,8 +186,10 @@ def credential_for(
 ) -> Credential:
     if profile == "bootstrap":
         if not group.group_secret:
+            why = getattr(backend, "group_secret_error", lambda _g: None)(group.group_id)
             raise InvalidArgumentError(
-                f"the group secret of {group.group_id} is not available",
+                f"the group secret of {group.group_id} is not available"
+                + (f": {why}" if why else ""),
                 hint="with a profile, give the group a secret source (config add-group --secret-env)",
             )
         dev = item if isinstance(item, Device) else None
