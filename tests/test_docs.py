@@ -12,8 +12,10 @@ def test_every_command_is_in_the_readme():
     for command in all_commands():
         name = " ".join(command)
         group_heading = f"### {command[0]}"
-        if f"enosprov {name}" not in readme and f"`{name}" not in readme and not (
-            len(command) > 1 and group_heading in readme and command[-1] in readme
+        if (
+            f"enosprov {name}" not in readme
+            and f"`{name}" not in readme
+            and not (len(command) > 1 and group_heading in readme and command[-1] in readme)
         ):
             missing.append(name)
     assert missing == []
