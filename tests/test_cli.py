@@ -26,6 +26,8 @@ COMMANDS = [
     ["info"],
     ["burn", "export"],
     ["burn", "verify"],
+    ["qr", "batch"],
+    ["qr", "scan"],
     ["serve"],
     ["config", "create"],
     ["config", "add-group"],

@@ -11,7 +11,7 @@ from typing import Annotated
 import typer
 
 from .. import __version__
-from . import burn, config, device, devices, groups, info, masterdata, register, serve, template
+from . import burn, config, device, devices, groups, info, masterdata, qr, register, serve, template
 from .options import CliState
 
 app = typer.Typer(
@@ -76,6 +76,7 @@ app.add_typer(devices.app, name="devices")
 app.add_typer(config.app, name="config")
 app.add_typer(device.app, name="device")
 app.add_typer(burn.app, name="burn")
+app.add_typer(qr.app, name="qr")
 app.command("register")(register.register)
 app.command("info")(info.info)
 app.command("serve")(serve.serve)

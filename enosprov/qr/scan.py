@@ -1,0 +1,117 @@
+"""`qr scan`: decode every QR code in photos or scans, parse it, and look its device up.
+
+Each image gets a :class:`ScanResult`: the codes found (rotated, skewed and several per image
+are handled by zxing-cpp; only QR Code Model 2 is read) and its problems: an unreadable image,
+no code at all, a code that is not an enosprov payload, or a device that is not registered.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..errors import EnosprovError
+from .payload import ForeignCodeError, Payload, parse_payload
+
+
+@dataclass
+class ScannedCode:
+    text: str
+    payload: Payload | None = None
+    device: object | None = None  # models.Device
+    problem: str | None = None
+
+    def to_dict(self) -> dict:
+        dev = self.device
+        return {
+            "text": self.text,
+            "payload": self.payload.to_dict() if self.payload else None,
+            "device": None if dev is None else {
+                "sn": dev.sn, "groupId": dev.group_id, "deviceSn": dev.device_sn,
+                "batchTag": dev.batch_tag_text, "allocateStatus": dev.allocate_status,
+                "connectStatus": dev.connect_status},
+            "problem": self.problem,
+        }  # fmt: skip
+
+
+@dataclass
+class ScanResult:
+    path: str
+    codes: list[ScannedCode] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)  # image-level and per-code problems
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def to_dict(self) -> dict:
+        return {"path": self.path, "ok": self.ok, "codes": [c.to_dict() for c in self.codes],
+                "problems": self.problems}  # fmt: skip
+
+
+@dataclass
+class ScanReport:
+    images: list[ScanResult]
+
+    @property
+    def ok(self) -> bool:
+        return all(r.ok for r in self.images)
+
+    def to_dict(self) -> dict:
+        return {"ok": self.ok, "images": [r.to_dict() for r in self.images]}
+
+
+def lookup(backend, payload: Payload):
+    """(device, problem): by system sn when the label has one, else by group + deviceSn."""
+    try:
+        if payload.sn:
+            dev = backend.get(payload.sn)
+            if dev.device_sn != payload.device_sn or dev.group_id != payload.group_id:
+                return None, (
+                    f"sn {payload.sn} belongs to {dev.group_id}/{dev.device_sn}, not to "
+                    f"{payload.group_id}/{payload.device_sn}"
+                )
+            return dev, None
+        dev = backend.find_by_device_sn(payload.group_id, payload.device_sn)
+    except EnosprovError as err:
+        if err.code != "not_found" and err.enos_code not in (35404, 99404, 35601):
+            raise
+        dev = None
+    if dev is None:
+        return None, f"unknown device {payload.group_id}/{payload.device_sn}" + (
+            f" (sn {payload.sn})" if payload.sn else ""
+        )
+    return dev, None
+
+
+def scan_images(backend, paths) -> list[ScanResult]:
+    from PIL import Image, UnidentifiedImageError
+
+    from .render import read_qr
+
+    results = []
+    for path in paths:
+        result = ScanResult(str(path))
+        results.append(result)
+        try:
+            with Image.open(Path(path)) as img:
+                img.load()
+                barcodes = read_qr(img)
+        except (OSError, UnidentifiedImageError, ValueError) as exc:
+            result.problems.append(f"cannot read the image: {exc}")
+            continue
+        if not barcodes:
+            result.problems.append("no QR code found")
+            continue
+        for bc in barcodes:
+            code = ScannedCode(bc.text)
+            result.codes.append(code)
+            try:
+                code.payload = parse_payload(bc.text)
+            except ForeignCodeError as err:
+                code.problem = err.message
+            else:
+                code.device, code.problem = lookup(backend, code.payload)
+            if code.problem:
+                result.problems.append(code.problem)
+    return results
