@@ -7,7 +7,10 @@
 2. Peak memory (max RSS of the CLI process) at 100,000 and 1,000,000 rows (goal <= 150 MB).
 3. `enosprov --help` wall time (median of 7, goal <= 0.3 s).
 
-Usage: python benchmarks/run.py [--rows N] [--big-rows N] [--skip-big] [--out DIR]
+QR labels (benchmarks/qr_bench.py, skip with --skip-qr): a 10,000-label A4 PDF (wall <= 10 s,
+peak RSS <= 300 MB, file <= 30 MB), 10,000 ZPL labels (<= 3 s), PNG / SVG labels per second.
+
+Usage: python benchmarks/run.py [--rows N] [--big-rows N] [--skip-big] [--skip-qr] [--out DIR]
 """
 
 from __future__ import annotations
@@ -155,6 +158,7 @@ def main() -> None:
     )
     ap.add_argument("--skip-burn", action="store_true", help="skip the burn-file export runs")
     ap.add_argument("--burn-rows", type=int, default=100_000)
+    ap.add_argument("--skip-qr", action="store_true", help="skip the QR label (PDF/ZPL) runs")
     ap.add_argument("--out", type=Path, default=ROOT / "bench-out")
     args = ap.parse_args()
     shutil.rmtree(args.out, ignore_errors=True)
@@ -193,6 +197,11 @@ def main() -> None:
 
         results.update(burn_bench.run(args.out, make_csv, args.burn_rows, 10_000))
 
+    if not args.skip_qr:
+        import qr_bench
+
+        results.update(qr_bench.run(args.out, make_csv))
+
     if not args.skip_enos:
         import enos_bench
 
@@ -208,6 +217,10 @@ def main() -> None:
         "enos_devices_per_s": (500, "min"),
         "enos_20ms_speedup": (8, "min"),
         "burn_json_wall_s": (20, "max"),
+        "qr_pdf_wall_s": (10, "max"),
+        "qr_pdf_peak_rss_mb": (300, "max"),
+        "qr_pdf_file_mb": (30, "max"),
+        "qr_zpl_wall_s": (3, "max"),
     }
     print(f"{'measure':34} {'value':>12} {'target':>10}")
     for key, value in results.items():

@@ -40,6 +40,7 @@ class QrReport:
     verified: int = 0  # symbols decoded back and compared
     manifest: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    document: str = ""  # labels.pdf / labels.zpl of a sheet format
 
     def to_dict(self) -> dict:
         return {
@@ -51,6 +52,7 @@ class QrReport:
             "verified": self.verified,
             "manifest": self.manifest,
             "seconds": round(self.seconds, 3),
+            **({"document": self.document} if self.document else {}),
         }
 
 
@@ -72,11 +74,23 @@ def qr_batch(
     fmt: str = "png",
     options: QrOptions | None = None,
     progress=None,
+    template=None,
 ) -> QrReport:
-    """Write one label per selected device into ``out_dir`` plus the manifest."""
+    """Write one label per selected device into ``out_dir`` plus the manifest.
+
+    ``fmt`` "pdf" or "zpl" writes one document of labels laid out by ``template`` (see
+    :func:`enosprov.qr.sheet.qr_sheet`).
+    """
+    if fmt in ("pdf", "zpl"):
+        from .sheet import qr_sheet
+
+        return qr_sheet(backend, selection, out_dir, fmt=fmt, template=template,
+                        options=options, progress=progress)  # fmt: skip
     t0 = time.perf_counter()
     if fmt not in FORMATS:
-        raise InvalidArgumentError(f"unknown format {fmt!r}", hint="one of: " + ", ".join(FORMATS))
+        raise InvalidArgumentError(
+            f"unknown format {fmt!r}", hint="one of: " + ", ".join((*FORMATS, "pdf", "zpl"))
+        )
     options = options or QrOptions()  # validates the template up front
     out_dir = Path(out_dir)
     group = backend.get_group(selection.group)
@@ -130,9 +144,11 @@ def qr_batch(
     return report
 
 
-def _write_manifest(out_dir: Path, rows: list[dict]) -> list[str]:
+def _write_manifest(
+    out_dir: Path, rows: list[dict], columns: tuple[str, ...] = MANIFEST_COLUMNS
+) -> list[str]:
     with AtomicFile(out_dir / MANIFEST_CSV) as fh:
-        writer = csv.DictWriter(fh, fieldnames=MANIFEST_COLUMNS)
+        writer = csv.DictWriter(fh, fieldnames=columns)
         writer.writeheader()
         writer.writerows(rows)
     with AtomicFile(out_dir / MANIFEST_JSON) as fh:

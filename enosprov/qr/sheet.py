@@ -1,0 +1,256 @@
+"""`qr batch --format pdf|zpl`: label sheets from a label template (docs/labels.md).
+
+Same selection and guarantees as the PNG/SVG batch (enosprov.qr.batch): the template is loaded
+and checked first, then every selected device's payload is encoded (zxing-cpp, QR Model 2),
+the symbol is decoded back from its own module matrix and compared with the payload, and the
+label is drawn from that same verified matrix. The whole document is built before anything is
+written: a template error, a payload too long, a symbol too small or a failed verification
+stops the run with nothing written. The document is then written atomically (not rewritten when
+already identical; the PDF is produced in reportlab's invariant mode, so the same input gives
+the same bytes), followed by the manifest (deviceSn, payload, file, page, row, column).
+
+PDF: the symbol is vector rectangles (one per run of dark modules in a row) in one path per
+label; the text lines are real PDF text in a standard font. Pages are filled row by row,
+left to right. ZPL: see enosprov.qr.zpl.
+"""
+
+from __future__ import annotations
+
+import io
+import itertools
+import os
+import re
+import time
+from pathlib import Path
+
+from ..atomic import write_bytes
+from ..burn.export import Selection, _check_out_dir, _same_content, select_devices
+from ..errors import InvalidArgumentError
+from .batch import QrReport, _write_manifest, payload_for
+from .labels import PT_PER_MM, LabelTemplate, load_template
+from .payload import render_payload
+from .render import QrOptions, VerifyError
+
+SHEET_FORMATS = ("pdf", "zpl")
+FILE_NAMES = {"pdf": "labels.pdf", "zpl": "labels.zpl"}
+SHEET_MANIFEST_COLUMNS = ("deviceSn", "sn", "batchTag", "payload", "shortCode", "ecLevel",
+                          "modules", "file", "page", "row", "column")  # fmt: skip
+MIN_MODULE_MM = 0.15  # a smaller module is unreliable to print and to scan
+VERIFY_SCALE = 2  # pixels per module of the image decoded back
+CHUNK = 500  # labels per worker task
+_DARK_RUN = re.compile(b"\x00+")
+
+
+def encode_verified(text: str, ec: str, device: str = "") -> tuple[int, bytes]:
+    """(modules, matrix) of ``text``, decoded back and compared; VerifyError on a mismatch.
+
+    The matrix is ``modules * modules`` bytes, 0 for a dark module, 255 for a light one.
+    """
+    import zxingcpp
+
+    try:
+        barcode = zxingcpp.create_barcode(text, zxingcpp.BarcodeFormat.QRCode, ec_level=ec)
+    except ValueError as exc:
+        who = f" of {device}" if device else ""
+        raise InvalidArgumentError(
+            f"the payload{who} ({len(text)} characters) is too long for a QR code at "
+            f"error-correction level {ec}: {exc}",
+            hint="use a shorter payload template, or a lower --ec",
+        ) from None
+    matrix = barcode.to_image(scale=1, add_quiet_zones=False)
+    size = matrix.shape[1]
+    raw = bytes(memoryview(matrix))
+    # Decode the same symbol back (scale 2, standard quiet zone) before it is drawn anywhere.
+    image = barcode.to_image(scale=VERIFY_SCALE, add_quiet_zones=True)
+    found = [
+        b.text for b in zxingcpp.read_barcodes(image, formats=zxingcpp.BarcodeFormat.QRCodeModel2)
+    ]
+    if found != [text]:
+        who = f" of {device}" if device else ""
+        got = "nothing" if not found else ", ".join(repr(t) for t in found)
+        raise VerifyError(
+            f"the QR code{who} does not decode to its payload {text!r} (decoded: {got})",
+            hint="nothing was written; try another --ec",
+        )
+    return size, raw
+
+
+def _encode_chunk(texts: list[str], ec: str) -> list[tuple[int, bytes] | None]:
+    out: list[tuple[int, bytes] | None] = []
+    for text in texts:
+        try:
+            out.append(encode_verified(text, ec))
+        except (InvalidArgumentError, VerifyError):
+            out.append(None)  # the parent encodes it again for the full error
+    return out
+
+
+def _encoded(items, group_id: str, selection: Selection, options: QrOptions):
+    """(payload, text, (modules, matrix)) per device, in selection order, every symbol verified.
+
+    Large batches encode and verify in a pool of worker processes (one per core, at most 4),
+    a bounded window of chunks at a time; small ones in this process.
+    """
+    from collections import deque
+
+    def chunks():
+        chunk = []
+        for item in items:
+            p = payload_for(group_id, item, selection.batch_tag)
+            chunk.append((p, render_payload(p, options.template)))
+            if len(chunk) == CHUNK:
+                yield chunk
+                chunk = []
+        if chunk:
+            yield chunk
+
+    workers = min(4, os.cpu_count() or 1)
+    it = chunks()
+    first = next(it, [])
+    if workers < 2 or len(first) < CHUNK:  # small batch: no pool
+        for p, text in first:
+            yield p, text, encode_verified(text, options.ec, p.device_sn)
+        return
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(workers) as pool:
+        window: deque = deque()
+        for chunk in itertools.chain([first], it):
+            texts = [t for _, t in chunk]
+            window.append((chunk, pool.submit(_encode_chunk, texts, options.ec)))
+            while len(window) > 2 * workers:
+                yield from _drain(window.popleft(), options.ec)
+        while window:
+            yield from _drain(window.popleft(), options.ec)
+
+
+def _drain(entry, ec: str):
+    chunk, future = entry
+    for (p, text), result in zip(chunk, future.result()):
+        yield p, text, result if result is not None else encode_verified(text, ec, p.device_sn)
+
+
+def dark_runs(size: int, raw: bytes):
+    """(x, y, length) of every horizontal run of dark modules."""
+    for y in range(size):
+        for m in _DARK_RUN.finditer(raw, y * size, (y + 1) * size):
+            yield m.start() - y * size, y, m.end() - m.start()
+
+
+class PdfSheet:
+    """A PDF of label pages; labels are added in grid order, one page shown at a time."""
+
+    def __init__(self, template: LabelTemplate, title: str = "enosprov QR labels") -> None:
+        from reportlab.pdfgen.canvas import Canvas
+
+        self.t = template
+        self.buf = io.BytesIO()
+        self.canvas = Canvas(
+            self.buf,
+            pagesize=(template.page_w * PT_PER_MM, template.page_h * PT_PER_MM),
+            invariant=1,  # no date or random id: the same labels give the same bytes
+            pageCompression=1,
+        )
+        self.canvas.setTitle(title)
+        self.canvas.setCreator("enosprov")
+        self.count = 0
+
+    def add(self, modules: int, raw: bytes, lines: list[str], payload: str) -> tuple[int, int, int]:
+        """Draw one label (the symbol of ``payload``); its (page, row, column), 1-based."""
+        t, c = self.t, self.canvas
+        index = self.count % t.per_page
+        if index == 0 and self.count:
+            c.showPage()
+        if index == 0:
+            c.setFont(t.font, t.font_size)
+        self.count += 1
+        row, column = divmod(index, t.columns)
+        ox, oy = t.origin(row, column)
+        page_h = t.page_h
+        module = t.module_mm(modules)
+        if module < MIN_MODULE_MM:
+            raise InvalidArgumentError(
+                f"label template {t.path}: qr.size {t.qr_size:g} mm gives {module:.3f} mm "
+                f"modules for a {modules}x{modules} symbol (at least {MIN_MODULE_MM} mm)",
+                hint="raise qr.size, lower --ec or use a shorter payload",
+            )
+        m = module * PT_PER_MM
+        x0 = (ox + t.qr_x + t.quiet_zone * module) * PT_PER_MM
+        y0 = (page_h - oy - t.qr_y - t.quiet_zone * module) * PT_PER_MM
+        # Module units, y down from the symbol's top-left corner; one path of row runs.
+        ops = [f"q 0 g {m:.4f} 0 0 {-m:.4f} {x0:.3f} {y0:.3f} cm"]
+        ops.extend(f"{x} {y} {n} 1 re" for x, y, n in dark_runs(modules, raw))
+        ops.append("f Q")
+        c.addLiteral("\n".join(ops))
+        tx = (ox + t.text_x) * PT_PER_MM
+        for i, line in enumerate(lines):
+            if line:
+                ty = (page_h - oy - t.text_y - i * t.line_height) * PT_PER_MM
+                c.drawString(tx, ty, line)
+        return (self.count - 1) // t.per_page + 1, row + 1, column + 1
+
+    def finish(self) -> bytes:
+        if self.count == 0:
+            self.canvas.showPage()
+        self.canvas.save()
+        return self.buf.getvalue()
+
+
+def qr_sheet(
+    backend,
+    selection: Selection,
+    out_dir: str | Path,
+    *,
+    fmt: str = "pdf",
+    template: str | Path | LabelTemplate | None = None,
+    options: QrOptions | None = None,
+    progress=None,
+) -> QrReport:
+    """Write ``labels.pdf`` or ``labels.zpl`` (one label per selected device) plus the manifest.
+
+    ``template`` is a label template file, a bare name in templates/labels/, or None for the
+    default of the format. Of ``options``, the error-correction level and the payload template
+    apply; the symbol's size and quiet zone come from the label template.
+    """
+    t0 = time.perf_counter()
+    if fmt not in SHEET_FORMATS:
+        raise InvalidArgumentError(
+            f"unknown sheet format {fmt!r}", hint="one of: " + ", ".join(SHEET_FORMATS)
+        )
+    options = options or QrOptions()
+    tpl = template if isinstance(template, LabelTemplate) else load_template(template, fmt)
+    out_dir = Path(out_dir)
+    group = backend.get_group(selection.group)
+    items = select_devices(backend, group, selection)
+    name = FILE_NAMES[fmt]
+    if fmt == "pdf":
+        writer = PdfSheet(tpl)
+    else:
+        from .zpl import ZplDocument
+
+        writer = ZplDocument(tpl, ec=options.ec)
+    report = QrReport(str(out_dir), fmt)
+    manifest = []
+    for p, text, (modules, raw) in _encoded(items(), group.group_id, selection, options):
+        report.verified += 1
+        page, row, column = writer.add(modules, raw, tpl.text_lines(p.values()), text)
+        manifest.append(
+            {"deviceSn": p.device_sn, "sn": p.sn or "", "batchTag": p.batch_tag or "",
+             "payload": text, "shortCode": p.short_code, "ecLevel": options.ec,
+             "modules": modules, "file": name, "page": page, "row": row, "column": column}
+        )  # fmt: skip
+        report.devices += 1
+        if progress and report.devices % 100 == 0:
+            progress("qr", report.devices, None)
+    data = writer.finish()
+    # Everything is built and verified: only now is the folder touched.
+    _check_out_dir(out_dir)
+    if _same_content(out_dir / name, data):
+        report.unchanged += 1
+    else:
+        write_bytes(out_dir / name, data)
+        report.written += 1
+    report.document = str(out_dir / name)
+    report.manifest = _write_manifest(out_dir, manifest, SHEET_MANIFEST_COLUMNS)
+    report.seconds = time.perf_counter() - t0
+    return report
