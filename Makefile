@@ -37,6 +37,14 @@ demo: $(VENV)/.installed
 	@echo "--- the first device powers on: bootstrap from its burned NVS image"
 	$(BIN)/enosprov --store $(DEMO)/store.db device bootstrap $(DEMO)/burn-nvs/MTR-2026-000001.nvs.bin
 	$(BIN)/enosprov --store $(DEMO)/store.db devices show MTR-2026-000001
+	@echo "--- QR labels: an A4 label sheet (PDF), a Zebra ZPL file, PNG labels; scan one back"
+	$(BIN)/enosprov --store $(DEMO)/store.db qr batch --group meters-eu --batch-tag B-2026-11-A \
+		--format pdf --template a4-3x8-70x37 --out $(DEMO)/labels
+	$(BIN)/enosprov --store $(DEMO)/store.db qr batch --group meters-eu --batch-tag B-2026-11-A \
+		--format zpl --template thermal-62mm --out $(DEMO)/labels-zpl
+	$(BIN)/enosprov --store $(DEMO)/store.db qr batch --group meters-eu --batch-tag B-2026-11-A \
+		--format png --out $(DEMO)/labels-png
+	$(BIN)/enosprov --store $(DEMO)/store.db qr scan $(DEMO)/labels-png/MTR-2026-000002.png
 	$(BIN)/enosprov --store $(DEMO)/store.db info
 
 test: $(VENV)/.installed
