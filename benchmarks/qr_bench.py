@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -66,7 +67,37 @@ def run(out: Path, make_csv, labels: int = 10_000, per_image: int = 1_000) -> di
     for fmt in ("png", "svg"):
         r = _child(store_path, out / f"qr-{fmt}", fmt, per_image)
         results[f"qr_{fmt}_labels_per_s"] = round(per_image / r["wall"])
+    results["qr_pdf_labels_per_s"] = round(labels / pdf["wall"])
+    results["qr_zpl_labels_per_s"] = round(labels / zpl["wall"])
+    results.update(phase_shares(out, per_image))
     return results
+
+
+def phase_shares(out: Path, n: int) -> dict:
+    """Where the time of one PNG label goes: encode, render, verify (decode back), write."""
+    from enosprov.atomic import write_bytes
+    from enosprov.qr.payload import Payload
+    from enosprov.qr.render import QrOptions, encode, png_bytes, to_image, verify_png
+
+    folder = out / "qr-phases"
+    folder.mkdir(parents=True, exist_ok=True)
+    options = QrOptions()
+    spent = dict.fromkeys(("encode", "render", "verify", "write"), 0.0)
+    for i in range(n):
+        text = Payload("bench", f"MTR-{i:09d}", f"{i:016x}", "B-000").text
+        t0 = time.perf_counter()
+        symbol = encode(text, options.ec)
+        t1 = time.perf_counter()
+        data = png_bytes(to_image(symbol, options, f"MTR-{i:09d}"))
+        t2 = time.perf_counter()
+        verify_png(data, text)
+        t3 = time.perf_counter()
+        write_bytes(folder / f"{i}.png", data)
+        t4 = time.perf_counter()
+        for key, dt in zip(spent, (t1 - t0, t2 - t1, t3 - t2, t4 - t3)):
+            spent[key] += dt
+    total = sum(spent.values())
+    return {f"qr_png_share_{k}_pct": round(100 * v / total) for k, v in spent.items()}
 
 
 if __name__ == "__main__":
