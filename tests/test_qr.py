@@ -161,6 +161,27 @@ def test_scan_several_labels_one_rotated(backend, registered, tmp_path):
     assert sorted(c.device.device_sn for c in result.codes) == sorted(r["deviceSn"] for r in rows)
 
 
+def test_scan_a_skewed_tilted_photo(backend, registered, tmp_path):
+    from PIL import Image
+
+    out = tmp_path / "labels"
+    qr_batch(backend, Selection(group="meters-eu"), out)
+    row = json.loads((out / "manifest.json").read_text())[0]
+    label = Image.open(out / row["png"]).convert("L")
+    # a photo taken at an angle: sheared by 20 %, tilted 17 degrees, then blurred by JPEG
+    sheared = label.transform(
+        (int(label.width * 1.25), label.height), Image.Transform.AFFINE,
+        (1, 0.2, -label.height * 0.2, 0, 1, 0), fillcolor=255,
+    )  # fmt: skip
+    photo = Image.new("L", (sheared.width + 200, sheared.height + 200), 255)
+    photo.paste(sheared.rotate(17, expand=True, fillcolor=255), (60, 60))
+    path = tmp_path / "skewed.jpg"
+    photo.convert("RGB").save(path, quality=80)
+    (result,) = scan_images(backend, [path])
+    assert result.ok, result.problems
+    assert [c.device.device_sn for c in result.codes] == [row["deviceSn"]]
+
+
 def test_scan_problems(backend, registered, tmp_path):
     from PIL import Image
 
