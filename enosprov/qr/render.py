@@ -83,12 +83,12 @@ class Symbol:
     raw: bytes  # size*size bytes, 0 = dark, 255 = light (zxing-cpp's bitmap at scale 1)
 
 
-def encode(text: str, ec: str = "M", device: str = "") -> Symbol:
-    """The QR Code Model 2 symbol of ``text``; one clear error when it does not fit."""
+def create_barcode(text: str, ec: str = "M", device: str = ""):
+    """zxing-cpp's QR Code Model 2 barcode of ``text``; one clear error when it does not fit."""
     import zxingcpp
 
     try:
-        barcode = zxingcpp.create_barcode(text, zxingcpp.BarcodeFormat.QRCode, ec_level=ec)
+        return zxingcpp.create_barcode(text, zxingcpp.BarcodeFormat.QRCode, ec_level=ec)
     except ValueError as exc:
         who = f" of {device}" if device else ""
         raise InvalidArgumentError(
@@ -96,7 +96,11 @@ def encode(text: str, ec: str = "M", device: str = "") -> Symbol:
             f"error-correction level {ec}: {exc}",
             hint="use a shorter payload template, or a lower --ec",
         ) from None
-    image = barcode.to_image(scale=1, add_quiet_zones=False)
+
+
+def encode(text: str, ec: str = "M", device: str = "") -> Symbol:
+    """The QR Code Model 2 symbol of ``text``; one clear error when it does not fit."""
+    image = create_barcode(text, ec, device).to_image(scale=1, add_quiet_zones=False)
     height, width = image.shape
     raw = bytes(memoryview(image))
     rows = tuple(tuple(raw[y * width + x] == 0 for x in range(width)) for y in range(height))

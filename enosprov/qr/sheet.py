@@ -29,7 +29,7 @@ from ..errors import InvalidArgumentError
 from .batch import QrReport, _write_manifest, payload_for
 from .labels import PT_PER_MM, LabelTemplate, load_template
 from .payload import render_payload
-from .render import QrOptions, VerifyError
+from .render import QrOptions, VerifyError, create_barcode
 
 SHEET_FORMATS = ("pdf", "zpl")
 FILE_NAMES = {"pdf": "labels.pdf", "zpl": "labels.zpl"}
@@ -48,15 +48,7 @@ def encode_verified(text: str, ec: str, device: str = "") -> tuple[int, bytes]:
     """
     import zxingcpp
 
-    try:
-        barcode = zxingcpp.create_barcode(text, zxingcpp.BarcodeFormat.QRCode, ec_level=ec)
-    except ValueError as exc:
-        who = f" of {device}" if device else ""
-        raise InvalidArgumentError(
-            f"the payload{who} ({len(text)} characters) is too long for a QR code at "
-            f"error-correction level {ec}: {exc}",
-            hint="use a shorter payload template, or a lower --ec",
-        ) from None
+    barcode = create_barcode(text, ec, device)
     matrix = barcode.to_image(scale=1, add_quiet_zones=False)
     size = matrix.shape[1]
     raw = bytes(memoryview(matrix))
