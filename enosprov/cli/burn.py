@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from ..errors import EXIT_MISMATCH
-from .options import GroupOpt, JsonOpt, state
+from .options import BatchTagFilterOpt, CsvSelectOpt, DeviceSnOpt, GroupOpt, JsonOpt, state
 from .output import emit, handled, key_values, progress_bar, say, table
 
 app = typer.Typer(
@@ -48,13 +48,9 @@ def export(
     content: Annotated[
         str, typer.Option("--content", help="bootstrap (group secret) | triple (device secret)")
     ] = "bootstrap",
-    batch_tag: Annotated[str | None, typer.Option("--batch-tag", help="Only this batch.")] = None,
-    device_sn: Annotated[
-        list[str] | None, typer.Option("--device-sn", help="Only these deviceSns (repeatable).")
-    ] = None,
-    csv_file: Annotated[
-        Path | None, typer.Option("--csv", help="Only the deviceSns of this CSV (deviceSn column).")
-    ] = None,
+    batch_tag: BatchTagFilterOpt = None,
+    device_sn: DeviceSnOpt = None,
+    csv_file: CsvSelectOpt = None,
     no_register: Annotated[
         bool,
         typer.Option(

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from .options import BatchTagFilterOpt, JsonOpt, OptionalGroupOpt, state
+from .options import BatchTagFilterOpt, DeviceSnOpt, JsonOpt, OptionalGroupOpt, state
 from .output import emit, handled, key_values, say, table
 
 app = typer.Typer(
@@ -18,9 +18,6 @@ app = typer.Typer(
 AllocOpt = Annotated[str | None, typer.Option("--allocate-status", help="init | allocated")]
 ConnectOpt = Annotated[
     str | None, typer.Option("--connect-status", help="init | connected | failed")
-]
-DeviceSnOpt = Annotated[
-    list[str] | None, typer.Option("--device-sn", help="Only these deviceSns (repeatable).")
 ]
 
 

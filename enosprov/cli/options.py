@@ -18,6 +18,12 @@ OptionalGroupOpt = Annotated[
     str | None, typer.Option("--group", "-g", help="Registration group id or name.")
 ]
 BatchTagFilterOpt = Annotated[str | None, typer.Option("--batch-tag", help="Only this batch tag.")]
+DeviceSnOpt = Annotated[
+    list[str] | None, typer.Option("--device-sn", help="Only these deviceSns (repeatable).")
+]
+CsvSelectOpt = Annotated[
+    Path | None, typer.Option("--csv", help="Only the deviceSns of this CSV (deviceSn column).")
+]
 
 
 @dataclass

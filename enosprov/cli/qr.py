@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from ..errors import EXIT_FAILED
-from .options import GroupOpt, JsonOpt, state
+from .options import BatchTagFilterOpt, CsvSelectOpt, DeviceSnOpt, GroupOpt, JsonOpt, state
 from .output import emit, handled, key_values, progress_bar, say, table
 
 app = typer.Typer(
@@ -36,13 +36,9 @@ def batch(
             "(default a4-3x8-70x37 for pdf, thermal-62mm for zpl). See docs/labels.md.",
         ),
     ] = None,
-    batch_tag: Annotated[str | None, typer.Option("--batch-tag", help="Only this batch.")] = None,
-    device_sn: Annotated[
-        list[str] | None, typer.Option("--device-sn", help="Only these deviceSns (repeatable).")
-    ] = None,
-    csv_file: Annotated[
-        Path | None, typer.Option("--csv", help="Only the deviceSns of this CSV (deviceSn column).")
-    ] = None,
+    batch_tag: BatchTagFilterOpt = None,
+    device_sn: DeviceSnOpt = None,
+    csv_file: CsvSelectOpt = None,
     ec: Annotated[str, typer.Option("--ec", help="Error-correction level: L, M, Q or H.")] = "M",
     module_px: Annotated[
         int | None, typer.Option("--module-px", help="Pixels per module (default 8).")
