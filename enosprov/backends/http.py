@@ -115,43 +115,38 @@ class ApiClient:
 
     def _fetch_token(self) -> tuple[str, float]:
         cfg = self.config
-        last: Exception | None = None
-        for attempt in range(cfg.retries + 1):
+
+        def body() -> dict:  # a fresh timestamp (and encryption) for every attempt
             ts = int(time.time() * 1000)
-            body = {
+            return {
                 "appKey": cfg.app_key,
                 "encryption": apim.token_encryption(cfg.app_key, ts, cfg.app_secret),
                 "timestamp": ts,
             }
+
+        for _ in range(3):
             try:
-                resp = self._session.post(
-                    self.base + apim.TOKEN_GET_PATH, json=body, timeout=cfg.timeout
-                )
-            except _transport_errors() as exc:  # a token request changes nothing: retry
-                last = exc
-                self._sleep(backoff_delay(attempt))
-                continue
-            if resp.status_code == 429 or resp.status_code >= 500:
-                last = BackendUnavailableError(f"token service answered HTTP {resp.status_code}")
-                self._sleep(backoff_delay(attempt, _retry_after(resp)))
-                continue
+                resp = _post_repeatable(
+                    self._session, self.base + apim.TOKEN_GET_PATH, body,
+                    timeout=cfg.timeout, retries=cfg.retries, sleep=self._sleep,
+                )  # fmt: skip
+            except _Exhausted as exc:
+                raise BackendUnavailableError(
+                    f"cannot get an access token from {self.base}: {_describe(exc.last)}",
+                    hint="check the API gateway URL and the network; retrying later is safe",
+                ) from None
             doc = _json(resp)
             status = doc.get("status", doc.get("code"))
             if status == 0 and isinstance(doc.get("data"), dict):
                 data = doc["data"]
                 return str(data["accessToken"]), float(data.get("expire") or 7200)
-            if status == 1001:  # same encryption seen twice (same millisecond): new timestamp
-                last = AuthError("token request replayed")
-                self._sleep(0.002)
-                continue
-            raise AuthError(
-                f"the API gateway refused the access key: {doc.get('msg') or status} ({status})",
-                hint="check the profile's access key and secret (enosprov config show)",
-                enos_code=status if isinstance(status, int) else None,
-            )
-        raise BackendUnavailableError(
-            f"cannot get an access token from {self.base}: {_describe(last)}",
-            hint="check the API gateway URL and the network; retrying later is safe",
+            if status != 1001:
+                break
+            self._sleep(0.002)  # same encryption twice (same millisecond): new timestamp
+        raise AuthError(
+            f"the API gateway refused the access key: {doc.get('msg') or status} ({status})",
+            hint="check the profile's access key and secret (enosprov config show)",
+            enos_code=status if isinstance(status, int) else None,
         )
 
     # -- signed calls -------------------------------------------------------------------------
@@ -247,26 +242,45 @@ class DeviceClient:
 
     def post(self, path: str, body: dict) -> dict:
         """POST to /dev/...; returns the response data (envelope or flat object)."""
-        last: Exception | None = None
-        for attempt in range(self.retries + 1):
-            try:
-                resp = self._session.post(self.base + path, json=body, timeout=self.timeout)
-            except _transport_errors() as exc:  # bootstrap and get/conn are safe to repeat
-                last = exc
-                self._sleep(backoff_delay(attempt))
-                continue
-            if resp.status_code == 429 or resp.status_code >= 500:
-                last = BackendUnavailableError(f"HTTP {resp.status_code}")
-                self._sleep(backoff_delay(attempt, _retry_after(resp)))
-                continue
-            doc = _json(resp)
-            if "code" not in doc and "pk" in doc:  # a flat answer, as the overview example shows
-                return doc
-            return _envelope(doc, resp.status_code).get("data") or {}
-        raise BackendUnavailableError(
-            f"the DPS device endpoint {self.base} did not answer: {_describe(last)}",
-            hint="check the DPS URL (profile dps_url) and the network",
-        )
+        try:  # bootstrap and get/conn are safe to repeat
+            resp = _post_repeatable(
+                self._session, self.base + path, lambda: body,
+                timeout=self.timeout, retries=self.retries, sleep=self._sleep,
+            )  # fmt: skip
+        except _Exhausted as exc:
+            raise BackendUnavailableError(
+                f"the DPS device endpoint {self.base} did not answer: {_describe(exc.last)}",
+                hint="check the DPS URL (profile dps_url) and the network",
+            ) from None
+        doc = _json(resp)
+        if "code" not in doc and "pk" in doc:  # a flat answer, as the overview example shows
+            return doc
+        return _envelope(doc, resp.status_code).get("data") or {}
+
+
+class _Exhausted(Exception):
+    def __init__(self, last: Exception | None) -> None:
+        super().__init__()
+        self.last = last
+
+
+def _post_repeatable(session, url: str, make_body, *, timeout, retries, sleep):
+    """POST a call that is safe to repeat: retry cut connections, 429 and 5xx with backoff
+    (honouring Retry-After); return the first other response, or raise _Exhausted."""
+    last: Exception | None = None
+    for attempt in range(retries + 1):
+        try:
+            resp = session.post(url, json=make_body(), timeout=timeout)
+        except _transport_errors() as exc:
+            last = exc
+            sleep(backoff_delay(attempt))
+            continue
+        if resp.status_code == 429 or resp.status_code >= 500:
+            last = BackendUnavailableError(f"HTTP {resp.status_code}")
+            sleep(backoff_delay(attempt, _retry_after(resp)))
+            continue
+        return resp
+    raise _Exhausted(last)
 
 
 def _json(resp) -> dict[str, Any]:

@@ -13,7 +13,7 @@ The payload identifies a device only: it never holds a group secret, device key 
 
 Short code: what a person types when a label cannot be scanned. The last 8 hex digits of the
 SHA-256 of the default payload (32 bits) in Crockford base32 (7 characters, zero-padded) plus
-Crockford's mod-37 check character, shown as ``XXXX-XXXX``. The check character catches every
+Crockford's mod-37 check character, shown as two groups of four (e.g. ``7K3M-9QXA``). The check character catches every
 single-character typo and every swap of two neighbouring characters.
 """
 
@@ -144,7 +144,7 @@ def _preview(text: str, limit: int = 60) -> str:
 
 
 def short_code(payload: str) -> str:
-    """``XXXX-XXXX``: 32 bits of SHA-256(payload) in Crockford base32 plus a check character."""
+    """Two groups of four characters (``7K3M-9QXA``): 32 bits of SHA-256(payload) in Crockford base32 plus a check character."""
     value = int(hashlib.sha256(payload.encode("utf-8")).hexdigest()[-8:], 16)
     digits = ""
     for _ in range(7):
