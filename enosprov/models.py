@@ -193,6 +193,10 @@ class Device:
     update_by: str | None = None
     update_time: int | None = None
     manufacturer_org_id: str | None = None
+    # enosprov extension: where the next allocation goes after a reprovision, and when it was reset
+    target_region_id: str | None = None
+    target_org_id: str | None = None
+    reprovision_time: int | None = None
 
     @property
     def batch_tag_text(self) -> str | None:
@@ -236,6 +240,9 @@ class Device:
             update_by=d.get("updateBy"),
             update_time=d.get("updateTime"),
             manufacturer_org_id=d.get("manufacturerOrgId"),
+            target_region_id=(d.get("reprovisionTarget") or {}).get("regionId"),
+            target_org_id=(d.get("reprovisionTarget") or {}).get("orgId"),
+            reprovision_time=d.get("reprovisionTime"),
         )
 
     def to_dict(self, include_secret: bool = False) -> dict:
@@ -262,6 +269,13 @@ class Device:
             "connectStatus": self.connect_status,
             "allocateStatus": self.allocate_status,
         }
+        if self.target_region_id or self.target_org_id:  # enosprov extensions
+            out["reprovisionTarget"] = {
+                "regionId": self.target_region_id,
+                "orgId": self.target_org_id,
+            }
+        if self.reprovision_time is not None:
+            out["reprovisionTime"] = self.reprovision_time
         if include_secret:
             out["deviceSecret"] = self.device_secret
         return out

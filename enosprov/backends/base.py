@@ -74,7 +74,14 @@ class Backend(Protocol):
         region_id: str | None = None,
         org_id: str | None = None,
     ) -> Device: ...
-    def reset_allocation(self, group_id: str, sns: Sequence[str]) -> list[str]: ...
+    def reset_allocation(
+        self,
+        group_id: str,
+        sns: Sequence[str],
+        *,
+        region_id: str | None = None,
+        org_id: str | None = None,
+    ) -> list[str]: ...
     def replace(self, sn: str, replacement_sn: str) -> Device: ...
 
     # -- bulk registration ------------------------------------------------------------------

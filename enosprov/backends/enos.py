@@ -53,6 +53,7 @@ class EnosBackend:
         self._pool: ThreadPoolExecutor | None = None
         self._lock = threading.Lock()
         self._mdg_cache: dict[str, MasterDataGroup] = {}
+        self.last_request_id: str | None = None  # of the last single-request change
 
     def close(self) -> None:
         if self._pool:
@@ -68,6 +69,12 @@ class EnosBackend:
         self.close()
 
     # -- groups (from the profile) ---------------------------------------------------------------
+
+    def _call(self, action: str, body: dict, **kw) -> dict:
+        """A single-request change; its EnOS requestId is kept for the audit journal."""
+        envelope = self.api.call(action, body, **kw)
+        self.last_request_id = envelope.get("requestId")
+        return envelope
 
     def _group_config(self, group: str) -> GroupConfig | None:
         for g in self.config.groups:
@@ -237,10 +244,10 @@ class EnosBackend:
         body = _drop_none(
             {"sn": sn, "desc": desc, "batchTag": batch_tag, "deviceData": device_data}
         )
-        return self.api.call("update", body)["data"]
+        return self._call("update", body)["data"]
 
     def delete(self, group_id: str, sns: Sequence[str]) -> list[str]:
-        return list(self.api.call("delete", {"groupId": group_id, "snList": list(sns)})["data"])
+        return list(self._call("delete", {"groupId": group_id, "snList": list(sns)})["data"])
 
     def allocate(
         self,
@@ -255,16 +262,26 @@ class EnosBackend:
         body = _drop_none(
             {"sn": sn, "deviceData": device_data, "regionId": region_id, "orgId": org_id}
         )
-        return Device.from_dict(self.api.call("allocate", body)["data"])
+        return Device.from_dict(self._call("allocate", body)["data"])
 
-    def reset_allocation(self, group_id: str, sns: Sequence[str]) -> list[str]:
-        body = {"groupId": group_id, "sns": list(sns)}
-        return list(self.api.call("resetAllocationStatus", body)["data"])
+    def reset_allocation(
+        self,
+        group_id: str,
+        sns: Sequence[str],
+        *,
+        region_id: str | None = None,
+        org_id: str | None = None,
+    ) -> list[str]:
+        # regionId/orgId (the next allocation's target) are an enosprov extension, like allocate's
+        body = _drop_none(
+            {"groupId": group_id, "sns": list(sns), "regionId": region_id, "orgId": org_id}
+        )
+        return list(self._call("resetAllocationStatus", body)["data"])
 
     def replace(self, sn: str, replacement_sn: str) -> Device:
         body = {"sn": sn, "replacementSn": replacement_sn}
         try:
-            return Device.from_dict(self.api.call("replace", body, safe_to_repeat=False)["data"])
+            return Device.from_dict(self._call("replace", body, safe_to_repeat=False)["data"])
         except OutcomeUnknown:
             # Done if the original is gone and the replacement exists.
             new = self.get(replacement_sn)
@@ -272,7 +289,7 @@ class EnosBackend:
                 self.get(sn)
             except NotFoundError:
                 return new
-            return Device.from_dict(self.api.call("replace", body)["data"])
+            return Device.from_dict(self._call("replace", body)["data"])
 
     # -- bulk registration ----------------------------------------------------------------------
 

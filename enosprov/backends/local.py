@@ -38,7 +38,13 @@ from ..models import (
 )
 from . import local_device, local_groups, local_query
 from .base import MAX_CREATE_COUNT, compare_registered
-from .local_schema import DEVICE_COLUMNS, INSERT_DEVICE, SCHEMA, SCHEMA_VERSION
+from .local_schema import (
+    ADDED_DEVICE_COLUMNS,
+    DEVICE_COLUMNS,
+    INSERT_DEVICE,
+    SCHEMA,
+    SCHEMA_VERSION,
+)
 
 DEFAULT_BUSY_TIMEOUT = 60.0  # seconds a writer waits for another station's transaction
 DEFAULT_CLOCK_SKEW_MS = 15 * 60 * 1000  # device signature timestamps accepted within +-15 min
@@ -156,6 +162,14 @@ class LocalBackend:
                 raise StoreVersionError(
                     f"store {self.path} was written by a newer enosprov (schema {row[0]})",
                     hint="upgrade enosprov",
+                )
+            elif int(row[0]) < SCHEMA_VERSION:
+                have = {r[1] for r in conn.execute("PRAGMA table_info(devices)")}
+                for column, kind in ADDED_DEVICE_COLUMNS.items():
+                    if column not in have:
+                        conn.execute(f"ALTER TABLE devices ADD COLUMN {column} {kind}")
+                conn.execute(
+                    "UPDATE meta SET value=? WHERE key='schema_version'", (str(SCHEMA_VERSION),)
                 )
             local_groups.ensure_builtin(conn, now_ms())
 
@@ -327,7 +341,19 @@ class LocalBackend:
                 self._allocate(conn, dev, group, region_id, org_id)
             return self._device_row(conn, sn)
 
-    def reset_allocation(self, group_id: str, sns: Sequence[str]) -> list[str]:
+    def reset_allocation(
+        self,
+        group_id: str,
+        sns: Sequence[str],
+        *,
+        region_id: str | None = None,
+        org_id: str | None = None,
+    ) -> list[str]:
+        """Reset the allocation of ``sns`` (EnOS resetAllocationStatus: reprovisioning).
+
+        ``region_id``/``org_id`` (an enosprov extension) record where the device's next allocation
+        goes, by API or when it bootstraps again; without them it goes to the group's target.
+        """
         if not group_id:
             raise enos_error(99400, "Invalid Argument groupId:groupId is missing")
         with self.write() as conn:
@@ -358,13 +384,15 @@ class LocalBackend:
                 "allocate_status='init', connect_status='init', current_status='init', "
                 "region_id=NULL, org_id=NULL, device_key=NULL, device_secret=NULL, "
                 "allocated_time=NULL, connected_time=NULL, reprovisioning=1, "
+                "target_region_id=?, target_org_id=?, reprovision_time=?, "
                 "update_time=?, update_by=?"
             )
             if group.reprovision_method == "initialize":
                 sets += ", device_data='{}'"
+            now = now_ms()
             conn.executemany(
                 f"UPDATE devices SET {sets} WHERE sn=?",
-                [(now_ms(), self.user, s) for s in sns],
+                [(region_id, org_id, now, now, self.user, s) for s in sns],
             )
             return list(sns)
 
@@ -386,6 +414,9 @@ class LocalBackend:
             data = {k: v for k, v in old.device_data.items() if k != "deviceSn"}
             sets = {"device_data": canonical(data), "description": old.desc}
             sets.update(_batch_tag_columns(old.batch_tag))
+            if not old.allocated and (old.target_region_id or old.target_org_id):
+                # OLD was reset for reprovisioning: NEW inherits where it is to go
+                sets.update(target_region_id=old.target_region_id, target_org_id=old.target_org_id)
             self._set(conn, replacement_sn, sets)
             if old.allocated:
                 new = self._device_row(conn, replacement_sn)
@@ -564,8 +595,8 @@ class LocalBackend:
         conn.execute(f"UPDATE devices SET {cols} WHERE sn=?", (*sets.values(), sn))
 
     def _allocate(self, conn, dev: Device, group: RegistrationGroup, region_id, org_id) -> None:
-        region = region_id or group.region_id
-        org = org_id or group.org_id
+        region = region_id or dev.target_region_id or group.region_id
+        org = org_id or dev.target_org_id or group.org_id
         if not region or not org:
             raise InvalidArgumentError(
                 f"registration group {group.group_id} has no allocation target",
@@ -586,6 +617,8 @@ class LocalBackend:
                 "current_status": "allocated",
                 "allocated_time": now,
                 "allocate_error_msg": "",
+                "target_region_id": None,
+                "target_org_id": None,
             },
         )
 

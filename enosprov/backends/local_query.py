@@ -50,6 +50,9 @@ def to_device(row) -> Device:
         update_by,
         update_time,
         manufacturer_org_id,
+        target_region_id,
+        target_org_id,
+        reprovision_time,
     ) = row
     tag = None
     if batch_tag is not None or batch_tag_i18n:
@@ -82,6 +85,9 @@ def to_device(row) -> Device:
         update_by=update_by,
         update_time=update_time,
         manufacturer_org_id=manufacturer_org_id,
+        target_region_id=target_region_id,
+        target_org_id=target_org_id,
+        reprovision_time=reprovision_time,
     )
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: reprovision target columns
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (
@@ -66,6 +66,9 @@ CREATE TABLE IF NOT EXISTS devices (
     update_by           TEXT,
     update_time         INTEGER NOT NULL,
     manufacturer_org_id TEXT,
+    target_region_id    TEXT,              -- reprovision target, used by the next allocation
+    target_org_id       TEXT,
+    reprovision_time    INTEGER,           -- last reprovision (allocation reset) time
     UNIQUE (group_id, device_sn)
 );
 CREATE INDEX IF NOT EXISTS devices_batch ON devices (group_id, batch_tag);
@@ -90,8 +93,15 @@ DEVICE_COLUMNS = (
     "batch_tag_i18n, device_data, description, current_status, connected_time, allocated_time, "
     "finished_time, discarded_time, allocate_status, connect_status, reprovisioning, "
     "allocate_error_msg, device_key, device_secret, create_by, create_time, update_by, "
-    "update_time, manufacturer_org_id"
+    "update_time, manufacturer_org_id, target_region_id, target_org_id, reprovision_time"
 )
+
+# Columns added after schema 1, with their definitions: an older store gets them on open.
+ADDED_DEVICE_COLUMNS = {
+    "target_region_id": "TEXT",
+    "target_org_id": "TEXT",
+    "reprovision_time": "INTEGER",
+}
 
 INSERT_DEVICE = (
     "INSERT INTO devices (sn, group_id, device_sn, product_key, batch_order, batch_tag, "

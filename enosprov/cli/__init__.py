@@ -52,6 +52,14 @@ def root(
             show_default=False,
         ),
     ] = None,
+    station: Annotated[
+        str | None,
+        typer.Option(
+            "--station",
+            help="Station id written into the audit journal (default: $ENOSPROV_STATION).",
+            show_default=False,
+        ),
+    ] = None,
     debug: Annotated[
         bool, typer.Option("--debug", help="Show tracebacks of internal errors.")
     ] = False,
@@ -66,7 +74,7 @@ def root(
             "--profile and --store cannot be used together (--profile selects an EnOS profile, "
             "--store a local store file)"
         )
-    ctx.obj = CliState(store=store, debug=debug, profile=profile)
+    ctx.obj = CliState(store=store, debug=debug, profile=profile, station=station)
 
 
 app.add_typer(masterdata.app, name="masterdata")

@@ -33,6 +33,7 @@ class CliState:
     store: Path | None
     debug: bool
     profile: str | None = None
+    station: str | None = None
 
     def settings(self):
         from ..settings import Settings
@@ -41,6 +42,32 @@ class CliState:
 
     def backend(self):
         return self.settings().create_backend()
+
+    def journal(self):
+        """The audit journal of the selected backend (the store file, or the local journal.db
+        for EnOS), stamped with the user, host and --station / $ENOSPROV_STATION."""
+        from ..journal import open_journal
+
+        return open_journal(self.settings(), self.station)
+
+    def open(self):
+        """(backend, journal) for a command that changes something: ``with st.open() as (b, j)``."""
+        from contextlib import contextmanager
+
+        @contextmanager
+        def both():
+            settings = self.settings()
+            from ..journal import open_journal
+
+            journal = open_journal(settings, self.station)
+            backend = settings.create_backend()
+            try:
+                yield backend, journal
+            finally:
+                backend.close()
+                journal.close()
+
+        return both()
 
 
 def state(ctx: typer.Context) -> CliState:

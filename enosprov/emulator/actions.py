@@ -131,7 +131,13 @@ def allocate(be: LocalBackend, query: dict, body: dict):
 def reset_allocation_status(be: LocalBackend, query: dict, body: dict):
     group_id = _value(body, "groupId", "str", required=True)
     sns = _value(body, "sns", "strs", required=True)
-    return be.reset_allocation(group_id, sns), {}
+    # regionId/orgId: an enosprov extension (the target of the next allocation)
+    return be.reset_allocation(
+        group_id,
+        sns,
+        region_id=_value(body, "regionId", "str"),
+        org_id=_value(body, "orgId", "str"),
+    ), {}
 
 
 def replace(be: LocalBackend, query: dict, body: dict):
