@@ -272,9 +272,7 @@ class Record:
             self.commit("interrupted", error="interrupted")
         else:
             message = exc.message if isinstance(exc, EnosprovError) else type(exc).__name__
-            self.commit(
-                "failed", error=message, request_id=getattr(exc, "request_id", None)
-            )
+            self.commit("failed", error=message, request_id=getattr(exc, "request_id", None))
 
 
 class Journal:
