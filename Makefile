@@ -45,6 +45,21 @@ demo: $(VENV)/.installed
 	$(BIN)/enosprov --store $(DEMO)/store.db qr batch --group meters-eu --batch-tag B-2026-11-A \
 		--format png --out $(DEMO)/labels-png
 	$(BIN)/enosprov --store $(DEMO)/store.db qr scan $(DEMO)/labels-png/MTR-2026-000002.png
+	@echo "--- a unit fails in the field: replace it (new serial, key and secret; same details)"
+	$(BIN)/enosprov --store $(DEMO)/store.db --station demo-van-1 replace MTR-2026-000001 \
+		--new-sn MTR-2026-900001 --out $(DEMO)/replacement --dps-url http://127.0.0.1:8080 \
+		--label thermal-62mm --yes
+	$(BIN)/enosprov --store $(DEMO)/store.db device bootstrap $(DEMO)/replacement/MTR-2026-900001.json
+	$(BIN)/enosprov --store $(DEMO)/store.db devices history MTR-2026-000001
+	@echo "--- a site moves: reprovision a device to another OU; it bootstraps again with the same file"
+	$(BIN)/enosprov --store $(DEMO)/store.db device bootstrap $(DEMO)/burn/MTR-2026-000002.json
+	$(BIN)/enosprov --store $(DEMO)/store.db reprovision MTR-2026-000002 --region cn5 \
+		--org o15000000000002 --yes
+	$(BIN)/enosprov --store $(DEMO)/store.db devices show MTR-2026-000002
+	$(BIN)/enosprov --store $(DEMO)/store.db device bootstrap $(DEMO)/burn/MTR-2026-000002.json
+	$(BIN)/enosprov --store $(DEMO)/store.db devices history MTR-2026-000002
+	@echo "--- the audit journal of this demo:"
+	$(BIN)/enosprov --store $(DEMO)/store.db log
 	$(BIN)/enosprov --store $(DEMO)/store.db info
 
 test: $(VENV)/.installed

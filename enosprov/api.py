@@ -15,11 +15,23 @@ from pathlib import Path
 from . import secrets_gen
 from .backends.base import Backend
 from .backends.local import LocalBackend
+from .core.device_ops import allocate_devices, delete_devices, update_device
 from .core.exporting import ExportReport, export_devices
+from .core.lineage import device_history
 from .core.masterdata_file import load_masterdata_group
 from .core.registration import RegisterReport, register_csv
+from .core.replacement import (
+    Outputs,
+    ReplaceRequest,
+    plan_replacements,
+    read_pairs,
+    replace_device,
+    replace_devices,
+)
+from .core.reprovision import apply_reprovision, plan_reprovision, reprovision
 from .core.rows import template_columns
 from .errors import InvalidArgumentError
+from .journal import Journal, open_journal
 from .models import (
     Device,
     MasterDataGroup,
@@ -34,21 +46,36 @@ from .signing import DEFAULT_SCHEME
 __all__ = [
     "Backend",
     "ExportReport",
+    "Journal",
     "LocalBackend",
+    "Outputs",
     "RegisterReport",
+    "ReplaceRequest",
     "SearchQuery",
     "Settings",
     "Sorter",
+    "allocate_devices",
+    "apply_reprovision",
     "create_group",
     "create_masterdata_group",
     "csv_template",
+    "delete_devices",
+    "device_history",
     "export_devices_to",
     "find_device",
     "list_devices",
     "load_masterdata_group",
     "open_backend",
+    "open_journal",
     "open_store",
+    "plan_replacements",
+    "plan_reprovision",
+    "read_pairs",
     "register_csv",
+    "replace_device",
+    "replace_devices",
+    "reprovision",
+    "update_device",
 ]
 
 

@@ -27,6 +27,7 @@ from pathlib import Path
 from . import signing
 from .burn.credential import Credential
 from .errors import EnosprovError, InputFileError, InvalidArgumentError
+from .journal import Journal, journal_or_null
 from .models import ConnectionInfo, string_i18n
 
 MQTT_STYLES = ("doc", "sdk")
@@ -161,11 +162,13 @@ def bootstrap_device(
     device_name: str | None = None,
     timezone: str | None = None,
     now_ms: int | None = None,
+    journal: Journal | None = None,
 ) -> DeviceSession:
     """Bootstrap Device as the device does it: sign the deviceSn with the group secret (scheme
     from the credential, default ``signing.DEFAULT_SCHEME``) and call ``backend.bootstrap``.
 
-    The DPS registers the device if it is unknown, allocates it if needed and marks it connected.
+    The DPS registers the device if it is unknown, allocates it if needed and marks it connected;
+    a "bootstrap" record in ``journal`` says so.
     """
     if cred.profile == "triple":
         raise InvalidArgumentError(
@@ -185,12 +188,16 @@ def bootstrap_device(
         device_name=string_i18n(device_name),
         timezone=timezone,
     )
+    _journal(journal, backend, "bootstrap", cred, info)
     return _session("bootstrap", cred.device_sn, info, ts)
 
 
-def device_conninfo(backend, cred: Credential, *, now_ms: int | None = None) -> DeviceSession:
+def device_conninfo(
+    backend, cred: Credential, *, now_ms: int | None = None, journal: Journal | None = None
+) -> DeviceSession:
     """Get Device Connection Info as the device does it: sign the system sn with the group secret
-    and call ``backend.get_connection_info``. The device must be allocated."""
+    and call ``backend.get_connection_info``. The device must be allocated. The call marks the
+    device connected: ``journal`` gets a "bootstrap" record (detail call "get/conn")."""
     if cred.profile == "triple":
         raise InvalidArgumentError(
             f"the credential of {cred.device_sn} is a triple credential: it has no group secret "
@@ -211,7 +218,19 @@ def device_conninfo(backend, cred: Credential, *, now_ms: int | None = None) -> 
         sign=signing.sign(_scheme(cred), cred.sn, ts, cred.group_secret),
         sign_method="sha256",
     )
+    _journal(journal, backend, "get/conn", cred, info)
     return _session("get/conn", cred.device_sn, info, ts)
+
+
+def _journal(journal, backend, call: str, cred: Credential, info: ConnectionInfo) -> None:
+    """One "bootstrap" record for a device-side call (never the secrets of its answer)."""
+    dps_url = getattr(getattr(backend, "config", None), "dps_url", None)
+    journal_or_null(journal).record(
+        "bootstrap",
+        devices=[(info.sn or cred.sn or "", cred.device_sn)],
+        group_id=cred.group_id or None,
+        detail={"call": call, "backend": getattr(backend, "name", None), "dpsUrl": dps_url},
+    )
 
 
 def session_from_triple(cred: Credential, *, now_ms: int | None = None) -> DeviceSession:

@@ -38,6 +38,13 @@ COMMANDS = [
     ["config", "delete"],
     ["device", "bootstrap"],
     ["device", "conninfo"],
+    ["devices", "update"],
+    ["devices", "delete"],
+    ["devices", "allocate"],
+    ["devices", "history"],
+    ["reprovision"],
+    ["replace"],
+    ["log"],
 ]
 
 

@@ -430,11 +430,12 @@ class LocalBackend:
             return self._device_row(conn, replacement_sn)
 
     def replacements(self, sn: str) -> list[dict]:
-        """Replacement records where ``sn`` is the old or the new device, oldest first."""
+        """Replacement records where ``sn`` (a system sn or deviceSn) is the old or the new
+        device, oldest first."""
         rows = self.conn.execute(
             "SELECT old_sn, old_device_sn, new_sn, new_device_sn, group_id, time FROM replacements "
-            "WHERE old_sn=? OR new_sn=? ORDER BY time",
-            (sn, sn),
+            "WHERE ? IN (old_sn, new_sn, old_device_sn, new_device_sn) ORDER BY time",
+            (sn,),
         )
         keys = ("oldSn", "oldDeviceSn", "newSn", "newDeviceSn", "groupId", "time")
         return [dict(zip(keys, r)) for r in rows]

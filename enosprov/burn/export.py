@@ -21,6 +21,7 @@ from pathlib import Path
 from .. import signing
 from ..atomic import AtomicFile, write_bytes
 from ..errors import InputFileError, InvalidArgumentError, NotFoundError
+from ..journal import Journal, journal_or_null
 from ..models import Device, RegistrationGroup, SearchQuery
 from .credential import PROFILES, Credential
 
@@ -264,8 +265,13 @@ def export_burn_files(
     dps_url: str | None = None,
     options=None,
     progress: ProgressFn | None = None,
+    journal: Journal | None = None,
 ) -> BurnReport:
-    """Write one credential file per selected device into ``out_dir`` plus the manifest."""
+    """Write one credential file per selected device into ``out_dir`` plus the manifest.
+
+    Appends one "burn-export" record to ``journal``: the devices whose file was written or
+    already correct (sn "" for ``no_register``), and the folder, format and content profile.
+    """
     from .formats import FORMATS, FormatOptions
 
     t0 = time.perf_counter()
@@ -330,14 +336,23 @@ def export_burn_files(
         if progress and report.devices % 1000 == 0:
             progress("export", report.devices, None)
 
-    # Sequential: two writer threads measured no steadier here (file creation, the dominant
-    # cost, is serialised by the file system per folder).
-    for item in items():
-        cred = credential_for(backend, group, item, profile, url)
-        data = encoder.encode(cred, options)
-        name = safe_filename(cred.device_sn) + extension
-        record(cred, name, hashlib.sha256(data).hexdigest(), store(out_dir / name, data))
-    report.manifest = _write_manifest(out_dir, manifest)
+    detail = {"outDir": str(out_dir), "format": fmt, "content": profile}
+    with journal_or_null(journal).begin(
+        "burn-export", group_id=group.group_id, detail=detail
+    ) as rec:
+        try:
+            # Sequential: two writer threads measured no steadier here (file creation, the
+            # dominant cost, is serialised by the file system per folder).
+            for item in items():
+                cred = credential_for(backend, group, item, profile, url)
+                data = encoder.encode(cred, options)
+                name = safe_filename(cred.device_sn) + extension
+                record(cred, name, hashlib.sha256(data).hexdigest(), store(out_dir / name, data))
+            report.manifest = _write_manifest(out_dir, manifest)
+        finally:  # the files written (or found correct) so far, even when it stopped early
+            if journal is not None:
+                rec.extend((m["sn"], m["deviceSn"]) for m in manifest)
+            rec.detail.update(written=report.written, unchanged=report.unchanged)
     report.seconds = time.perf_counter() - t0
     return report
 

@@ -11,7 +11,23 @@ from typing import Annotated
 import typer
 
 from .. import __version__
-from . import burn, config, device, devices, groups, info, masterdata, qr, register, serve, template
+from . import (
+    burn,
+    config,
+    device,
+    devices,
+    groups,
+    info,
+    log,
+    masterdata,
+    qr,
+    register,
+    serve,
+    template,
+)
+from . import history as history_cmd
+from . import replace as replace_cmd
+from . import reprovision as reprovision_cmd
 from .options import CliState
 
 app = typer.Typer(
@@ -87,7 +103,11 @@ app.add_typer(burn.app, name="burn")
 app.add_typer(qr.app, name="qr")
 app.command("register")(register.register)
 app.command("info")(info.info)
+app.command("reprovision")(reprovision_cmd.reprovision)
+app.command("replace")(replace_cmd.replace)
+devices.app.command("history")(history_cmd.history)
 app.command("serve")(serve.serve)
+app.command("log")(log.log)
 
 
 def main() -> None:

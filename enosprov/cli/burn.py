@@ -106,10 +106,10 @@ def export(
         csv_path=str(csv_file) if csv_file else None,
         no_register=no_register,
     )
-    with state(ctx).backend() as backend, progress_bar(not json_, "burn") as progress:
+    with state(ctx).open() as (backend, journal), progress_bar(not json_, "burn") as progress:
         report = export_burn_files(
             backend, selection, out, fmt=fmt, profile=content, dps_url=dps_url,
-            options=options, progress=progress,
+            options=options, progress=progress, journal=journal,
         )  # fmt: skip
     emit(
         report,

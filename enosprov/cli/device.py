@@ -59,8 +59,10 @@ def bootstrap(
     from .. import device
 
     cred = device.read_credential(file)
-    with state(ctx).backend() as backend:
-        session = device.bootstrap_device(backend, cred, device_name=name, timezone=timezone)
+    with state(ctx).open() as (backend, journal):
+        session = device.bootstrap_device(
+            backend, cred, device_name=name, timezone=timezone, journal=journal
+        )
     _emit(session, json_, show_secret)
     if not json_ and not cred.sn:
         sn = session.info.sn or f"(ask: enosprov devices show {cred.device_sn})"
@@ -92,8 +94,8 @@ def conninfo(
     if cred.profile == "triple":
         session = device.session_from_triple(cred)
     else:
-        with state(ctx).backend() as backend:
-            session = device.device_conninfo(backend, cred)
+        with state(ctx).open() as (backend, journal):
+            session = device.device_conninfo(backend, cred, journal=journal)
     _emit(session, json_, show_secret)
 
 

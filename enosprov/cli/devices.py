@@ -1,4 +1,4 @@
-"""`enosprov devices list|show|export`."""
+"""`enosprov devices list|show|export|update|delete|allocate`."""
 
 from __future__ import annotations
 
@@ -38,7 +38,11 @@ def _state_label(dev) -> str:
     if dev.allocated:
         label = "connected" if dev.connect_status == "connected" else "allocated"
         return label + (" (re-allocated)" if dev.reprovisioning else "")
-    return "reset, waiting for the device" if dev.reprovisioning else "registered"
+    if not dev.reprovisioning:
+        return "registered"
+    if dev.target_region_id or dev.target_org_id:
+        return f"reset, waiting for the device (next: {dev.target_region_id} / {dev.target_org_id})"
+    return "reset, waiting for the device"
 
 
 @app.command("list")
@@ -145,6 +149,11 @@ def show(
                 ("connectStatus", d.connect_status),
                 ("currentStatus", s.current_status),
                 ("reprovisioning", str(d.reprovisioning).lower()),
+                *(
+                    [("reprovisioned", _time(d.reprovision_time))]
+                    if d.reprovision_time is not None
+                    else []
+                ),
                 ("batch tag", d.batch_tag_text),
                 ("batch order", d.batch_order),
                 ("description", d.desc),
@@ -212,6 +221,168 @@ def export(
             + ")"
         ),
     )
+
+
+DevicesArg = Annotated[
+    list[str], typer.Argument(metavar="SN...", help="System sns or deviceSns.", show_default=False)
+]
+
+
+@app.command("update")
+@handled
+def update(
+    ctx: typer.Context,
+    device: Annotated[
+        str, typer.Argument(metavar="SN", help="System sn or deviceSn.", show_default=False)
+    ],
+    group: OptionalGroupOpt = None,
+    desc: Annotated[
+        str | None, typer.Option("--desc", help="New description (at most 512 characters).")
+    ] = None,
+    batch_tag: Annotated[str | None, typer.Option("--batch-tag", help="New batch tag.")] = None,
+    set_: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--set",
+            help="Master data key=value, typed by the group's master data (repeatable; also "
+            "deviceName and timezone).",
+        ),
+    ] = None,
+    unset: Annotated[
+        list[str] | None,
+        typer.Option("--unset", help="Remove a master data key (repeatable; not a required one)."),
+    ] = None,
+    json_: JsonOpt = False,
+) -> None:
+    """Update one device: description, batch tag, master data values.
+
+    Values are checked against the group's master data first; nothing changes if one is wrong.
+    The change is recorded in the audit journal (`enosprov log`).
+
+    Example: enosprov devices update SN-0001 --group meters-eu --set max_capacity=60
+    --unset site --batch-tag B-2026-11-B
+    """
+    from ..core.device_ops import update_device
+    from ..qr.onboard import parse_sets
+
+    values = parse_sets(set_)
+    with state(ctx).open() as (store, journal):
+        result = update_device(store, device, group=group, desc=desc, batch_tag=batch_tag,
+                               values=values, unset=unset or (), journal=journal)  # fmt: skip
+
+    def render(r) -> None:
+        d = r.device
+        changed = [f"{k}={_value(v)}" for k, v in r.set.items()]
+        changed += [f"{k} removed" for k in r.unset]
+        if r.desc is not None:
+            changed.append("desc")
+        if r.batch_tag is not None:
+            changed.append(f"batch tag {r.batch_tag}")
+        say(f"updated {d.group_id}/{d.device_sn} (sn {d.sn}): {', '.join(changed)}")
+
+    emit(result, json_, render)
+
+
+@app.command("delete")
+@handled
+def delete(
+    ctx: typer.Context,
+    devices: DevicesArg,
+    group: OptionalGroupOpt = None,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Delete without asking.")] = False,
+    json_: JsonOpt = False,
+) -> None:
+    """Delete devices, all of one registration group, after a confirmation.
+
+    Every SN must resolve (system sn or deviceSn) and all must be in one group, or nothing is
+    deleted. On a terminal the devices are listed and a confirmation asked; without a terminal
+    --yes is required. The deletion is recorded in the audit journal (`enosprov log`).
+
+    Example: enosprov devices delete SN-0001 SN-0002 --group meters-eu --yes
+    """
+    from ..core.device_ops import delete_devices, one_group, resolve_devices
+
+    with state(ctx).open() as (store, journal):
+        found = resolve_devices(store, devices, group)
+        group_id = one_group(found)
+        _confirm_delete(
+            f"Delete {len(found)} device{'s' * (len(found) != 1)} of group {group_id} "
+            f"({', '.join(d.device_sn for d in found[:20])}"
+            f"{' ...' if len(found) > 20 else ''})?",
+            yes=yes,
+            what=f"delete {len(found)} device{'s' * (len(found) != 1)}",
+        )
+        report = delete_devices(store, found, journal=journal)
+
+    def render(r) -> None:
+        table(
+            f"deleted from group {r.group_id}",
+            ["sn", "deviceSn"],
+            [[d.sn, d.device_sn] for d in r.devices],
+        )
+
+    emit(report, json_, render)
+
+
+@app.command("allocate")
+@handled
+def allocate(
+    ctx: typer.Context,
+    devices: DevicesArg,
+    group: OptionalGroupOpt = None,
+    region: Annotated[
+        str | None,
+        typer.Option("--region", help="Target environment/region (default: the group's)."),
+    ] = None,
+    org: Annotated[
+        str | None, typer.Option("--org", help="Target OU (default: the group's).")
+    ] = None,
+    json_: JsonOpt = False,
+) -> None:
+    """Allocate devices to EnOS: each gets its triple (productKey, deviceKey, deviceSecret).
+
+    The target is --region/--org, else the group's. A device already allocated is reported
+    "already allocated" and left where it is. Every SN must resolve before any is allocated.
+    Recorded in the audit journal (`enosprov log`).
+
+    Example: enosprov devices allocate SN-0001 SN-0002 --group meters-eu --region eu2
+    --org o15000000000001
+    """
+    from ..core.device_ops import allocate_devices, resolve_devices
+
+    with state(ctx).open() as (store, journal):
+        found = resolve_devices(store, devices, group)
+        results = allocate_devices(store, found, region_id=region, org_id=org, journal=journal)
+
+    def render(res) -> None:
+        table(
+            None,
+            ["sn", "deviceSn", "group id", "result", "target"],
+            [
+                [r.device.sn, r.device.device_sn, r.device.group_id, r.result,
+                 f"{r.device.region_id or '-'} / {r.device.org_id or '-'}"]
+                for r in res
+            ],
+        )  # fmt: skip
+
+    emit([r.to_dict() for r in results], json_, lambda _: render(results))
+
+
+def _confirm_delete(question: str, *, yes: bool, what: str) -> None:
+    """Ask on a terminal unless --yes; without a terminal, refuse without --yes."""
+    import sys
+
+    from ..errors import RefusedError
+
+    if yes:
+        return
+    if not sys.stdin.isatty():
+        raise RefusedError(
+            f"not going to {what} without confirmation; nothing was deleted",
+            hint="pass --yes (there is no terminal to ask on)",
+        )
+    if not typer.confirm(question, default=False, err=True):
+        raise RefusedError(f"cancelled: nothing was deleted (did not {what})")
 
 
 def _time(ms: int | None, seconds: bool = True) -> str:

@@ -81,7 +81,7 @@ def create(
     """
     from .. import api
 
-    with state(ctx).backend() as store:
+    with state(ctx).open() as (store, journal):
         group = api.create_group(
             store,
             name=name,
@@ -98,6 +98,19 @@ def create(
             sn_pattern=sn_pattern,
             mqtt_url=mqtt_url,
             http_url=http_url,
+        )
+        journal.record(
+            "group-create",
+            group_id=group.group_id,
+            detail={
+                "name": group.name,
+                "productKey": group.product_key,
+                "regionId": group.region_id,
+                "orgId": group.org_id,
+                "reprovisionMethod": group.reprovision_method,
+                "modelType": group.model_type,
+                "masterDataGroupId": group.masterdata_group_id,
+            },
         )
     emit(group, json_, _render_group)
 

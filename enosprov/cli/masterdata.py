@@ -48,8 +48,12 @@ def create(
     """
     from .. import api
 
-    with state(ctx).backend() as store:
+    with state(ctx).open() as (store, journal):
         mdg = api.create_masterdata_group(store, file)
+        journal.record(
+            "masterdata-create",
+            detail={"id": mdg.id, "name": mdg.name, "attributes": len(mdg.attributes)},
+        )
     emit(mdg, json_, _render_mdg)
 
 

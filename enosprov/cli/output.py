@@ -89,7 +89,16 @@ def _debug(ctx) -> bool:
 KEEP_WHOLE = {"sn", "deviceSn", "group id"}
 
 
-def table(title: str | None, columns: list[str], rows: list[list]) -> None:
+def table(
+    title: str | None,
+    columns: list[str],
+    rows: list[list],
+    *,
+    no_wrap: frozenset[str] | set[str] = frozenset(),
+    wide: bool = False,
+) -> None:
+    """A table; ``no_wrap`` columns (and identifiers) never wrap. ``wide``: when the output is
+    not a terminal (a file, a pipe, grep), as wide as the rows need instead of 80 columns."""
     from rich.table import Table
 
     cells = [["" if v is None else str(v) for v in r] for r in rows]
@@ -99,10 +108,13 @@ def table(title: str | None, columns: list[str], rows: list[list]) -> None:
             width = max([len(c), *(len(r[i]) for r in cells)])
             t.add_column(c, no_wrap=True, min_width=width)
         else:
-            t.add_column(c, overflow="fold")
+            t.add_column(c, no_wrap=c in no_wrap, overflow="fold")
     for r in cells:
         t.add_row(*r)
-    _console().print(t)
+    console = _console()
+    if wide and not console.is_terminal:
+        console.width = max(console.width, 400)
+    console.print(t)
 
 
 def say(text: str, stderr: bool = False) -> None:
@@ -144,3 +156,21 @@ def progress_bar(enabled: bool, description: str):
             bar.update(tasks[phase], completed=done, total=total)
 
         yield update
+
+
+def confirm_or_refuse(question: str, *, yes: bool, what: str) -> None:
+    """Ask ``question`` on a terminal unless ``yes``; without a terminal, refuse without --yes.
+
+    ``what`` names the change in the refusal, e.g. "reprovision 3 devices".
+    """
+    from ..errors import RefusedError
+
+    if yes:
+        return
+    if not sys.stdin.isatty():
+        raise RefusedError(
+            f"not going to {what} without confirmation; nothing was changed",
+            hint="pass --yes (there is no terminal to ask on), or --dry-run to see the plan",
+        )
+    if not typer.confirm(question, default=False):
+        raise RefusedError(f"cancelled: nothing was changed (did not {what})")

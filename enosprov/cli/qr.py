@@ -81,9 +81,9 @@ def batch(
         device_sns=tuple(device_sn or ()),
         csv_path=str(csv_file) if csv_file else None,
     )
-    with state(ctx).backend() as backend, progress_bar(not json_, "qr") as progress:
+    with state(ctx).open() as (backend, journal), progress_bar(not json_, "qr") as progress:
         report = qr_batch(backend, selection, out, fmt=fmt, options=options, progress=progress,
-                          template=template)  # fmt: skip
+                          template=template, journal=journal)  # fmt: skip
     emit(
         report,
         json_,
@@ -163,7 +163,7 @@ def scan(
             raise InvalidArgumentError(
                 f"{', '.join(given)} only apply with --onboard", hint="add --onboard"
             )
-    with state(ctx).backend() as backend:
+    with state(ctx).open() as (backend, journal):
         report = ScanReport(scan_images(backend, images))
         results = None
         if onboard and report.ok:
@@ -186,7 +186,8 @@ def scan(
                 if not typer.confirm(f"Onboard {len(devices)} devices ({shown})?", default=False):
                     raise RefusedError("nothing onboarded")
             results = onboard_devices(backend, devices, name=name, timezone=timezone,
-                                      values=values, region_id=region, org_id=org)  # fmt: skip
+                                      values=values, region_id=region, org_id=org,
+                                      journal=journal)  # fmt: skip
 
     def render(r) -> None:
         rows = []

@@ -60,7 +60,7 @@ def register(
     """
     from .. import api
 
-    with state(ctx).backend() as store, progress_bar(not json_, "register") as progress:
+    with state(ctx).open() as (store, journal), progress_bar(not json_, "register") as progress:
         report = api.register_csv(
             store,
             csv_file,
@@ -73,6 +73,7 @@ def register(
             encoding=encoding,
             delimiter=delimiter,
             progress=progress,
+            journal=journal,
         )
     emit(report, json_, _render)
     raise typer.Exit(EXIT_OK if report.complete else EXIT_PARTIAL)

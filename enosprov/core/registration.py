@@ -23,6 +23,7 @@ from pathlib import Path
 
 from ..backends.base import Backend
 from ..errors import InvalidArgumentError, ValidationFailedError
+from ..journal import NO_JOURNAL, Journal, journal_or_null
 from ..models import RegisterOutcome
 from .csvsource import CsvSource
 from .results import ResultsWriter
@@ -91,10 +92,14 @@ def register_csv(
     encoding: str | None = None,
     delimiter: str | None = None,
     progress: ProgressFn | None = None,
+    journal: Journal | None = None,
 ) -> RegisterReport:
     """Register every device of a CSV file into a registration group. See docs/registration.md.
 
     Raises ValidationFailedError (nothing written) when a row is invalid and skip_invalid is off.
+    A run that writes (not ``dry_run``) appends one "register" record to ``journal`` listing the
+    devices it created: "ok", "partial" (conflicts or invalid rows), or "failed"/"interrupted"
+    with the devices created before it stopped.
     """
     if chunk_size < 1:
         raise InvalidArgumentError("chunk size must be at least 1")
@@ -129,27 +134,42 @@ def register_csv(
         if not dry_run:
             report.batch_order = backend.next_batch_order()
         writer = ResultsWriter(results) if results else None
+        journal_ = NO_JOURNAL if dry_run else journal_or_null(journal)
+        detail = {"file": str(path), "batchOrder": report.batch_order, "batchTag": batch_tag}
         try:
-            if writer:
-                writer.open(header)
-            _write_chunks(backend, grp.group_id, staging, bad_rows, chunk_size, report, writer,
-                          progress, total)  # fmt: skip
-            if writer:
-                report.results_file = writer.commit()
+            with journal_.begin("register", group_id=grp.group_id, detail=detail) as rec:
+                try:
+                    if writer:
+                        writer.open(header)
+                    _write_chunks(backend, grp.group_id, staging, bad_rows, chunk_size, report,
+                                  writer, progress, total,
+                                  None if journal_ is NO_JOURNAL else rec)  # fmt: skip
+                    if writer:
+                        report.results_file = writer.commit()
+                finally:
+                    rec.detail.update(
+                        created=report.created, skipped=report.skipped,
+                        conflicts=report.conflicts, invalid=report.invalid,
+                    )  # fmt: skip
+                rec.commit("ok" if report.complete else "partial")
         finally:
             if writer:
                 writer.abort()
     return report
 
 
-def _write_chunks(backend, group_id, staging, bad_rows, size, report, writer, progress, total):
+def _write_chunks(backend, group_id, staging, bad_rows, size, report, writer, progress, total,
+                  journal_rec):  # fmt: skip
     """Pass 2: hand the staged rows to the backend chunk by chunk (one transaction each).
 
     Sequential on purpose: a writer thread overlapping SQLite with the Python work measured no
     faster here (GIL contention), and a failed chunk must stop everything after it. Rows left
     out by --skip-invalid travel in their chunk with a ready outcome, so results stay in order.
+    The devices each chunk created go to the journal record ``journal_rec`` (when there is one) as soon
+    as the chunk is written.
     """
     get_outcome = operator.attrgetter("outcome")
+    get_sn, get_device_sn = operator.itemgetter(2), operator.itemgetter(0)  # RegisterOutcome
     for chunk in _chunks(staging, bad_rows, size):
         records = [to_new_device(rec) for _, rec, _, ready in chunk if ready is None]
         outcomes = (
@@ -162,7 +182,16 @@ def _write_chunks(backend, group_id, staging, bad_rows, size, report, writer, pr
         if len(records) != len(chunk):  # rows left out as invalid keep their place
             it = iter(outcomes)
             outcomes = [ready or next(it) for _, _, _, ready in chunk]
-        _count(report, outcomes, collections.Counter(map(get_outcome, outcomes)))
+        counts = collections.Counter(map(get_outcome, outcomes))
+        _count(report, outcomes, counts)
+        if journal_rec is not None and counts["created"]:
+            created = (
+                outcomes
+                if counts["created"] == len(outcomes)
+                else [o for o in outcomes if o.outcome == "created"]
+            )
+            # zip hands out (sn, deviceSn) without a new tuple per row once unpacked
+            journal_rec.extend(zip(map(get_sn, created), map(get_device_sn, created)))
         if writer:
             for (rowno, _, fields, _), outcome in zip(chunk, outcomes):
                 writer.write(rowno, fields, outcome)

@@ -19,6 +19,7 @@ from pathlib import Path
 from ..atomic import AtomicFile, write_bytes
 from ..burn.export import Selection, _check_out_dir, _same_content, safe_filename, select_devices
 from ..errors import InvalidArgumentError
+from ..journal import Journal, journal_or_null
 from ..models import Device
 from .payload import Payload, render_payload
 from .render import QrOptions, encode, png_bytes, to_image, to_svg, verify_png
@@ -75,17 +76,16 @@ def qr_batch(
     options: QrOptions | None = None,
     progress=None,
     template=None,
+    journal: Journal | None = None,
 ) -> QrReport:
     """Write one label per selected device into ``out_dir`` plus the manifest.
 
     ``fmt`` "pdf" or "zpl" writes one document of labels laid out by ``template`` (see
-    :func:`enosprov.qr.sheet.qr_sheet`).
+    :func:`enosprov.qr.sheet.qr_sheet`). Appends one "label-export" record to ``journal``: the
+    devices labelled, the folder, the format and the label template (pdf/zpl).
     """
     if fmt in ("pdf", "zpl"):
-        from .sheet import qr_sheet
-
-        return qr_sheet(backend, selection, out_dir, fmt=fmt, template=template,
-                        options=options, progress=progress)  # fmt: skip
+        return _sheet(backend, selection, out_dir, fmt, template, options, progress, journal)
     t0 = time.perf_counter()
     if fmt not in FORMATS:
         raise InvalidArgumentError(
@@ -117,30 +117,66 @@ def qr_batch(
             write_bytes(path, data)  # a label holds no secret
             report.written += 1
 
-    for p, text in payloads():
-        symbol = encode(text, options.ec, p.device_sn)
-        caption = caption_for(p)
-        base = safe_filename(p.device_sn)
-        png = png_bytes(to_image(symbol, options, caption, p.device_sn))
-        verify_png(png, text, p.device_sn)  # before anything of this device is written
-        report.verified += 1
-        names = {"png": "", "svg": ""}
-        if fmt in ("png", "both"):
-            names["png"] = base + ".png"
-            store(out_dir / names["png"], png)
-        if fmt in ("svg", "both"):
-            names["svg"] = base + ".svg"
-            store(out_dir / names["svg"], to_svg(symbol, options, caption))
-        manifest.append(
-            {"deviceSn": p.device_sn, "sn": p.sn or "", "batchTag": p.batch_tag or "",
-             "payload": text, "shortCode": p.short_code, "ecLevel": options.ec,
-             "modules": symbol.size, **names}
-        )  # fmt: skip
-        report.devices += 1
-        if progress and report.devices % 100 == 0:
-            progress("qr", report.devices, None)
-    report.manifest = _write_manifest(out_dir, manifest)
+    detail = _detail(out_dir, fmt, None, options)
+    with journal_or_null(journal).begin(
+        "label-export", group_id=group.group_id, detail=detail
+    ) as rec:
+        try:
+            for p, text in payloads():
+                symbol = encode(text, options.ec, p.device_sn)
+                caption = caption_for(p)
+                base = safe_filename(p.device_sn)
+                png = png_bytes(to_image(symbol, options, caption, p.device_sn))
+                verify_png(png, text, p.device_sn)  # before anything of this device is written
+                report.verified += 1
+                names = {"png": "", "svg": ""}
+                if fmt in ("png", "both"):
+                    names["png"] = base + ".png"
+                    store(out_dir / names["png"], png)
+                if fmt in ("svg", "both"):
+                    names["svg"] = base + ".svg"
+                    store(out_dir / names["svg"], to_svg(symbol, options, caption))
+                manifest.append(
+                    {"deviceSn": p.device_sn, "sn": p.sn or "", "batchTag": p.batch_tag or "",
+                     "payload": text, "shortCode": p.short_code, "ecLevel": options.ec,
+                     "modules": symbol.size, **names}
+                )  # fmt: skip
+                report.devices += 1
+                if progress and report.devices % 100 == 0:
+                    progress("qr", report.devices, None)
+            report.manifest = _write_manifest(out_dir, manifest)
+        finally:  # the devices labelled so far, even when it stopped early
+            if journal is not None:
+                rec.extend((m["sn"], m["deviceSn"]) for m in manifest)
+            rec.detail.update(written=report.written, unchanged=report.unchanged)
     report.seconds = time.perf_counter() - t0
+    return report
+
+
+def _detail(out_dir, fmt: str, template: str | None, options: QrOptions | None) -> dict:
+    detail: dict = {"outDir": str(out_dir), "format": fmt, "template": template}
+    if options is not None and options.template:
+        detail["payloadTemplate"] = options.template
+    return detail
+
+
+def _sheet(backend, selection, out_dir, fmt, template, options, progress, journal) -> QrReport:
+    """A pdf/zpl document of labels, journaled from the manifest it wrote."""
+    from .labels import LabelTemplate, load_template
+    from .sheet import qr_sheet
+
+    tpl = template if isinstance(template, LabelTemplate) else load_template(template, fmt)
+    group = backend.get_group(selection.group)
+    detail = _detail(out_dir, fmt, tpl.name or tpl.path, options)
+    with journal_or_null(journal).begin(
+        "label-export", group_id=group.group_id, detail=detail
+    ) as rec:
+        report = qr_sheet(backend, selection, out_dir, fmt=fmt, template=tpl, options=options,
+                          progress=progress)  # fmt: skip
+        rec.detail.update(written=report.written, unchanged=report.unchanged)
+        if journal is not None:
+            rows = json.loads(Path(report.manifest[-1]).read_text(encoding="utf-8"))
+            rec.extend((r["sn"], r["deviceSn"]) for r in rows)
     return report
 
 

@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 
 from ..core import rules
 from ..errors import InvalidArgumentError
-from ..models import BUILTIN_KEYS, Device, string_i18n
+from ..journal import Journal, journal_or_null
+from ..models import BUILTIN_KEYS, Device, RegistrationGroup, string_i18n
 
 
 @dataclass
@@ -60,6 +61,76 @@ def parse_sets(items: Sequence[str] | None) -> dict[str, str]:
     return out
 
 
+def name_value(name: str) -> tuple[dict | None, str | None]:
+    """(deviceName as StringI18n, None), or (None, why it is not acceptable)."""
+    name = name.strip()
+    if not name:
+        return None, "deviceName is empty"
+    if len(name) > rules.DEVICE_NAME_MAX:
+        return None, (
+            f"deviceName is {len(name)} characters long; the limit is {rules.DEVICE_NAME_MAX}"
+        )
+    return string_i18n(name), None
+
+
+def timezone_value(timezone: str) -> tuple[str | None, str | None]:
+    """(the timezone, None), or (None, why it is not acceptable)."""
+    timezone = timezone.strip()
+    problem = rules.timezone_problem(timezone)
+    return (None, problem) if problem else (timezone, None)
+
+
+def _put(data: dict, problems: list[str], key: str, value, problem: str | None) -> None:
+    if problem:
+        problems.append(problem)
+    else:
+        data[key] = value
+
+
+def convert_sets(
+    backend, group: RegistrationGroup, values: dict[str, str], *, builtins: bool = False
+) -> tuple[dict, list[str]]:
+    """``--set`` values typed by the group's master data definitions: (deviceData, problems).
+
+    ``builtins`` also accepts deviceName and timezone (checked as --name / --timezone are);
+    otherwise they are refused with a pointer to those options. deviceSn is always refused.
+    """
+    data: dict = {}
+    problems: list[str] = []
+    attrs = None
+    for key, raw in values.items():
+        if key in BUILTIN_KEYS:
+            if key == "deviceSn":
+                problems.append("--set deviceSn: a device's serial number cannot be changed")
+            elif not builtins:
+                problems.append(f"--set {key}: use --name / --timezone")
+            elif key == "deviceName":
+                _put(data, problems, key, *name_value(raw))
+            else:
+                _put(data, problems, key, *timezone_value(raw))
+            continue
+        if attrs is None:
+            mdg = backend.get_masterdata_group(group.masterdata_group_id)
+            attrs = {a.identifier: a for a in mdg.attributes}
+        attr = attrs.get(key)
+        if attr is None:
+            problems.append(
+                f"{key!r} is not a master data key of group {group.group_id} "
+                f"(known: {', '.join(attrs) or 'none'})"
+            )
+            continue
+        text = raw.strip()
+        if not text:
+            problems.append(f"{key}: the value is empty")
+            continue
+        value, problem = rules.converter_for(attr)(text)
+        if problem:
+            problems.append(f"{key}: {problem}")
+        else:
+            data[key] = value
+    return data, problems
+
+
 def plan_onboarding(
     backend,
     device: Device,
@@ -74,50 +145,14 @@ def plan_onboarding(
     problems: list[str] = []
     data: dict = {}
     if name is not None:
-        name = name.strip()
-        if not name:
-            problems.append("deviceName is empty")
-        elif len(name) > rules.DEVICE_NAME_MAX:
-            problems.append(
-                f"deviceName is {len(name)} characters long; the limit is {rules.DEVICE_NAME_MAX}"
-            )
-        else:
-            data["deviceName"] = string_i18n(name)
+        _put(data, problems, "deviceName", *name_value(name))
     if timezone is not None:
-        timezone = timezone.strip()
-        problem = rules.timezone_problem(timezone)
-        if problem:
-            problems.append(problem)
-        else:
-            data["timezone"] = timezone
+        _put(data, problems, "timezone", *timezone_value(timezone))
     group = backend.get_group(device.group_id)
     if values:
-        mdg = backend.get_masterdata_group(group.masterdata_group_id)
-        attrs = {a.identifier: a for a in mdg.attributes}
-        for key, raw in values.items():
-            if key in BUILTIN_KEYS:
-                problems.append(
-                    f"--set {key}: use --name / --timezone"
-                    if key != "deviceSn"
-                    else "--set deviceSn: a device's serial number cannot be changed"
-                )
-                continue
-            attr = attrs.get(key)
-            if attr is None:
-                problems.append(
-                    f"{key!r} is not a master data key of group {group.group_id} "
-                    f"(known: {', '.join(attrs) or 'none'})"
-                )
-                continue
-            text = raw.strip()
-            if not text:
-                problems.append(f"{key}: the value is empty")
-                continue
-            value, problem = rules.converter_for(attr)(text)
-            if problem:
-                problems.append(f"{key}: {problem}")
-            else:
-                data[key] = value
+        converted, more = convert_sets(backend, group, values)
+        data.update(converted)
+        problems.extend(more)
     target = None
     if not device.allocated:
         region, org = region_id or group.region_id, org_id or group.org_id
@@ -136,11 +171,49 @@ def plan_onboarding(
     return OnboardPlan(device, data, region_id, org_id, target)
 
 
-def apply_onboarding(backend, plan: OnboardPlan) -> OnboardResult:
-    """Update then allocate one device as planned."""
+def apply_onboarding(
+    backend, plan: OnboardPlan, *, journal: Journal | None = None
+) -> OnboardResult:
+    """Update then allocate one device as planned; one "onboard" record in ``journal``."""
+    (result,) = _apply_all(backend, [plan], journal)
+    return result
+
+
+def _apply_all(backend, plans: Sequence[OnboardPlan], journal: Journal | None):
+    """Apply the plans in order, as one "onboard" journal record listing the devices changed."""
+    first = plans[0]
+    data_keys = sorted({k for p in plans for k in p.device_data} - set(BUILTIN_KEYS))
+    detail = {
+        "masterDataKeys": data_keys,
+        "deviceName": any("deviceName" in p.device_data for p in plans),
+        "timezone": any("timezone" in p.device_data for p in plans),
+        "regionId": first.region_id,
+        "orgId": first.org_id,
+    }
+    results: list[OnboardResult] = []
+    with journal_or_null(journal).begin(
+        "onboard", group_id=_common_group(p.device for p in plans), detail=detail
+    ) as rec:
+        try:
+            for plan in plans:
+                results.append(_apply(backend, plan, rec))
+        finally:
+            rec.detail["allocatedNow"] = sum(r.allocated_now for r in results)
+        if len(plans) == 1:  # the one request that allocated it (its update came before)
+            rec.request_id = getattr(backend, "last_request_id", None)
+    return results
+
+
+def _common_group(devices) -> str | None:
+    groups = {d.group_id for d in devices}
+    return groups.pop() if len(groups) == 1 else None
+
+
+def _apply(backend, plan: OnboardPlan, rec) -> OnboardResult:
     dev = plan.device
     if plan.device_data:
         backend.update(dev.sn, device_data=plan.device_data)
+        rec.add(dev.sn, dev.device_sn)
     was_allocated = dev.allocated
     after = backend.allocate(dev.sn, region_id=plan.region_id, org_id=plan.org_id)
     note = None
@@ -149,6 +222,8 @@ def apply_onboarding(backend, plan: OnboardPlan) -> OnboardResult:
         wanted = (plan.region_id, plan.org_id)
         if any(w and w != have for w, have in zip(wanted, (after.region_id, after.org_id))):
             note += f" (not moved to {plan.region_id or '-'} / {plan.org_id or '-'})"
+    elif not plan.device_data:
+        rec.add(dev.sn, dev.device_sn)
     return OnboardResult(after, dict(plan.device_data), not was_allocated, note)
 
 
@@ -161,9 +236,11 @@ def onboard_devices(
     values: dict[str, str] | None = None,
     region_id: str | None = None,
     org_id: str | None = None,
+    journal: Journal | None = None,
 ) -> list[OnboardResult]:
     """Validate every device first (nothing changes if one fails), then update and allocate
-    each. A device listed twice is onboarded once. ``name`` needs exactly one device."""
+    each. A device listed twice is onboarded once. ``name`` needs exactly one device.
+    One "onboard" record in ``journal`` lists the devices updated or allocated."""
     unique = list({d.sn: d for d in devices}.values())
     if not unique:
         raise InvalidArgumentError("no device to onboard")
@@ -181,7 +258,7 @@ def onboard_devices(
             problems.append(err.message)
     if problems:
         raise InvalidArgumentError(" | ".join(problems), hint="nothing was changed")
-    return [apply_onboarding(backend, p) for p in plans]
+    return _apply_all(backend, plans, journal)
 
 
 def onboard_device(
@@ -193,9 +270,10 @@ def onboard_device(
     values: dict[str, str] | None = None,
     region_id: str | None = None,
     org_id: str | None = None,
+    journal: Journal | None = None,
 ) -> Device:
     """Onboard one scanned device: validate, update its master data, allocate it. Returns the
     device as it is afterwards (an already allocated device keeps its target)."""
     (result,) = onboard_devices(backend, [device], name=name, timezone=timezone, values=values,
-                                region_id=region_id, org_id=org_id)  # fmt: skip
+                                region_id=region_id, org_id=org_id, journal=journal)  # fmt: skip
     return result.device

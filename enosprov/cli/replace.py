@@ -1,0 +1,159 @@
+"""`enosprov replace`: swap a faulty unit for a new one that keeps its details."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from .options import JsonOpt, OptionalGroupOpt, state
+from .output import confirm_or_refuse, emit, handled, key_values, progress_bar, say, table
+
+
+@handled
+def replace(
+    ctx: typer.Context,
+    old: Annotated[
+        str | None,
+        typer.Argument(metavar="[OLD]", help="The unit taken out: system sn or deviceSn."),
+    ] = None,
+    new_sn: Annotated[
+        str | None, typer.Option("--new-sn", help="Serial number (deviceSn) of the new unit.")
+    ] = None,
+    csv_file: Annotated[
+        Path | None,
+        typer.Option("--csv", help="Many units: a CSV with columns old,new (validated first)."),
+    ] = None,
+    group: OptionalGroupOpt = None,
+    out: Annotated[
+        Path, typer.Option("--out", "-o", help="Folder for the new units' credential files.")
+    ] = Path("replacements"),
+    burn_format: Annotated[
+        str,
+        typer.Option(
+            "--burn-format", help="json | ini | c | bin | hex | nvs (burn export formats)."
+        ),
+    ] = "json",
+    no_burn: Annotated[bool, typer.Option("--no-burn", help="Write no credential file.")] = False,
+    dps_url: Annotated[
+        str | None, typer.Option("--dps-url", help="DPS device endpoint written into the files.")
+    ] = None,
+    label: Annotated[
+        str | None,
+        typer.Option(
+            "--label",
+            help="Also write a label into OUT/labels/: a template name in templates/labels/ "
+            "or a TOML file "
+            "(e.g. thermal-62mm).",
+        ),
+    ] = None,
+    label_format: Annotated[
+        str, typer.Option("--label-format", help="pdf | zpl | png | svg.")
+    ] = "pdf",
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Check everything and change nothing.")
+    ] = False,
+    json_: JsonOpt = False,
+) -> None:
+    """Replace a unit (OLD) by a new one: NEW keeps OLD's master data, batch tag and description.
+
+    NEW is registered in OLD's group if needed; OLD is removed; NEW takes over OLD's allocation
+    with its own device key and secret. In the same run NEW's credential file is written to
+    --out (--burn-format) and, with --label, its label into --out/labels/. The lineage OLD -> NEW is recorded
+    (`enosprov devices history`). Refused with nothing changed: OLD unknown, NEW in another
+    group, NEW already allocated, NEW == OLD, OLD already replaced. Re-running a finished
+    replacement reports it as already done.
+
+    Example: enosprov replace SN-0007 --new-sn SN-0107 --out burn/ --label thermal-62mm
+
+    Example: enosprov replace --csv pairs.csv --group meters-eu --burn-format nvs --out burn/
+    --yes --json
+    """
+    from ..core.replacement import (
+        Outputs,
+        ReplaceRequest,
+        plan_replacements,
+        read_pairs,
+        replace_devices,
+    )
+    from ..errors import InvalidArgumentError
+
+    if csv_file is not None and (old or new_sn):
+        raise InvalidArgumentError("give OLD --new-sn NEW, or --csv FILE, not both")
+    if csv_file is None and not (old and new_sn):
+        raise InvalidArgumentError(
+            "which unit? " + ("--new-sn NEW is missing" if old else "OLD is missing"),
+            hint="enosprov replace OLD --new-sn NEW, or --csv pairs.csv",
+        )
+    requests = read_pairs(csv_file) if csv_file else [ReplaceRequest(old, new_sn)]
+    if label is None and label_format != "pdf":
+        label = ""  # --label-format alone asks for a label with the format's default layout
+    outputs = Outputs(
+        burn_dir=None if no_burn else out,
+        burn_format=burn_format,
+        dps_url=dps_url,
+        label_dir=out / "labels" if label is not None else None,  # its own manifest
+        label_format=label_format,
+        label_template=label or None,
+    )
+    with state(ctx).open() as (backend, journal):
+        plans = plan_replacements(
+            backend, requests, group=group, journal=journal,
+            source=str(csv_file) if csv_file else None,
+        )  # fmt: skip
+        if not json_:
+            _show_plan(plans)
+        todo = [p for p in plans if not p.done]
+        if dry_run:
+            emit({"plan": [p.to_dict() for p in plans], "dryRun": True}, json_)
+            if not json_:
+                say("dry run: nothing was changed")
+            return
+        if todo:
+            first = todo[0]
+            question = (
+                f"Replace {first.old.device_sn} by {first.request.new}? The old unit is removed "
+                "from DPS."
+                if len(todo) == 1
+                else f"Replace {len(todo)} units? The old units are removed from DPS."
+            )
+            confirm_or_refuse(
+                question, yes=yes, what=f"replace {len(todo)} unit{'s' if len(todo) > 1 else ''}"
+            )
+        with progress_bar(not json_ and len(plans) > 1, "replace") as progress:
+            report = replace_devices(
+                backend, plans, journal=journal, outputs=outputs, progress=progress
+            )
+    emit(report, json_, _render)
+
+
+def _show_plan(plans) -> None:
+    rows = []
+    for p in plans:
+        old = p.old
+        rows.append([
+            old.device_sn if old else p.request.old, old.sn if old else "",
+            p.request.new, "registered" if p.new else "to register",
+            "already done" if p.done else "replace",
+        ])  # fmt: skip
+    table("replacement plan", ["old deviceSn", "old sn", "new deviceSn", "new unit", "action"],
+          rows)  # fmt: skip
+
+
+def _render(report) -> None:
+    for r in report.replaced:
+        if r.already_done:
+            say(f"{r.old_device_sn} was already replaced by {r.new_device_sn} ({r.new_sn})")
+            continue
+        say(
+            f"replaced {r.old_device_sn} ({r.old_sn}) by {r.new_device_sn} ({r.new_sn})"
+            + (f": allocated to {r.allocation} with a new device key and secret"
+               if r.allocation else ": not allocated yet (it bootstraps into the group's target)")
+        )  # fmt: skip
+    for b in report.burn:
+        key_values([("credential files", f"{b.out_dir} ({b.format}, {b.written} written, "
+                                          f"{b.unchanged} already correct)")])  # fmt: skip
+    for q in report.labels:
+        key_values([("labels", f"{q.document or q.out_dir} ({q.format})")])

@@ -1,0 +1,267 @@
+"""Changes to registered devices, one device or a few at a time: update, delete, allocate.
+
+The CLI's `devices update|delete|allocate` are thin layers over these functions. Each checks
+everything it can first (every device resolves, values fit the group's master data) and changes
+nothing when a check fails; each appends one audit journal record when it changes something.
+Devices are named by system sn or by deviceSn (within ``group`` when given).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from ..backends.base import Backend
+from ..errors import InvalidArgumentError
+from ..journal import Journal, journal_or_null
+from ..models import BUILTIN_KEYS, Device, RegistrationGroup, string_i18n
+from . import rules
+from .device_refs import names, one_group, resolve_devices
+
+NOTHING_CHANGED = "nothing was changed"
+
+
+# -- update ---------------------------------------------------------------------------------------
+
+
+@dataclass
+class UpdateResult:
+    """One device after an update, and what was changed."""
+
+    device: Device
+    set: dict = field(default_factory=dict)  # master data key -> value sent
+    unset: list[str] = field(default_factory=list)
+    desc: str | None = None
+    batch_tag: str | None = None
+
+    def to_dict(self) -> dict:
+        return {
+            "sn": self.device.sn,
+            "groupId": self.device.group_id,
+            "deviceSn": self.device.device_sn,
+            "set": self.set,
+            "unset": self.unset,
+            "desc": self.desc,
+            "batchTag": self.batch_tag,
+            "device": self.device.to_dict(),
+        }
+
+
+def update_device(
+    backend: Backend,
+    ident: str,
+    *,
+    group: str | None = None,
+    desc: str | None = None,
+    batch_tag: str | None = None,
+    values: dict[str, str] | None = None,
+    unset: Sequence[str] = (),
+    journal: Journal | None = None,
+) -> UpdateResult:
+    """Update one device: its description, batch tag and master data (``values`` are raw text,
+    typed by the group's master data definitions; ``unset`` keys are removed).
+
+    Everything is checked first: InvalidArgumentError listing every problem, nothing changed.
+    """
+    from ..qr.onboard import convert_sets
+
+    values = dict(values or {})
+    unset = list(dict.fromkeys(unset))
+    if desc is None and batch_tag is None and not values and not unset:
+        raise InvalidArgumentError(
+            "nothing to update", hint="give --desc, --batch-tag, --set key=value or --unset key"
+        )
+    (dev,) = resolve_devices(backend, [ident], group)
+    grp = backend.get_group(dev.group_id)
+    problems: list[str] = []
+    if desc is not None and len(desc) > rules.DEVICE_DESC_MAX:
+        problems.append(f"desc is {len(desc)} characters; the limit is {rules.DEVICE_DESC_MAX}")
+    if batch_tag is not None:
+        batch_tag = batch_tag.strip()
+        if not batch_tag:
+            problems.append("the batch tag is empty")
+        elif len(batch_tag) > rules.BATCH_TAG_MAX:
+            problems.append(
+                f"batch tag is {len(batch_tag)} characters; the limit is {rules.BATCH_TAG_MAX}"
+            )
+    data, more = convert_sets(backend, grp, values, builtins=True)
+    problems.extend(more)
+    problems.extend(_unset_problems(backend, grp, unset, values))
+    if problems:
+        raise InvalidArgumentError(
+            f"cannot update {dev.group_id}/{dev.device_sn}: " + "; ".join(problems),
+            hint=NOTHING_CHANGED,
+        )
+    device_data = {**data, **dict.fromkeys(unset)} or None
+    backend.update(
+        dev.sn,
+        desc=desc,
+        batch_tag=string_i18n(batch_tag) if batch_tag is not None else None,
+        device_data=device_data,
+    )
+    journal_or_null(journal).record(
+        "update",
+        devices=[(dev.sn, dev.device_sn)],
+        group_id=dev.group_id,
+        request_id=getattr(backend, "last_request_id", None),
+        detail={
+            "set": sorted(data),
+            "unset": sorted(unset),
+            "desc": desc is not None,
+            "batchTag": batch_tag,
+        },
+    )
+    return UpdateResult(backend.get(dev.sn), data, unset, desc, batch_tag)
+
+
+def _unset_problems(
+    backend: Backend, group: RegistrationGroup, keys: Sequence[str], values: dict
+) -> list[str]:
+    problems = []
+    attrs = None
+    for key in keys:
+        if key == "deviceSn":
+            problems.append("--unset deviceSn: a device's serial number cannot be removed")
+            continue
+        if key in values:
+            problems.append(f"{key} is both set and unset")
+            continue
+        if key in BUILTIN_KEYS:
+            continue
+        if attrs is None:
+            mdg = backend.get_masterdata_group(group.masterdata_group_id)
+            attrs = {a.identifier: a for a in mdg.attributes}
+        attr = attrs.get(key)
+        if attr is None:
+            problems.append(
+                f"{key!r} is not a master data key of group {group.group_id} "
+                f"(known: {', '.join(attrs) or 'none'})"
+            )
+        elif attr.required:
+            problems.append(f"{key} is required by group {group.group_id}: it cannot be unset")
+    return problems
+
+
+# -- delete ---------------------------------------------------------------------------------------
+
+
+@dataclass
+class DeleteReport:
+    group_id: str
+    devices: list[Device]
+
+    def to_dict(self) -> dict:
+        return {
+            "groupId": self.group_id,
+            "deleted": [{"sn": d.sn, "deviceSn": d.device_sn} for d in self.devices],
+        }
+
+
+def delete_devices(
+    backend: Backend, devices: Sequence[Device], *, journal: Journal | None = None
+) -> DeleteReport:
+    """Delete ``devices`` (see :func:`resolve_devices`), all of one registration group, in one
+    request; one "delete" journal record."""
+    devices = list({d.sn: d for d in devices}.values())
+    if not devices:
+        raise InvalidArgumentError("no device to delete")
+    group_id = one_group(devices, "delete")
+    backend.delete(group_id, [d.sn for d in devices])
+    journal_or_null(journal).record(
+        "delete",
+        devices=[(d.sn, d.device_sn) for d in devices],
+        group_id=group_id,
+        request_id=getattr(backend, "last_request_id", None),
+        detail={"count": len(devices)},
+    )
+    return DeleteReport(group_id, devices)
+
+
+# -- allocate -------------------------------------------------------------------------------------
+
+
+@dataclass
+class AllocateResult:
+    device: Device  # as it is afterwards
+    allocated_now: bool
+
+    @property
+    def result(self) -> str:
+        return "allocated" if self.allocated_now else "already allocated"
+
+    def to_dict(self) -> dict:
+        d = self.device
+        return {
+            "sn": d.sn,
+            "groupId": d.group_id,
+            "deviceSn": d.device_sn,
+            "result": self.result,
+            "regionId": d.region_id,
+            "orgId": d.org_id,
+        }
+
+
+def allocate_devices(
+    backend: Backend,
+    devices: Sequence[Device],
+    *,
+    region_id: str | None = None,
+    org_id: str | None = None,
+    journal: Journal | None = None,
+) -> list[AllocateResult]:
+    """Allocate each device (see :func:`resolve_devices`) to ``region_id``/``org_id``, else to
+    its reprovision target or its group's target. A device already allocated is left where it
+    is. One "allocate" journal record lists the devices allocated now."""
+    devices = list({d.sn: d for d in devices}.values())
+    pending = [d for d in devices if not d.allocated]
+    _check_targets(backend, pending, region_id, org_id)
+    results = {d.sn: AllocateResult(d, False) for d in devices if d.allocated}
+    groups = {d.group_id for d in devices}
+    detail = {"regionId": region_id, "orgId": org_id, "alreadyAllocated": len(results)}
+    with journal_or_null(journal).begin(
+        "allocate", group_id=groups.pop() if len(groups) == 1 else None, detail=detail
+    ) as rec:
+        for dev in pending:
+            after = backend.allocate(dev.sn, region_id=region_id, org_id=org_id)
+            rec.add(dev.sn, dev.device_sn)
+            results[dev.sn] = AllocateResult(after, True)
+        if len(pending) == 1:
+            rec.request_id = getattr(backend, "last_request_id", None)
+    return [results[d.sn] for d in devices]
+
+
+def _check_targets(
+    backend: Backend, devices: Sequence[Device], region_id: str | None, org_id: str | None
+) -> None:
+    """Every device has somewhere to go, before any is allocated. Only the local store knows a
+    group's target; with EnOS the group's configured target applies."""
+    if getattr(backend, "name", None) != "local" or (region_id and org_id):
+        return
+    groups: dict[str, RegistrationGroup] = {}
+    lacking = []
+    for d in devices:
+        if d.group_id not in groups:
+            groups[d.group_id] = backend.get_group(d.group_id)
+        g = groups[d.group_id]
+        if not (region_id or d.target_region_id or g.region_id) or not (
+            org_id or d.target_org_id or g.org_id
+        ):
+            lacking.append(d.device_sn)
+    if lacking:
+        raise InvalidArgumentError(
+            f"no allocation target for {names(lacking)}: their registration group has none; "
+            + NOTHING_CHANGED,
+            hint="give --region and --org",
+        )
+
+
+__all__ = [
+    "AllocateResult",
+    "DeleteReport",
+    "UpdateResult",
+    "allocate_devices",
+    "delete_devices",
+    "one_group",
+    "resolve_devices",
+    "update_device",
+]

@@ -1,0 +1,379 @@
+"""Replacement: a faulty unit (OLD) is swapped for a new one (NEW) that keeps OLD's details.
+
+For each pair, NEW is registered in OLD's group when it is not registered yet, then DPS
+``replace`` copies OLD's master data, batch tag and description onto NEW, deletes OLD, and NEW
+takes over OLD's allocation (a new device key and secret in the same OU). The lineage OLD -> NEW
+is written to the audit journal (and, on the local store, its ``replacements`` table). In the same
+run the caller can write NEW's credential file and label (:func:`replace_devices`).
+
+Everything is checked before anything changes (:func:`plan_replacements`): OLD unknown, NEW in
+another group, NEW already allocated, NEW == OLD, OLD already replaced, and in a file of pairs a
+duplicate, a chain or a cycle. A pair whose OLD was already replaced by the same NEW is "done" and
+skipped, so a run that stopped midway can be run again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..errors import (
+    ConflictError,
+    EnosprovError,
+    InputFileError,
+    InvalidArgumentError,
+    NotFoundError,
+    RefusedError,
+    ValidationFailedError,
+)
+from ..journal import Journal, journal_or_null
+from ..models import Device, SearchQuery
+from .lineage import replaced_by
+from .rows import RowIssue
+
+OLD_COLUMNS = ("old", "oldSn", "old_sn")
+NEW_COLUMNS = ("new", "newSn", "new_sn")
+
+
+@dataclass(frozen=True)
+class ReplaceRequest:
+    old: str  # system sn or deviceSn of the unit taken out
+    new: str  # deviceSn (serial) of the unit put in
+    row: int | None = None  # row in the pairs file
+
+
+@dataclass
+class PlannedReplacement:
+    request: ReplaceRequest
+    old: Device | None  # None when the pair is already done
+    new: Device | None  # NEW when it is registered already
+    done: bool = False  # OLD was already replaced by this NEW
+
+    @property
+    def group_id(self) -> str:
+        return (self.old or self.new).group_id
+
+    def to_dict(self) -> dict:
+        old = self.old
+        return {
+            "old": {"sn": old.sn, "deviceSn": old.device_sn} if old else {"ref": self.request.old},
+            "new": {"sn": self.new.sn if self.new else None, "deviceSn": self.request.new},
+            "registerNew": self.new is None,
+            "alreadyDone": self.done,
+        }
+
+
+@dataclass
+class Replaced:
+    old_sn: str
+    old_device_sn: str
+    new_sn: str
+    new_device_sn: str
+    group_id: str
+    registered_new: bool
+    allocation: str | None  # "region / org" NEW took over, or None
+    already_done: bool = False
+    journal_id: int | None = None
+    request_id: str | None = None
+
+    def to_dict(self) -> dict:
+        return {
+            "old": {"sn": self.old_sn, "deviceSn": self.old_device_sn},
+            "new": {"sn": self.new_sn, "deviceSn": self.new_device_sn},
+            "groupId": self.group_id,
+            "registeredNew": self.registered_new,
+            "allocation": self.allocation,
+            "alreadyDone": self.already_done,
+            "journalId": self.journal_id,
+            "requestId": self.request_id,
+        }
+
+
+@dataclass
+class ReplaceReport:
+    replaced: list[Replaced] = field(default_factory=list)
+    burn: list = field(default_factory=list)  # BurnReport per group: the new units' files
+    labels: list = field(default_factory=list)  # QrReport per group: their labels
+
+    def to_dict(self) -> dict:
+        return {
+            "replaced": [r.to_dict() for r in self.replaced],
+            "burn": [b.to_dict() for b in self.burn],
+            "labels": [q.to_dict() for q in self.labels],
+        }
+
+
+def read_pairs(path: str | Path) -> list[ReplaceRequest]:
+    """The (old, new) pairs of a CSV with columns ``old`` and ``new``."""
+    from .csvsource import CsvSource
+
+    source = CsvSource(path)
+    pairs = []
+    with source.rows() as rows:
+        header = [h.strip() for h in source.header]
+        cols = []
+        for names in (OLD_COLUMNS, NEW_COLUMNS):
+            found = next((n for n in names if n in header), None)
+            if found is None:
+                raise InputFileError(
+                    f"{path}: no {names[0]} column",
+                    hint="the header is `old,new`: the old unit (system sn or deviceSn) and the "
+                    "new unit's serial number (deviceSn)",
+                )
+            cols.append((found, header.index(found)))
+        for rowno, fields in rows:
+            if not any(f.strip() for f in fields):
+                continue
+            values = []
+            for name, i in cols:
+                value = fields[i].strip() if len(fields) > i else ""
+                if not value:
+                    raise InputFileError(f"{path}, row {rowno}, column {name}: empty")
+                values.append(value)
+            pairs.append(ReplaceRequest(values[0], values[1], rowno))
+    if not pairs:
+        raise InputFileError(f"{path}: no pairs", hint="one `old,new` pair per row")
+    return pairs
+
+
+class _Problems:
+    """Collects every refusal; raised together so the user fixes the whole file at once."""
+
+    def __init__(self, source: str | None) -> None:
+        self.source = source
+        self.items: list[tuple[ReplaceRequest, type[EnosprovError], str, str | None]] = []
+
+    def add(self, req, cls, message, hint=None) -> None:
+        self.items.append((req, cls, message, hint))
+
+    def raise_if_any(self, count: int) -> None:
+        if not self.items:
+            return
+        if self.source is None and count == 1:
+            _req, cls, message, hint = self.items[0]
+            raise cls(message + "; nothing was changed", hint=hint)
+        issues = [RowIssue(req.row or i + 1, None, msg) for i, (req, _c, msg, _h) in
+                  enumerate(self.items)]  # fmt: skip
+        issues.sort(key=lambda issue: issue.row)
+        where = self.source or "the replacement pairs"
+        raise ValidationFailedError(
+            f"{where}: {len(issues)} pair{'s' if len(issues) > 1 else ''} refused; nothing was "
+            "changed",
+            issues,
+            hint="fix these rows and run again",
+        )
+
+
+def _check_pairs(requests: Sequence[ReplaceRequest], problems: _Problems) -> None:
+    first_old: dict[str, ReplaceRequest] = {}
+    first_new: dict[str, ReplaceRequest] = {}
+    for req in requests:
+        where = lambda r: f"row {r.row}" if r.row else repr(r.old)  # noqa: E731
+        if req.old == req.new:
+            problems.add(req, InvalidArgumentError, f"the new unit {req.new!r} is the old unit",
+                         "the new unit has its own serial number")  # fmt: skip
+        if req.old in first_old:
+            problems.add(req, InvalidArgumentError,
+                         f"old unit {req.old!r} appears twice (also {where(first_old[req.old])})")  # fmt: skip
+        if req.new in first_new:
+            problems.add(req, InvalidArgumentError,
+                         f"new unit {req.new!r} appears twice (also {where(first_new[req.new])})")  # fmt: skip
+        first_old.setdefault(req.old, req)
+        first_new.setdefault(req.new, req)
+    for req in requests:
+        other = first_new.get(req.old)
+        if other is not None and other is not req:
+            kind = "a cycle" if first_old.get(req.new) is other else "a chain"
+            problems.add(req, InvalidArgumentError,
+                         f"{req.old!r} is the new unit of another pair and the old unit here: "
+                         f"{kind}", "replace a unit only once per run")  # fmt: skip
+
+
+def plan_replacements(
+    backend,
+    requests: Sequence[ReplaceRequest],
+    *,
+    group: str | None = None,
+    journal: Journal | None = None,
+    source: str | None = None,
+) -> list[PlannedReplacement]:
+    """Check every pair; nothing is changed. Raises the refusal (one pair) or a
+    ValidationFailedError listing every refused row (a file of pairs)."""
+    if not requests:
+        raise InvalidArgumentError("no replacement given", hint="OLD --new-sn NEW, or --csv FILE")
+    from .. import api
+
+    journal = journal_or_null(journal)
+    problems = _Problems(source)
+    _check_pairs(requests, problems)
+    group_id = backend.get_group(group).group_id if group else None
+    plans: list[PlannedReplacement] = []
+    flagged = {id(item[0]) for item in problems.items}
+    for req in requests:
+        if id(req) in flagged:  # one clear problem per pair is enough
+            continue
+        try:
+            old = api.find_device(backend, req.old, group_id)
+        except NotFoundError:
+            old = None
+        if old is None:
+            link = replaced_by(backend, journal, req.old)
+            if link is not None and req.new in (link["newDeviceSn"], link["newSn"]):
+                new = _find_new(backend, link["groupId"], req.new)
+                if new is not None:
+                    plans.append(PlannedReplacement(req, None, new, done=True))
+                    continue
+            if link is not None:
+                problems.add(req, RefusedError,
+                             f"{req.old!r} was already replaced by {link['newDeviceSn']} "
+                             f"({link['newSn']}) on {link['time'][:10]}",
+                             f"see `enosprov devices history {link['newSn']}`")  # fmt: skip
+            else:
+                problems.add(req, NotFoundError, f"old unit {req.old!r} is unknown"
+                             + (f" in group {group}" if group else ""),
+                             "give its system sn or deviceSn (`enosprov devices list`)")  # fmt: skip
+            continue
+        if req.new in (old.device_sn, old.sn):
+            problems.add(req, InvalidArgumentError, f"the new unit {req.new!r} is the old unit")
+            continue
+        elsewhere = [
+            d for d in backend.search(SearchQuery(device_sns=(req.new,), page_size=10)).items
+            if d.group_id != old.group_id
+        ]  # fmt: skip
+        if elsewhere:
+            problems.add(req, ConflictError,
+                         f"new unit {req.new!r} is registered in group {elsewhere[0].group_id}, "
+                         f"not in {old.group_id}", "a replacement stays in the old unit's group")  # fmt: skip
+            continue
+        new = _find_new(backend, old.group_id, req.new)
+        if new is not None and new.allocated:
+            problems.add(req, RefusedError,
+                         f"new unit {req.new!r} is already allocated to {new.region_id} / "
+                         f"{new.org_id}", "a replacement unit must be fresh (not allocated)")  # fmt: skip
+            continue
+        if new is None:
+            from .rules import sn_problem
+
+            problem = sn_problem(req.new, backend.get_group(old.group_id).sn_pattern)
+            if problem:
+                problems.add(req, InvalidArgumentError, f"new unit {req.new!r}: {problem}")
+                continue
+        plans.append(PlannedReplacement(req, old, new))
+    problems.raise_if_any(len(requests))
+    return plans
+
+
+def _find_new(backend, group_id: str, device_sn: str) -> Device | None:
+    return backend.find_by_device_sn(group_id, device_sn)
+
+
+def apply_replacement(
+    backend, plan: PlannedReplacement, *, journal: Journal | None = None
+) -> Replaced:
+    """Register NEW if needed, then replace OLD by NEW; one journal record."""
+    journal = journal_or_null(journal)
+    if plan.done:
+        new = plan.new
+        link = replaced_by(backend, journal, plan.request.old) or {}
+        return Replaced(link.get("oldSn", ""), link.get("oldDeviceSn", plan.request.old), new.sn,
+                        new.device_sn, new.group_id, False,
+                        f"{new.region_id} / {new.org_id}" if new.allocated else None,
+                        already_done=True)  # fmt: skip
+    old = plan.old
+    detail = {
+        "old": {"sn": old.sn, "deviceSn": old.device_sn},
+        "new": {"sn": plan.new.sn if plan.new else None, "deviceSn": plan.request.new},
+        "registeredNew": plan.new is None,
+    }
+    with journal.begin("replace", group_id=old.group_id, detail=detail) as rec:
+        rec.add(old.sn, old.device_sn)
+        new_sn = plan.new.sn if plan.new else None
+        if new_sn is None:
+            data = {k: v for k, v in old.device_data.items() if k != "deviceSn"}
+            data["deviceSn"] = plan.request.new
+            new_sn = backend.create(
+                old.group_id, desc=old.desc, batch_tag=old.batch_tag, device_data=data
+            )[0]
+            rec.detail["new"]["sn"] = new_sn
+        new = backend.replace(old.sn, new_sn)
+        rec.request_id = getattr(backend, "last_request_id", None)
+        rec.add(new.sn, new.device_sn)
+        allocation = f"{new.region_id} / {new.org_id}" if new.allocated else None
+        rec.detail["allocation"] = allocation
+    return Replaced(old.sn, old.device_sn, new.sn, new.device_sn, old.group_id,
+                    plan.new is None, allocation, journal_id=rec.committed,
+                    request_id=rec.request_id)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Outputs:
+    """What to write for the new units in the same run."""
+
+    burn_dir: str | Path | None = None  # credential files (None: none)
+    burn_format: str = "json"
+    burn_options: object | None = None  # burn.formats.FormatOptions
+    dps_url: str | None = None
+    label_dir: str | Path | None = None  # labels (None: none)
+    label_format: str = "pdf"
+    label_template: str | Path | None = None
+
+
+def replace_devices(
+    backend,
+    plans: Sequence[PlannedReplacement],
+    *,
+    journal: Journal | None = None,
+    outputs: Outputs | None = None,
+    progress=None,
+) -> ReplaceReport:
+    """Apply every planned replacement, then write the new units' credential files and labels."""
+    outputs = outputs or Outputs()
+    report = ReplaceReport()
+    for i, plan in enumerate(plans):
+        report.replaced.append(apply_replacement(backend, plan, journal=journal))
+        if progress:
+            progress("replace", i + 1, len(plans))
+    by_group: dict[str, list[str]] = {}
+    for r in report.replaced:
+        by_group.setdefault(r.group_id, []).append(r.new_device_sn)
+    if outputs.burn_dir is not None or outputs.label_dir is not None:
+        from ..burn.export import Selection
+
+        several = len(by_group) > 1  # then one sub-folder per group (one manifest each)
+        for group_id, device_sns in by_group.items():
+            selection = Selection(group=group_id, device_sns=tuple(device_sns))
+            if outputs.burn_dir is not None:
+                from ..burn.export import export_burn_files
+
+                out = Path(outputs.burn_dir) / group_id if several else outputs.burn_dir
+                report.burn.append(export_burn_files(
+                    backend, selection, out, fmt=outputs.burn_format,
+                    profile="bootstrap", dps_url=outputs.dps_url, options=outputs.burn_options,
+                    journal=journal,
+                ))  # fmt: skip
+            if outputs.label_dir is not None:
+                from ..qr.batch import qr_batch
+
+                out = Path(outputs.label_dir) / group_id if several else outputs.label_dir
+                report.labels.append(qr_batch(
+                    backend, selection, out, fmt=outputs.label_format,
+                    template=outputs.label_template, journal=journal,
+                ))  # fmt: skip
+    return report
+
+
+def replace_device(
+    backend,
+    old: str,
+    new_device_sn: str,
+    *,
+    group: str | None = None,
+    journal: Journal | None = None,
+    outputs: Outputs | None = None,
+) -> ReplaceReport:
+    """One unit: plan (refusing with nothing changed) and apply."""
+    plans = plan_replacements(
+        backend, [ReplaceRequest(old, new_device_sn)], group=group, journal=journal
+    )
+    return replace_devices(backend, plans, journal=journal, outputs=outputs)
