@@ -61,6 +61,11 @@ demo: $(VENV)/.installed
 	@echo "--- the audit journal of this demo:"
 	$(BIN)/enosprov --store $(DEMO)/store.db log
 	$(BIN)/enosprov --store $(DEMO)/store.db info
+	@echo "--- batch monitoring: every batch, a report to mail, and the batch in detail"
+	$(BIN)/enosprov --store $(DEMO)/store.db batches list
+	$(BIN)/enosprov --store $(DEMO)/store.db batches report B-2026-11-A --out $(DEMO)/report.html \
+		--csv $(DEMO)/report.csv
+	$(BIN)/enosprov --store $(DEMO)/store.db batches show B-2026-11-A
 
 test: $(VENV)/.installed
 	$(BIN)/python -m pytest

@@ -191,6 +191,9 @@ def main() -> None:
         results["big_rows"] = args.big_rows
         results["big_register_wall_s"] = round(wall, 2)
         results["big_register_peak_rss_mb"] = round(peak, 1)
+        import batches_bench
+
+        results.update(batches_bench.run(enosprov_cmd(), args.out / "big.db"))
 
     if not args.skip_burn:
         import burn_bench
@@ -214,6 +217,7 @@ def main() -> None:
         "register_peak_rss_mb": (150, "max"),
         "big_register_peak_rss_mb": (150, "max"),
         "help_median_s": (0.3, "max"),
+        "batches_list_wall_s": (1.0, "max"),
         "enos_devices_per_s": (500, "min"),
         "enos_20ms_speedup": (8, "min"),
         "burn_json_wall_s": (20, "max"),

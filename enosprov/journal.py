@@ -50,6 +50,10 @@ OPERATIONS = (
     "onboard",
 )
 OUTCOMES = ("ok", "partial", "failed", "interrupted")
+# Per-device marks kept for batch monitoring (first time each device reached the state); the
+# store knows the other states (allocated, connected, ...) itself.
+MARKS = ("exported", "labelled", "replaced", "deleted")
+MARK_FLUSH = 5000
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS journal (
@@ -79,6 +83,20 @@ CREATE TABLE IF NOT EXISTS journal_devices (
 CREATE INDEX IF NOT EXISTS journal_devices_sn ON journal_devices (sn);
 CREATE INDEX IF NOT EXISTS journal_devices_device_sn ON journal_devices (device_sn);
 CREATE INDEX IF NOT EXISTS journal_devices_entry ON journal_devices (entry);
+CREATE TABLE IF NOT EXISTS journal_marks (
+    mark      TEXT NOT NULL,            -- exported | labelled | replaced | deleted
+    sn        TEXT NOT NULL,
+    device_sn TEXT NOT NULL,
+    group_id  TEXT,
+    batch_tag TEXT,
+    time      INTEGER NOT NULL,         -- the first time (epoch ms)
+    PRIMARY KEY (mark, sn)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS journal_marks_batch ON journal_marks (group_id, batch_tag, mark, time);
+CREATE TRIGGER IF NOT EXISTS journal_marks_no_update BEFORE UPDATE ON journal_marks
+BEGIN SELECT RAISE(ABORT, 'the audit journal is append-only'); END;
+CREATE TRIGGER IF NOT EXISTS journal_marks_no_delete BEFORE DELETE ON journal_marks
+BEGIN SELECT RAISE(ABORT, 'the audit journal is append-only'); END;
 CREATE TRIGGER IF NOT EXISTS journal_no_update BEFORE UPDATE ON journal
 BEGIN SELECT RAISE(ABORT, 'the audit journal is append-only'); END;
 CREATE TRIGGER IF NOT EXISTS journal_no_delete BEFORE DELETE ON journal
@@ -208,7 +226,25 @@ class Record:
         self._small: list[tuple[str, str]] = []
         self._packer = None
         self._packed: list[bytes] = []
+        self._marks: list[tuple] = []
         self.committed: int | None = None
+
+    def mark(self, kind: str, sn: str | None, device_sn: str, batch_tag: str | None) -> None:
+        """Device ``sn`` reached state ``kind`` (one of :data:`MARKS`) in this operation; only
+        the first time per device and state is kept. Written in slices as the operation runs:
+        a mark says what happened (a file was written), whatever the operation's outcome."""
+        if not sn:
+            return  # not registered: no batch to count it in
+        if kind not in MARKS:
+            raise ValueError(f"unknown journal mark {kind!r}")
+        self._marks.append((kind, sn, device_sn, self.group_id, batch_tag))
+        if len(self._marks) >= MARK_FLUSH:
+            self.flush_marks()
+
+    def flush_marks(self) -> None:
+        if self._marks:
+            self.journal._write_marks(self._marks)
+            self._marks = []
 
     def add(self, sn: str, device_sn: str) -> None:
         self.extend(((sn, device_sn),))
@@ -242,6 +278,7 @@ class Record:
             return self.committed
         if outcome not in OUTCOMES:
             raise ValueError(f"unknown journal outcome {outcome!r}")
+        self.flush_marks()
         blob = None
         if self._packer is not None:
             blob = b"".join(self._packed) + self._packer.flush()
@@ -385,6 +422,74 @@ class Journal:
             ) from None
         return entry
 
+    def _write_marks(self, rows: list[tuple]) -> None:
+        conn = self._connect(create=True)
+        now = int(time.time() * 1000)
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                conn.executemany(
+                    "INSERT OR IGNORE INTO journal_marks (mark, sn, device_sn, group_id, "
+                    "batch_tag, time) VALUES (?, ?, ?, ?, ?, ?)",
+                    [(*row, now) for row in rows],
+                )
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            raise StoreError(
+                f"cannot write to the audit journal {self.path}: {exc}",
+                hint="check the disk and the journal file's permissions",
+            ) from None
+
+    def batch_marks(self, group_id: str | None = None, batch_tag: str | None = None) -> list:
+        """(group_id, batch_tag, mark, count, first time, last time) per batch and mark."""
+        conn = self._connect(create=False)
+        if conn is None:
+            return []
+        where, params = [], []
+        if group_id is not None:
+            where.append("group_id = ?")
+            params.append(group_id)
+        if batch_tag is not None:
+            where.append("batch_tag IS ?")
+            params.append(batch_tag)
+        sql = (
+            "SELECT group_id, batch_tag, mark, count(*), min(time), max(time) FROM journal_marks"
+            + (" WHERE " + " AND ".join(where) if where else "")
+            + " GROUP BY group_id, batch_tag, mark"
+        )
+        return conn.execute(sql, params).fetchall()
+
+    def marked(
+        self,
+        group_id: str,
+        batch_tag: str | None,
+        marks: Sequence[str],
+        *,
+        before: int | None = None,
+        limit: int | None = None,
+        offset: int = 0,
+    ) -> list[tuple[str, str, str, int]]:
+        """(mark, sn, deviceSn, time) of a batch's devices with these marks, oldest first."""
+        conn = self._connect(create=False)
+        if conn is None or not marks:
+            return []
+        sql = (
+            "SELECT mark, sn, device_sn, time FROM journal_marks WHERE group_id = ? AND "
+            f"batch_tag IS ? AND mark IN ({', '.join('?' * len(marks))})"
+        )
+        params: list = [group_id, batch_tag, *marks]
+        if before is not None:
+            sql += " AND time < ?"
+            params.append(before)
+        sql += " ORDER BY time, sn"
+        if limit is not None:
+            sql += " LIMIT ? OFFSET ?"
+            params += [limit, offset]
+        return conn.execute(sql, params).fetchall()
+
     # -- reading ------------------------------------------------------------------------------
 
     def entries(
@@ -477,6 +582,15 @@ class NullJournal:
 
     def _append(self, *args) -> int:
         return 0
+
+    def _write_marks(self, rows) -> None:
+        pass
+
+    def batch_marks(self, *args, **kw) -> list:
+        return []
+
+    def marked(self, *args, **kw) -> list:
+        return []
 
     def entries(self, **kw) -> Iterator[Entry]:
         return iter(())

@@ -45,6 +45,9 @@ COMMANDS = [
     ["reprovision"],
     ["replace"],
     ["log"],
+    ["batches", "list"],
+    ["batches", "show"],
+    ["batches", "report"],
 ]
 
 

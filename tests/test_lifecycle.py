@@ -386,7 +386,7 @@ def test_a_schema_1_store_is_upgraded_on_open(store_path, write_csv):
     conn.close()
     with LocalBackend(store_path) as be:
         version = be.conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
-        assert version == ("2",)
+        assert version == ("3",)
         dev = be.find_by_device_sn("meters-eu", "SN-000001")
         assert dev.target_region_id is None
         be.allocate(dev.sn)

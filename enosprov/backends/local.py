@@ -36,7 +36,7 @@ from ..models import (
     SearchQuery,
     canonical_json,
 )
-from . import local_device, local_groups, local_query
+from . import local_batches, local_device, local_groups, local_query
 from .base import MAX_CREATE_COUNT, compare_registered
 from .local_schema import (
     ADDED_DEVICE_COLUMNS,
@@ -168,6 +168,9 @@ class LocalBackend:
                 for column, kind in ADDED_DEVICE_COLUMNS.items():
                     if column not in have:
                         conn.execute(f"ALTER TABLE devices ADD COLUMN {column} {kind}")
+                conn.execute(
+                    "DROP INDEX IF EXISTS devices_batch"
+                )  # schema 1-2; now devices_batch_time
                 conn.execute(
                     "UPDATE meta SET value=? WHERE key='schema_version'", (str(SCHEMA_VERSION),)
                 )
@@ -505,6 +508,9 @@ class LocalBackend:
     # Defined in local_device.py (functions whose first argument is the backend).
     bootstrap = local_device.bootstrap
     get_connection_info = local_device.get_connection_info
+
+    # -- batch monitoring (local_batches.py) ------------------------------------------------------
+    batch_summaries = local_batches.batch_summaries
 
     # -- internals shared with local_device -----------------------------------------------------
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-SCHEMA_VERSION = 2  # 2: reprovision target columns
+SCHEMA_VERSION = 3  # 2: reprovision target columns; 3: batch monitoring indexes
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (
@@ -71,7 +71,13 @@ CREATE TABLE IF NOT EXISTS devices (
     reprovision_time    INTEGER,           -- last reprovision (allocation reset) time
     UNIQUE (group_id, device_sn)
 );
-CREATE INDEX IF NOT EXISTS devices_batch ON devices (group_id, batch_tag);
+-- Batch monitoring (enosprov batches): counts per (group, batch tag) from indexes alone. The
+-- partial index holds only devices that changed since registration (BATCH_STATE_WHERE), so
+-- registering a batch does not grow it.
+CREATE INDEX IF NOT EXISTS devices_batch_time ON devices (group_id, batch_tag, create_time);
+CREATE INDEX IF NOT EXISTS devices_batch_state ON devices (group_id, batch_tag, allocate_status,
+    connect_status, reprovisioning, allocate_error_msg, allocated_time, update_time)
+    WHERE update_time > create_time OR allocate_status <> 'init' OR connect_status <> 'init';
 CREATE INDEX IF NOT EXISTS devices_created ON devices (create_time);
 
 CREATE TABLE IF NOT EXISTS replacements (
@@ -87,6 +93,11 @@ CREATE INDEX IF NOT EXISTS replacements_new ON replacements (new_sn);
 """
 
 BUILTIN_MASTERDATA_GROUP = "builtin"
+
+# The predicate of devices_batch_state, repeated verbatim by the queries that use the index.
+BATCH_STATE_WHERE = (
+    "(update_time > create_time OR allocate_status <> 'init' OR connect_status <> 'init')"
+)
 
 DEVICE_COLUMNS = (
     "sn, group_id, device_sn, product_key, region_id, org_id, batch_order, batch_tag, "

@@ -337,6 +337,7 @@ def export_burn_files(
             progress("export", report.devices, None)
 
     detail = {"outDir": str(out_dir), "format": fmt, "content": profile}
+    tags: dict[str, str | None] = {}  # sn -> batch tag, for the journal's "exported" marks
     with journal_or_null(journal).begin(
         "burn-export", group_id=group.group_id, detail=detail
     ) as rec:
@@ -344,6 +345,8 @@ def export_burn_files(
             # Sequential: two writer threads measured no steadier here (file creation, the
             # dominant cost, is serialised by the file system per folder).
             for item in items():
+                if isinstance(item, Device) and journal is not None:
+                    tags[item.sn] = item.batch_tag_text
                 cred = credential_for(backend, group, item, profile, url)
                 data = encoder.encode(cred, options)
                 name = safe_filename(cred.device_sn) + extension
@@ -352,6 +355,8 @@ def export_burn_files(
         finally:  # the files written (or found correct) so far, even when it stopped early
             if journal is not None:
                 rec.extend((m["sn"], m["deviceSn"]) for m in manifest)
+                for m in manifest:
+                    rec.mark("exported", m["sn"], m["deviceSn"], tags.get(m["sn"]))
             rec.detail.update(written=report.written, unchanged=report.unchanged)
     report.seconds = time.perf_counter() - t0
     return report

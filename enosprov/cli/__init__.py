@@ -11,6 +11,7 @@ from typing import Annotated
 import typer
 
 from .. import __version__
+from . import batches as batches_cmd
 from . import (
     burn,
     config,
@@ -101,6 +102,7 @@ app.add_typer(config.app, name="config")
 app.add_typer(device.app, name="device")
 app.add_typer(burn.app, name="burn")
 app.add_typer(qr.app, name="qr")
+app.add_typer(batches_cmd.app, name="batches")
 app.command("register")(register.register)
 app.command("info")(info.info)
 app.command("reprovision")(reprovision_cmd.reprovision)

@@ -167,13 +167,13 @@ def delete_devices(
         raise InvalidArgumentError("no device to delete")
     group_id = one_group(devices, "delete")
     backend.delete(group_id, [d.sn for d in devices])
-    journal_or_null(journal).record(
-        "delete",
-        devices=[(d.sn, d.device_sn) for d in devices],
-        group_id=group_id,
-        request_id=getattr(backend, "last_request_id", None),
-        detail={"count": len(devices)},
+    rec = journal_or_null(journal).begin(
+        "delete", group_id=group_id, detail={"count": len(devices)}
     )
+    rec.extend((d.sn, d.device_sn) for d in devices)
+    for d in devices:
+        rec.mark("deleted", d.sn, d.device_sn, d.batch_tag_text)
+    rec.commit(request_id=getattr(backend, "last_request_id", None))
     return DeleteReport(group_id, devices)
 
 

@@ -297,6 +297,7 @@ def apply_replacement(
             )[0]
             rec.detail["new"]["sn"] = new_sn
         new = backend.replace(old.sn, new_sn)
+        rec.mark("replaced", old.sn, old.device_sn, old.batch_tag_text)
         rec.request_id = getattr(backend, "last_request_id", None)
         rec.add(new.sn, new.device_sn)
         allocation = f"{new.region_id} / {new.org_id}" if new.allocated else None

@@ -147,10 +147,17 @@ def qr_batch(
             report.manifest = _write_manifest(out_dir, manifest)
         finally:  # the devices labelled so far, even when it stopped early
             if journal is not None:
-                rec.extend((m["sn"], m["deviceSn"]) for m in manifest)
+                _record_labels(rec, manifest)
             rec.detail.update(written=report.written, unchanged=report.unchanged)
     report.seconds = time.perf_counter() - t0
     return report
+
+
+def _record_labels(rec, rows: list[dict]) -> None:
+    """The labelled devices of a manifest, and their "labelled" marks for batch monitoring."""
+    rec.extend((r["sn"], r["deviceSn"]) for r in rows)
+    for r in rows:
+        rec.mark("labelled", r["sn"], r["deviceSn"], r.get("batchTag") or None)
 
 
 def _detail(out_dir, fmt: str, template: str | None, options: QrOptions | None) -> dict:
@@ -176,7 +183,7 @@ def _sheet(backend, selection, out_dir, fmt, template, options, progress, journa
         rec.detail.update(written=report.written, unchanged=report.unchanged)
         if journal is not None:
             rows = json.loads(Path(report.manifest[-1]).read_text(encoding="utf-8"))
-            rec.extend((r["sn"], r["deviceSn"]) for r in rows)
+            _record_labels(rec, rows)
     return report
 
 

@@ -1,0 +1,373 @@
+"""Batch monitoring: how far each production batch (group + batch tag) has come.
+
+States of a batch's devices and where each figure comes from:
+
+| state | meaning | local store | EnOS backend |
+|---|---|---|---|
+| registered | in DPS now (replacement units inherit the batch tag) | store | DPS search |
+| exported | a credential file was written | journal | journal |
+| labelled | a QR label was produced | journal | journal |
+| allocated | allocateStatus allocated | store | DPS search |
+| connected | connectStatus connected (has bootstrapped / fetched its triple) | store | DPS search |
+| failed | connectStatus failed, or an allocation error message | store | DPS search |
+| reprovisioned | reset at least once (reprovisioning) | store | DPS search |
+| replaced | taken out by `enosprov replace` | journal | journal |
+| deleted | deleted by `enosprov devices delete` | journal | journal |
+
+"Stuck" devices were exported or labelled more than ``stale`` ago and have never bootstrapped
+(not connected, and not waiting after a reprovisioning reset, which means they did connect).
+DPS cannot search by batch tag, so with the EnOS backend the devices of a group are read page by
+page (1,000 a request) and counted here; the local store counts with two indexes.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+from ..errors import InvalidArgumentError, NotFoundError
+from ..journal import Journal, NullJournal, journal_or_null, parse_time
+from ..models import Device, SearchQuery
+
+STATES = (
+    "registered", "exported", "labelled", "allocated", "connected", "failed", "reprovisioned",
+    "replaced", "deleted",
+)  # fmt: skip
+JOURNAL_STATES = ("exported", "labelled", "replaced", "deleted")
+STORE_STATES = tuple(s for s in STATES if s not in JOURNAL_STATES)
+SORTS = ("tag", "first", "last", "registered", "connected")
+DEFAULT_STALE = "7d"
+NO_TAG = "(none)"  # how devices without a batch tag are shown
+
+
+def _store_source(backend) -> str:
+    return "store" if hasattr(backend, "batch_summaries") else "DPS search"
+
+
+@dataclass
+class BatchSummary:
+    group_id: str
+    batch_tag: str | None
+    counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(STATES, 0))
+    first_activity: int | None = None  # epoch ms
+    last_activity: int | None = None
+    sources: dict[str, str] = field(default_factory=dict)  # state -> "store" | "DPS search" | ...
+
+    @property
+    def tag_text(self) -> str:
+        return NO_TAG if self.batch_tag is None else self.batch_tag
+
+    def _touch(self, ms: int | None) -> None:
+        if ms is None:
+            return
+        self.first_activity = ms if self.first_activity is None else min(self.first_activity, ms)
+        self.last_activity = ms if self.last_activity is None else max(self.last_activity, ms)
+
+    def to_dict(self) -> dict:
+        return {
+            "groupId": self.group_id,
+            "batchTag": self.batch_tag,
+            "counts": dict(self.counts),
+            "firstActivity": _iso(self.first_activity),
+            "lastActivity": _iso(self.last_activity),
+            "sources": dict(self.sources),
+        }
+
+
+def _iso(ms: int | None) -> str | None:
+    if ms is None:
+        return None
+    return dt.datetime.fromtimestamp(ms / 1000, dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def _store_rows(backend, group_id: str | None) -> list[tuple]:
+    """Rows as LocalBackend.batch_summaries gives them, for any backend."""
+    if hasattr(backend, "batch_summaries"):
+        return backend.batch_summaries(group_id)
+    groups = [group_id] if group_id else [g.group_id for g in backend.list_groups()]
+    rows = []
+    for gid in groups:
+        acc: dict[str | None, list] = {}
+        for d in backend.iter_devices(SearchQuery(group_id=gid)):
+            r = acc.setdefault(d.batch_tag_text, [0, None, None, 0, 0, 0, 0, None])
+            r[0] += 1
+            ct = d.create_time
+            if ct is not None:
+                r[1] = ct if r[1] is None else min(r[1], ct)
+                r[2] = ct if r[2] is None else max(r[2], ct)
+            r[3] += d.allocated
+            r[4] += d.connect_status == "connected"
+            r[5] += d.connect_status == "failed" or bool(d.allocate_error_msg)
+            r[6] += bool(d.reprovisioning)
+            if d.update_time is not None and ct is not None and d.update_time > ct:
+                r[7] = d.update_time if r[7] is None else max(r[7], d.update_time)
+        rows.extend((gid, tag, *r) for tag, r in acc.items())
+    return rows
+
+
+def list_batches(
+    backend,
+    journal: Journal | NullJournal | None = None,
+    *,
+    group: str | None = None,
+    since: str | int | None = None,
+    until: str | int | None = None,
+    sort: str = "tag",
+) -> list[BatchSummary]:
+    """Every batch (per group) with its counts per state and first/last activity.
+
+    ``since``/``until`` keep the batches whose activity falls in that window (epoch ms, or what
+    :func:`enosprov.journal.parse_time` reads: ``7d``, ``2026-11-01``, ...)."""
+    if sort not in SORTS:
+        raise InvalidArgumentError(f"unknown sort {sort!r}", hint="one of: " + ", ".join(SORTS))
+    journal = journal_or_null(journal)
+    group_id = backend.get_group(group).group_id if group else None
+    source = _store_source(backend)
+    batches: dict[tuple[str, str | None], BatchSummary] = {}
+
+    def batch(g: str, t: str | None) -> BatchSummary:
+        b = batches.get((g, t))
+        if b is None:
+            b = batches[(g, t)] = BatchSummary(g, t)
+            b.sources = {s: source for s in STORE_STATES} | {s: "journal" for s in JOURNAL_STATES}
+        return b
+
+    for g, t, count, first, last, allocated, connected, failed, reprov, updated in _store_rows(
+        backend, group_id
+    ):
+        b = batch(g, t)
+        b.counts.update(registered=count, allocated=allocated or 0, connected=connected or 0,
+                        failed=failed or 0, reprovisioned=reprov or 0)  # fmt: skip
+        for ms in (first, last, updated):
+            b._touch(ms)
+    for g, t, mark, count, first, last in journal.batch_marks(group_id):
+        b = batch(g, t)
+        b.counts[mark] = count
+        b._touch(first)
+        b._touch(last)
+    out = list(batches.values())
+    lo = _ms(since, "--since")
+    hi = _ms(until, "--until")
+    if lo is not None:
+        out = [b for b in out if b.last_activity is not None and b.last_activity >= lo]
+    if hi is not None:
+        out = [b for b in out if b.first_activity is not None and b.first_activity < hi]
+    keys = {
+        "tag": lambda b: (b.tag_text, b.group_id),
+        "first": lambda b: (b.first_activity or 0, b.tag_text),
+        "last": lambda b: (-(b.last_activity or 0), b.tag_text),
+        "registered": lambda b: (-b.counts["registered"], b.tag_text),
+        "connected": lambda b: (-b.counts["connected"], b.tag_text),
+    }
+    return sorted(out, key=keys[sort])
+
+
+def _ms(value: str | int | None, option: str) -> int | None:
+    if value is None or isinstance(value, int):
+        return value
+    return parse_time(value, option=option)
+
+
+# -- one batch ------------------------------------------------------------------------------------
+
+
+@dataclass
+class StuckDevice:
+    sn: str
+    device_sn: str
+    mark: str  # exported | labelled (the earlier of the two)
+    since: int  # epoch ms of that mark
+    allocate_status: str
+
+    def to_dict(self) -> dict:
+        return {
+            "sn": self.sn,
+            "deviceSn": self.device_sn,
+            "mark": self.mark,
+            "since": _iso(self.since),
+            "allocateStatus": self.allocate_status,
+        }
+
+
+@dataclass
+class BatchDetail:
+    summary: BatchSummary
+    stale_ms: int
+    now: int
+    stuck: list[StuckDevice] = field(default_factory=list)  # oldest mark first, up to the limit
+    stuck_count: int = 0
+    activations: dict[str, int] = field(default_factory=dict)  # UTC day -> devices allocated
+    lineage: list[dict] = field(default_factory=list)  # replacements of this batch's units
+
+    def to_dict(self) -> dict:
+        return {
+            **self.summary.to_dict(),
+            "staleSeconds": self.stale_ms // 1000,
+            "stuckCount": self.stuck_count,
+            "stuck": [s.to_dict() for s in self.stuck],
+            "activationsPerDay": dict(self.activations),
+            "replacements": self.lineage,
+        }
+
+
+def never_bootstrapped(d: Device) -> bool:
+    """Not connected and not reset after a connection: a device that has not come online yet.
+    (A device waiting after a reprovisioning reset did come online; it is not stuck.)"""
+    return d.connect_status != "connected" and not d.reprovisioning
+
+
+def is_stuck(d: Device, first_mark: int | None, cutoff: int) -> bool:
+    """Exported or labelled (``first_mark``, ms) before ``cutoff`` and never bootstrapped."""
+    return first_mark is not None and first_mark < cutoff and never_bootstrapped(d)
+
+
+def stale_ms(text: str) -> int:
+    """``7d``, ``36h``, ``90m``, ``2w`` as milliseconds."""
+    value = text.strip()
+    units = {"m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+    if value[:-1].isdigit() and value[-1:].lower() in units:
+        return int(value[:-1]) * units[value[-1].lower()] * 1000
+    raise InvalidArgumentError(
+        f"--stale {text!r} is not a duration", hint="e.g. 7d, 36h, 90m or 2w"
+    )
+
+
+def find_batch(backend, journal, tag: str, group: str | None = None) -> BatchSummary:
+    """The summary of batch ``tag``; with the tag in several groups, ``group`` must say which."""
+    wanted = None if tag == NO_TAG else tag
+    found = [b for b in list_batches(backend, journal, group=group) if b.batch_tag == wanted]
+    if not found:
+        raise NotFoundError(
+            f"no batch {tag!r}" + (f" in group {group}" if group else ""),
+            hint="list the batches with `enosprov batches list`",
+        )
+    if len(found) > 1:
+        raise InvalidArgumentError(
+            f"batch tag {tag!r} is used in {len(found)} groups "
+            f"({', '.join(b.group_id for b in found)})",
+            hint="pass --group",
+        )
+    return found[0]
+
+
+def batch_devices(backend, summary: BatchSummary) -> Iterator[Device]:
+    """The devices of a batch now in DPS, oldest first."""
+    from ..models import Sorter
+
+    q = SearchQuery(group_id=summary.group_id, batch_tag=summary.batch_tag,
+                    sorters=(Sorter("createTime", "ASC"),))  # fmt: skip
+    if summary.batch_tag is None:  # the untagged devices: no search filter says "no tag"
+        return (d for d in backend.iter_devices(q) if d.batch_tag_text is None)
+    return backend.iter_devices(q)
+
+
+def show_batch(
+    backend,
+    journal: Journal | NullJournal | None,
+    tag: str,
+    *,
+    group: str | None = None,
+    stale: str = DEFAULT_STALE,
+    stuck_limit: int = 50,
+    now: int | None = None,
+) -> BatchDetail:
+    """The breakdown of one batch, its stuck devices, activations per day and replacements.
+
+    One pass over the batch's devices; memory holds the exported/labelled marks of the batch
+    (a few dozen bytes a device), not the devices."""
+    journal = journal_or_null(journal)
+    summary = find_batch(backend, journal, tag, group)
+    now = int(time.time() * 1000) if now is None else now
+    detail = BatchDetail(summary, stale_ms(stale), now)
+    cutoff = now - detail.stale_ms
+    marked: dict[str, tuple[str, int]] = {}  # sn -> (mark, time), the earlier of the two
+    for mark, sn, _dsn, ms in journal.marked(
+        summary.group_id, summary.batch_tag, ("exported", "labelled"), before=cutoff
+    ):
+        if sn not in marked or ms < marked[sn][1]:
+            marked[sn] = (mark, ms)
+    per_day: Counter[str] = Counter()
+    stuck: list[StuckDevice] = []
+    for d in batch_devices(backend, summary):
+        at = d.status.allocated_time
+        if d.allocated and at:
+            per_day[_day(at)] += 1
+        hit = marked.get(d.sn)
+        if hit and is_stuck(d, hit[1], cutoff):
+            stuck.append(StuckDevice(d.sn, d.device_sn, hit[0], hit[1], d.allocate_status))
+    stuck.sort(key=lambda s: (s.since, s.device_sn))
+    detail.stuck_count = len(stuck)
+    detail.stuck = stuck[:stuck_limit]
+    detail.activations = dict(sorted(per_day.items()))
+    detail.lineage = batch_lineage(journal, summary)
+    return detail
+
+
+def _day(ms: int) -> str:
+    return dt.datetime.fromtimestamp(ms / 1000, dt.timezone.utc).date().isoformat()
+
+
+def batch_lineage(journal, summary: BatchSummary) -> list[dict]:
+    """The replacements of this batch's units (old -> new), oldest first."""
+    replaced = {
+        sn for _m, sn, _d, _t in journal.marked(summary.group_id, summary.batch_tag, ("replaced",))
+    }
+    if not replaced:
+        return []
+    out = []
+    for e in journal.entries(operations=("replace",), group_id=summary.group_id):
+        old, new = e.detail.get("old") or {}, e.detail.get("new") or {}
+        if e.outcome == "ok" and old.get("sn") in replaced:
+            out.append({"time": e.iso_time, "oldSn": old.get("sn"),
+                        "oldDeviceSn": old.get("deviceSn"), "newSn": new.get("sn"),
+                        "newDeviceSn": new.get("deviceSn"), "station": e.station,
+                        "user": e.user})  # fmt: skip
+    return out
+
+
+def devices_in_state(
+    backend,
+    journal: Journal | NullJournal | None,
+    summary: BatchSummary,
+    state: str,
+    *,
+    page: int = 1,
+    limit: int = 50,
+) -> list[dict]:
+    """One page of the batch's devices in ``state`` (sn, deviceSn, time of that state)."""
+    if state not in STATES:
+        raise InvalidArgumentError(f"unknown state {state!r}", hint="one of: " + ", ".join(STATES))
+    journal = journal_or_null(journal)
+    offset = (page - 1) * limit
+    if state in JOURNAL_STATES:
+        rows = journal.marked(summary.group_id, summary.batch_tag, (state,), limit=limit,
+                              offset=offset)  # fmt: skip
+        return [{"sn": sn, "deviceSn": dsn, "time": _iso(ms)} for _m, sn, dsn, ms in rows]
+    test = {
+        "registered": lambda d: True,
+        "allocated": lambda d: d.allocated,
+        "connected": lambda d: d.connect_status == "connected",
+        "failed": lambda d: d.connect_status == "failed" or bool(d.allocate_error_msg),
+        "reprovisioned": lambda d: d.reprovisioning,
+    }[state]
+    when = {
+        "registered": lambda d: d.create_time,
+        "allocated": lambda d: d.status.allocated_time,
+        "connected": lambda d: d.status.connected_time,
+        "failed": lambda d: d.update_time,
+        "reprovisioned": lambda d: d.reprovision_time or d.update_time,
+    }[state]
+    out, seen = [], 0
+    for d in batch_devices(backend, summary):
+        if not test(d):
+            continue
+        seen += 1
+        if seen <= offset:
+            continue
+        out.append({"sn": d.sn, "deviceSn": d.device_sn, "time": _iso(when(d))})
+        if len(out) >= limit:
+            break
+    return out

@@ -1,0 +1,118 @@
+"""The per-device spreadsheet of a batch: one row per unit, where it stands and when it got there.
+
+Why a CSV beside the HTML report: the report shows the figures; the spreadsheet lets a production
+manager filter and chase single units (which ones are stuck, which were replaced and by what). It
+is written for Excel: UTF-8 with a byte order mark and a header row, times in ISO 8601 UTC.
+
+The batch's devices are streamed from the backend (:func:`enosprov.core.batches.batch_devices`)
+and written as they come; only the batch's journal marks are held in memory (a few dozen bytes a
+device). The units that left DPS (replaced, deleted) follow, from the journal. The file is written
+atomically: a reader never sees half of it.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from ..atomic import AtomicFile
+from ..core.batches import BatchDetail, batch_devices, is_stuck
+from ..journal import Journal, NullJournal, journal_or_null
+from ..models import Device
+
+if TYPE_CHECKING:
+    from ..backends.base import Backend
+
+CSV_COLUMNS = (
+    "deviceSn",
+    "sn",
+    "state",
+    "registered",
+    "exported",
+    "labelled",
+    "allocated",
+    "connected",
+    "reprovisioned",
+    "stuck",
+    "replacedBy",
+)
+
+
+def _iso(ms: int | None) -> str:
+    """``2026-11-03T08:12:45Z``, or "" when the state was not reached."""
+    if not ms:
+        return ""
+    moment = dt.datetime.fromtimestamp(ms / 1000, dt.timezone.utc)
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def device_state(device: Device) -> str:
+    """The most advanced current state of a device in DPS: failed (connection failed or an
+    allocation error), else connected > allocated > reprovisioned (reset, waiting for the device)
+    > registered."""
+    if device.connect_status == "failed" or device.allocate_error_msg:
+        return "failed"
+    if device.connect_status == "connected":
+        return "connected"
+    if device.allocated:
+        return "allocated"
+    if device.reprovisioning:
+        return "reprovisioned"
+    return "registered"
+
+
+def write_batch_csv(
+    backend: Backend,
+    journal: Journal | NullJournal | None,
+    detail: BatchDetail,
+    path: str | Path,
+) -> int:
+    """Write the batch's per-device CSV to ``path`` atomically; the number of rows written
+    (the header not counted).
+
+    One row per device now in DPS (oldest first), then one per unit replaced or deleted (in the
+    order it happened). ``stuck`` follows :func:`enosprov.core.batches.show_batch`: exported or
+    labelled before ``detail.now - detail.stale_ms`` and never bootstrapped (:func:`enosprov.core.batches.is_stuck`)."""
+    journal = journal_or_null(journal)
+    s = detail.summary
+    cutoff = detail.now - detail.stale_ms
+    marks: dict[str, list[int | None]] = {}  # sn -> [exported, labelled] (epoch ms)
+    for mark, sn, _dsn, ms in journal.marked(s.group_id, s.batch_tag, ("exported", "labelled")):
+        slot = marks.setdefault(sn, [None, None])
+        i = 0 if mark == "exported" else 1
+        if slot[i] is None or ms < slot[i]:
+            slot[i] = ms
+    gone: dict[str, tuple[str, str, int]] = {}  # sn -> (mark, deviceSn, time): left DPS
+    for mark, sn, dsn, ms in journal.marked(s.group_id, s.batch_tag, ("replaced", "deleted")):
+        if sn not in gone or mark == "replaced":  # a unit replaced and deleted: replaced wins
+            gone[sn] = (mark, dsn, ms)
+    replaced_by = {r.get("oldSn"): r.get("newDeviceSn") or "" for r in detail.lineage}
+
+    rows = 0
+    with AtomicFile(path) as fh:
+        fh.write("\ufeff")  # utf-8-sig: Excel reads the file as UTF-8
+        out = csv.writer(fh, lineterminator="\r\n")
+        out.writerow(CSV_COLUMNS)
+        for d in batch_devices(backend, s):
+            exported, labelled = marks.get(d.sn, (None, None))
+            reached = [ms for ms in (exported, labelled) if ms is not None]
+            stuck = is_stuck(d, min(reached) if reached else None, cutoff)
+            reprovisioned = (d.reprovision_time or d.update_time) if d.reprovisioning else None
+            out.writerow((
+                d.device_sn, d.sn, device_state(d), _iso(d.create_time), _iso(exported),
+                _iso(labelled), _iso(d.status.allocated_time if d.allocated else None),
+                _iso(d.status.connected_time if d.connect_status == "connected" else None), _iso(reprovisioned),
+                "yes" if stuck else "no", "",
+            ))  # fmt: skip
+            gone.pop(d.sn, None)  # still in DPS after all (never expected): one row only
+            rows += 1
+        for sn, (mark, dsn, _ms) in sorted(gone.items(), key=lambda item: item[1][2]):
+            exported, labelled = marks.get(sn, (None, None))
+            out.writerow((
+                dsn, sn, mark, "", _iso(exported), _iso(labelled), "", "", "", "no",
+                replaced_by.get(sn, "") if mark == "replaced" else "",
+            ))  # fmt: skip
+            rows += 1
+    return rows

@@ -1,0 +1,229 @@
+"""Batch monitoring on a store of known states, on both backends: the counts of ``list_batches``,
+the stuck devices, activations and replacements of ``show_batch``, and the HTML and CSV reports
+written from them."""
+
+from __future__ import annotations
+
+import csv
+import time
+from html.parser import HTMLParser
+
+import pytest
+from conftest import meters_rows
+
+from enosprov import api
+from enosprov.burn.export import Selection, export_burn_files
+from enosprov.core.batches import STATES, find_batch, list_batches, show_batch
+from enosprov.core.device_ops import allocate_devices, delete_devices
+from enosprov.core.replacement import replace_device
+from enosprov.core.reprovision import reprovision
+from enosprov.device import bootstrap_device, read_credential
+from enosprov.journal import Actor, Journal
+from enosprov.qr.batch import qr_batch
+from enosprov.reports import render_batch_html, write_batch_csv, write_batch_html
+from enosprov.reports.batch_html import activation_columns
+
+DPS = "http://dps.example"
+GROUP = "meters-eu"
+DAY = 86_400_000
+FAR = int(time.time() * 1000) + 3650 * DAY  # every exported/labelled device is stale by then
+
+
+def sns(*numbers: int) -> tuple[str, ...]:
+    return tuple(f"SN-{n:06d}" for n in numbers)
+
+
+@pytest.fixture
+def journal(backend, tmp_path):
+    j = Journal(tmp_path / "j.db", Actor.current(backend.name, station="line-3"))
+    yield j
+    j.close()
+
+
+@pytest.fixture
+def batches(backend, group, write_csv, tmp_path, journal):
+    """B-1: SN-000001..8, B-2: SN-000009..10, then:
+
+    exported 1-5, labelled 1, 2, 6, 7; bootstrapped 1, 2, 3; allocated by API 4; reprovisioned 3
+    (reset, waiting); 1 replaced by SN-900001 (which inherits B-1, allocated); 8 deleted.
+    """
+    register = api.register_csv
+    register(backend, write_csv(meters_rows(8)), GROUP, batch_tag="B-1", journal=journal)
+    register(backend, write_csv(meters_rows(2, start=9), name="b2.csv"), GROUP, batch_tag="B-2",
+             journal=journal)  # fmt: skip
+    burn = tmp_path / "burn"
+    export_burn_files(backend, Selection(GROUP, device_sns=sns(1, 2, 3, 4, 5)), burn,
+                      dps_url=DPS, journal=journal)  # fmt: skip
+    qr_batch(backend, Selection(GROUP, device_sns=sns(1, 2, 6, 7)), tmp_path / "labels",
+             fmt="png", journal=journal)  # fmt: skip
+    for device_sn in sns(1, 2, 3):
+        bootstrap_device(backend, read_credential(burn / f"{device_sn}.json"), journal=journal)
+    allocate_devices(backend, [backend.find_by_device_sn(GROUP, "SN-000004")], journal=journal)
+    reprovision(backend, ["SN-000003"], group=GROUP, region_id="cn5", org_id="o2",
+                journal=journal)  # fmt: skip
+    replace_device(backend, "SN-000001", "SN-900001", journal=journal)
+    delete_devices(backend, [backend.find_by_device_sn(GROUP, "SN-000008")], journal=journal)
+    return journal
+
+
+EXPECTED_B1 = {
+    "registered": 7,  # 8 - replaced - deleted + the replacement unit
+    "exported": 5,
+    "labelled": 4,
+    "allocated": 3,  # SN-000002, SN-000004, SN-900001
+    "connected": 1,  # SN-000002 (SN-000001 was replaced, SN-000003 reset)
+    "failed": 0,
+    "reprovisioned": 1,
+    "replaced": 1,
+    "deleted": 1,
+}
+STUCK = set(sns(4, 5, 6, 7))  # exported or labelled, in DPS, never bootstrapped (3 was reset)
+
+
+def test_list_batches_counts_every_state_with_its_source(backend, batches):
+    found = {b.batch_tag: b for b in list_batches(backend, batches, group=GROUP)}
+    assert set(found) == {"B-1", "B-2"}
+    assert found["B-1"].counts == EXPECTED_B1
+    assert found["B-2"].counts == dict.fromkeys(STATES, 0) | {"registered": 2}
+    store = "store" if backend.name == "local" else "DPS search"
+    assert found["B-1"].sources == {
+        "registered": store, "exported": "journal", "labelled": "journal", "allocated": store,
+        "connected": store, "failed": store, "reprovisioned": store, "replaced": "journal",
+        "deleted": "journal",
+    }  # fmt: skip
+    b1 = found["B-1"]
+    assert b1.first_activity is not None and b1.first_activity <= b1.last_activity
+    assert [b.batch_tag for b in list_batches(backend, batches, sort="registered")] == [
+        "B-1", "B-2"
+    ]  # fmt: skip
+
+
+def test_show_batch_stuck_activations_and_lineage(backend, batches):
+    detail = show_batch(backend, batches, "B-1", now=FAR)
+    assert detail.stuck_count == len(detail.stuck) == len(STUCK)
+    assert {s.device_sn for s in detail.stuck} == STUCK
+    by_sn = {s.device_sn: s for s in detail.stuck}
+    assert by_sn["SN-000006"].mark == "labelled" and by_sn["SN-000004"].mark == "exported"
+    assert by_sn["SN-000004"].allocate_status == "allocated"
+    assert sum(detail.activations.values()) == EXPECTED_B1["allocated"]
+    [replacement] = detail.lineage
+    assert (replacement["oldDeviceSn"], replacement["newDeviceSn"]) == ("SN-000001", "SN-900001")
+    assert replacement["station"] == "line-3"
+
+    capped = show_batch(backend, batches, "B-1", now=FAR, stuck_limit=2)
+    assert capped.stuck_count == 4 and len(capped.stuck) == 2
+    fresh = show_batch(backend, batches, "B-1", stale="7d")  # everything happened just now
+    assert fresh.stuck == [] and fresh.stuck_count == 0
+    assert show_batch(backend, batches, "B-2").lineage == []
+
+
+class CountReader(HTMLParser):
+    """The ``td.count`` figures, every src/href, and whether there is a script."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.counts: dict[str, str] = {}
+        self.links: list[str] = []
+        self.scripts = 0
+        self._state: str | None = None
+
+    def handle_starttag(self, tag, attrs):
+        a = dict(attrs)
+        self.scripts += tag == "script"
+        self.links += [v for k, v in attrs if k in ("src", "href") and v]
+        if tag == "td" and "count" in (a.get("class") or "").split():
+            self._state = a["data-state"]
+            self.counts[self._state] = ""
+
+    def handle_data(self, data):
+        if self._state:
+            self.counts[self._state] += data
+
+    def handle_endtag(self, tag):
+        if tag == "td":
+            self._state = None
+
+
+def test_html_report_reads_back_and_is_self_contained(backend, batches, tmp_path):
+    detail = show_batch(backend, batches, "B-1", now=FAR)
+    path = write_batch_html(detail, tmp_path / "out/report.html", generated_ms=FAR,
+                            backend_label=backend.name)  # fmt: skip
+    text = path.read_text(encoding="utf-8")
+    assert text == render_batch_html(detail, generated_ms=FAR, backend_label=backend.name)
+    reader = CountReader()
+    reader.feed(text)
+    reader.close()
+    assert {s: int(n) for s, n in reader.counts.items()} == detail.summary.counts == EXPECTED_B1
+    assert reader.scripts == 0 and "<script" not in text.lower()
+    assert not [u for u in reader.links if u.startswith(("http://", "https://", "//"))]
+    assert "url(" not in text and "@import" not in text and "@font-face" not in text
+    assert (
+        text.startswith("<!DOCTYPE html>") and "<title>Batch B-1 — group meters-eu</title>" in text
+    )
+    for device_sn in STUCK:
+        assert f'data-device-sn="{device_sn}"' in text
+    assert "SN-000001" in text and "SN-900001" in text and "line-3" in text
+    assert "<svg" in text and "Activations per day" in text
+    assert list(tmp_path.joinpath("out").iterdir()) == [path]  # no temporary file left
+
+
+def test_html_report_escapes_data_and_shows_empty_states(backend, batches):
+    detail = show_batch(backend, batches, "B-2")
+    detail.summary.batch_tag = "<b>B&2</b>"
+    detail.lineage = [{"time": "2026-11-03T08:00:00.000Z", "oldSn": "o", "oldDeviceSn": "<x>",
+                       "newSn": "n", "newDeviceSn": "y", "station": '"s"', "user": "u"}]  # fmt: skip
+    text = render_batch_html(detail, generated_ms=0, backend_label="<local>")
+    assert "<b>B&2</b>" not in text and "&lt;b&gt;B&amp;2&lt;/b&gt;" in text
+    assert "<x>" not in text and "&lt;local&gt;" in text and "&quot;s&quot;" in text
+    assert "none</td>" in text  # no stuck device
+    assert "No device of this batch has been allocated yet." in text
+
+
+def test_activation_columns_fill_gaps_and_bucket_long_spans():
+    cols, unit = activation_columns({"2026-11-01": 2, "2026-11-04": 5})
+    assert unit == "day" and [n for _d, n in cols] == [2, 0, 0, 5]
+    long = {"2026-01-05": 1, "2026-03-16": 2, "2026-03-17": 3}  # 72 days
+    cols, unit = activation_columns(long)
+    assert unit == "week" and len(cols) == 11 and sum(n for _d, n in cols) == 6
+    assert cols[0][0].isoformat() == "2026-01-05" and cols[-1][1] == 5
+    cols, unit = activation_columns({"2020-01-01": 1, "2026-01-01": 1})
+    assert unit == "month" and len(cols) == 73
+    assert activation_columns({}) == ([], "day")
+
+
+def test_csv_has_one_row_per_unit_with_its_state(backend, batches, tmp_path):
+    detail = show_batch(backend, batches, "B-1", now=FAR)
+    path = tmp_path / "devices.csv"
+    written = write_batch_csv(backend, batches, detail, path)
+    assert path.read_bytes().startswith(b"\xef\xbb\xbfdeviceSn,sn,state,")
+    with path.open(encoding="utf-8-sig", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert written == len(rows) == EXPECTED_B1["registered"] + 2
+    by_dsn = {r["deviceSn"]: r for r in rows}
+    assert {d: r["state"] for d, r in by_dsn.items()} == {
+        "SN-000002": "connected", "SN-000003": "reprovisioned", "SN-000004": "allocated",
+        "SN-000005": "registered", "SN-000006": "registered", "SN-000007": "registered",
+        "SN-900001": "allocated", "SN-000001": "replaced", "SN-000008": "deleted",
+    }  # fmt: skip
+    assert {d for d, r in by_dsn.items() if r["stuck"] == "yes"} == STUCK
+    assert by_dsn["SN-000001"]["replacedBy"] == "SN-900001"
+    assert [r["deviceSn"] for r in rows[-2:]] == ["SN-000001", "SN-000008"]  # left DPS, in order
+    two = by_dsn["SN-000002"]
+    assert all(two[c].endswith("Z") for c in ("registered", "exported", "labelled", "allocated",
+                                              "connected"))  # fmt: skip
+    assert two["reprovisioned"] == "" and by_dsn["SN-000003"]["reprovisioned"].endswith("Z")
+    assert by_dsn["SN-000003"]["connected"] == by_dsn["SN-000003"]["allocated"] == ""
+    assert by_dsn["SN-000006"]["exported"] == "" and by_dsn["SN-000006"]["labelled"]
+    assert by_dsn["SN-000001"]["exported"] and by_dsn["SN-000001"]["registered"] == ""
+
+    fresh = show_batch(backend, batches, "B-1")
+    write_batch_csv(backend, batches, fresh, path)
+    with path.open(encoding="utf-8-sig", newline="") as fh:
+        assert {r["stuck"] for r in csv.DictReader(fh)} == {"no"}
+
+
+def test_unknown_batch_is_not_found(backend, batches):
+    from enosprov.errors import NotFoundError
+
+    with pytest.raises(NotFoundError, match="no batch 'B-9'"):
+        find_batch(backend, batches, "B-9")
