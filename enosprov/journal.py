@@ -389,59 +389,58 @@ class Journal:
         self, operation, outcome, group_id, count, devices, blob, request_id, error, detail
     ) -> int:
         _check_detail(detail)
-        conn = self._connect(create=True)
         a = self.actor
-        try:
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                cur = conn.execute(
-                    "INSERT INTO journal (time, user, host, station, backend, profile, operation, "
-                    "outcome, group_id, devices, device_list, request_id, error, detail) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (
-                        int(time.time() * 1000), a.user, a.host, a.station, a.backend, a.profile,
-                        operation, outcome, group_id, count, blob, request_id, error,
-                        json.dumps(detail, ensure_ascii=False, sort_keys=True),
-                    ),
-                )  # fmt: skip
-                entry = cur.lastrowid
-                if devices:
-                    conn.executemany(
-                        "INSERT INTO journal_devices (entry, sn, device_sn) VALUES (?, ?, ?)",
-                        [(entry, sn, dsn) for sn, dsn in devices],
-                    )
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-            conn.execute("COMMIT")
-        except sqlite3.Error as exc:
-            raise StoreError(
-                f"the {operation} was done, but its audit journal record could not be written "
-                f"to {self.path}: {exc}",
-                hint="check the disk and the journal file's permissions",
-            ) from None
-        return entry
+
+        def write(conn) -> int:
+            cur = conn.execute(
+                "INSERT INTO journal (time, user, host, station, backend, profile, operation, "
+                "outcome, group_id, devices, device_list, request_id, error, detail) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    int(time.time() * 1000), a.user, a.host, a.station, a.backend, a.profile,
+                    operation, outcome, group_id, count, blob, request_id, error,
+                    json.dumps(detail, ensure_ascii=False, sort_keys=True),
+                ),
+            )  # fmt: skip
+            if devices:
+                conn.executemany(
+                    "INSERT INTO journal_devices (entry, sn, device_sn) VALUES (?, ?, ?)",
+                    [(cur.lastrowid, sn, dsn) for sn, dsn in devices],
+                )
+            return cur.lastrowid
+
+        return self._transaction(
+            write, f"the {operation} was done, but its audit journal record could not be written"
+        )
 
     def _write_marks(self, rows: list[tuple]) -> None:
-        conn = self._connect(create=True)
         now = int(time.time() * 1000)
+        self._transaction(
+            lambda conn: conn.executemany(
+                "INSERT OR IGNORE INTO journal_marks (mark, sn, device_sn, group_id, batch_tag, "
+                "time) VALUES (?, ?, ?, ?, ?, ?)",
+                [(*row, now) for row in rows],
+            ),
+            "cannot write the batch marks of the audit journal",
+        )
+
+    def _transaction(self, fn, failure: str):
+        """``fn(conn)`` in one write transaction; an SQLite error becomes a StoreError."""
+        conn = self._connect(create=True)
         try:
             conn.execute("BEGIN IMMEDIATE")
             try:
-                conn.executemany(
-                    "INSERT OR IGNORE INTO journal_marks (mark, sn, device_sn, group_id, "
-                    "batch_tag, time) VALUES (?, ?, ?, ?, ?, ?)",
-                    [(*row, now) for row in rows],
-                )
+                result = fn(conn)
             except BaseException:
                 conn.execute("ROLLBACK")
                 raise
             conn.execute("COMMIT")
         except sqlite3.Error as exc:
             raise StoreError(
-                f"cannot write to the audit journal {self.path}: {exc}",
+                f"{failure} to {self.path}: {exc}",
                 hint="check the disk and the journal file's permissions",
             ) from None
+        return result
 
     def batch_marks(self, group_id: str | None = None, batch_tag: str | None = None) -> list:
         """(group_id, batch_tag, mark, count, first time, last time) per batch and mark."""

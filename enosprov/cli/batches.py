@@ -168,7 +168,7 @@ def _render_detail(d) -> None:
             wide=True,
         )  # fmt: skip
     else:
-        say(f"stuck: none (nothing exported or labelled more than {stale} ago is unconnected)")
+        say(f"stuck: none (everything exported or labelled more than {stale} ago has bootstrapped)")
     chart(d.activations)
     if d.lineage:
         say(f"replacements: {len(d.lineage)} (`enosprov devices history SN` for each chain)")

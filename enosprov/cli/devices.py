@@ -7,8 +7,16 @@ from typing import Annotated
 
 import typer
 
-from .options import BatchTagFilterOpt, DeviceSnOpt, JsonOpt, OptionalGroupOpt, state
-from .output import emit, handled, key_values, say, table
+from .options import (
+    BatchTagFilterOpt,
+    DeviceSnOpt,
+    JsonOpt,
+    OptionalGroupOpt,
+    OrgOpt,
+    RegionOpt,
+    state,
+)
+from .output import confirm_or_refuse, emit, handled, key_values, say, table
 
 app = typer.Typer(
     help="Registered devices.\n\nExample: enosprov devices list --group meters-eu --batch-tag B-1",
@@ -305,12 +313,13 @@ def delete(
     with state(ctx).open() as (store, journal):
         found = resolve_devices(store, devices, group)
         group_id = one_group(found)
-        _confirm_delete(
+        confirm_or_refuse(
             f"Delete {len(found)} device{'s' * (len(found) != 1)} of group {group_id} "
             f"({', '.join(d.device_sn for d in found[:20])}"
             f"{' ...' if len(found) > 20 else ''})?",
             yes=yes,
             what=f"delete {len(found)} device{'s' * (len(found) != 1)}",
+            dry_run=False,
         )
         report = delete_devices(store, found, journal=journal)
 
@@ -330,13 +339,8 @@ def allocate(
     ctx: typer.Context,
     devices: DevicesArg,
     group: OptionalGroupOpt = None,
-    region: Annotated[
-        str | None,
-        typer.Option("--region", help="Target environment/region (default: the group's)."),
-    ] = None,
-    org: Annotated[
-        str | None, typer.Option("--org", help="Target OU (default: the group's).")
-    ] = None,
+    region: RegionOpt = None,
+    org: OrgOpt = None,
     json_: JsonOpt = False,
 ) -> None:
     """Allocate devices to EnOS: each gets its triple (productKey, deviceKey, deviceSecret).
@@ -366,23 +370,6 @@ def allocate(
         )  # fmt: skip
 
     emit([r.to_dict() for r in results], json_, lambda _: render(results))
-
-
-def _confirm_delete(question: str, *, yes: bool, what: str) -> None:
-    """Ask on a terminal unless --yes; without a terminal, refuse without --yes."""
-    import sys
-
-    from ..errors import RefusedError
-
-    if yes:
-        return
-    if not sys.stdin.isatty():
-        raise RefusedError(
-            f"not going to {what} without confirmation; nothing was deleted",
-            hint="pass --yes (there is no terminal to ask on)",
-        )
-    if not typer.confirm(question, default=False, err=True):
-        raise RefusedError(f"cancelled: nothing was deleted (did not {what})")
 
 
 def _time(ms: int | None, seconds: bool = True) -> str:

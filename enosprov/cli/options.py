@@ -21,6 +21,11 @@ BatchTagFilterOpt = Annotated[str | None, typer.Option("--batch-tag", help="Only
 DeviceSnOpt = Annotated[
     list[str] | None, typer.Option("--device-sn", help="Only these deviceSns (repeatable).")
 ]
+RegionOpt = Annotated[
+    str | None,
+    typer.Option("--region", help="Target environment/region (default: the group's)."),
+]
+OrgOpt = Annotated[str | None, typer.Option("--org", help="Target OU (default: the group's).")]
 CsvSelectOpt = Annotated[
     Path | None, typer.Option("--csv", help="Only the deviceSns of this CSV (deviceSn column).")
 ]

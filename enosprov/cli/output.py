@@ -158,11 +158,10 @@ def progress_bar(enabled: bool, description: str):
         yield update
 
 
-def confirm_or_refuse(question: str, *, yes: bool, what: str) -> None:
-    """Ask ``question`` on a terminal unless ``yes``; without a terminal, refuse without --yes.
-
-    ``what`` names the change in the refusal, e.g. "reprovision 3 devices".
-    """
+def confirm_or_refuse(question: str, *, yes: bool, what: str, dry_run: bool = True) -> None:
+    """Ask ``question`` (on stderr) on a terminal unless ``yes``; without a terminal, refuse
+    without --yes. ``what`` names the change in the refusal, e.g. "reprovision 3 devices";
+    ``dry_run``: the command has --dry-run (the hint says so)."""
     from ..errors import RefusedError
 
     if yes:
@@ -170,7 +169,8 @@ def confirm_or_refuse(question: str, *, yes: bool, what: str) -> None:
     if not sys.stdin.isatty():
         raise RefusedError(
             f"not going to {what} without confirmation; nothing was changed",
-            hint="pass --yes (there is no terminal to ask on), or --dry-run to see the plan",
+            hint="pass --yes (there is no terminal to ask on)"
+            + (", or --dry-run to see the plan" if dry_run else ""),
         )
-    if not typer.confirm(question, default=False):
+    if not typer.confirm(question, default=False, err=True):
         raise RefusedError(f"cancelled: nothing was changed (did not {what})")

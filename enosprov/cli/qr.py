@@ -9,7 +9,16 @@ from typing import Annotated
 import typer
 
 from ..errors import EXIT_FAILED
-from .options import BatchTagFilterOpt, CsvSelectOpt, DeviceSnOpt, GroupOpt, JsonOpt, state
+from .options import (
+    BatchTagFilterOpt,
+    CsvSelectOpt,
+    DeviceSnOpt,
+    GroupOpt,
+    JsonOpt,
+    OrgOpt,
+    RegionOpt,
+    state,
+)
 from .output import emit, handled, key_values, progress_bar, say, table
 
 app = typer.Typer(
@@ -125,13 +134,8 @@ def scan(
         list[str] | None,
         typer.Option("--set", help="Master data key=value (--onboard, repeatable)."),
     ] = None,
-    region: Annotated[
-        str | None,
-        typer.Option("--region", help="Target environment/region (default: the group's)."),
-    ] = None,
-    org: Annotated[
-        str | None, typer.Option("--org", help="Target OU (default: the group's).")
-    ] = None,
+    region: RegionOpt = None,
+    org: OrgOpt = None,
     yes: Annotated[
         bool, typer.Option("--yes", "-y", help="Onboard several devices without asking.")
     ] = False,
