@@ -263,7 +263,7 @@ def test_devices_update_cli(cli, registered_cli):
 def test_devices_delete_needs_confirmation_and_one_group(cli, registered_cli, write_csv):
     refused = cli("devices", "delete", "SN-000001", "SN-000002")  # stdin is not a terminal
     assert refused.exit_code == 1 and "--yes" in refused.stderr
-    assert "nothing was deleted" in refused.stderr
+    assert "nothing was changed" in refused.stderr
     assert cli.json("devices", "list")["data"]["pagination"]["total"] == 4
 
     setup_cli_group(cli, "other")
