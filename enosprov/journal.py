@@ -583,7 +583,7 @@ class NullJournal:
         return 0
 
     def _write_marks(self, rows) -> None:
-        pass
+        """Nothing is recorded: the marks are dropped."""
 
     def batch_marks(self, *args, **kw) -> list:
         return []
@@ -595,7 +595,7 @@ class NullJournal:
         return iter(())
 
     def close(self) -> None:
-        pass
+        """Nothing to close."""
 
 
 NO_JOURNAL = NullJournal()
