@@ -186,3 +186,23 @@ def test_batches_on_the_enos_backend_come_from_dps_search(backend, group, write_
     assert b.counts["registered"] == 3 and b.counts["allocated"] == 1
     expected = "store" if backend.name == "local" else "DPS search"
     assert b.sources["allocated"] == expected and b.sources["exported"] == "journal"
+
+
+def test_failed_devices_are_counted_and_reported(cli, lived, store, tmp_path):
+    # Neither the store nor the emulator fails a device by itself: set what EnOS would report.
+    sn = store.find_by_device_sn("meters-eu", "SN-000004").sn
+    store.conn.execute(
+        "UPDATE devices SET allocate_error_msg='quota exceeded', update_time=update_time+1 "
+        "WHERE sn=?",
+        (sn,),
+    )
+    assert counts(cli)[("meters-eu", "B-1")]["failed"] == 1
+    failed = cli.json("batches", "show", "B-1", "-g", "meters-eu", "--state", "failed")["data"]
+    assert [d["deviceSn"] for d in failed["devices"]] == ["SN-000004"]
+    csv_path = tmp_path / "f.csv"
+    cli.json("batches", "report", "B-1", "-g", "meters-eu", "--out", str(tmp_path / "f.html"),
+             "--csv", str(csv_path))  # fmt: skip
+    rows = [line.split(",") for line in csv_path.read_text(encoding="utf-8-sig").splitlines()]
+    assert [r[2] for r in rows if r[0] == "SN-000004"] == ["failed"]
+    html = (tmp_path / "f.html").read_text(encoding="utf-8")
+    assert 'data-state="failed">1<' in html
