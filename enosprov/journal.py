@@ -630,13 +630,22 @@ def open_journal(settings, station: str | None = None) -> Journal:
 _UNITS = {"m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 
 
+def duration_ms(text: str) -> int | None:
+    """``30m`` / ``12h`` / ``7d`` / ``2w`` as milliseconds; None when ``text`` is not one."""
+    value = text.strip()
+    if value[:-1].isdigit() and value[-1:].lower() in _UNITS:
+        return int(value[:-1]) * _UNITS[value[-1].lower()] * 1000
+    return None
+
+
 def parse_time(text: str, *, now: float | None = None, option: str = "--since") -> int:
     """Epoch ms from ``7d`` / ``12h`` / ``30m`` / ``2w`` (ago), ``2026-11-01`` or an ISO date-time
     (UTC unless it carries an offset)."""
     value = text.strip()
     now = time.time() if now is None else now
-    if value[:-1].isdigit() and value[-1:].lower() in _UNITS:
-        return int((now - int(value[:-1]) * _UNITS[value[-1].lower()]) * 1000)
+    age = duration_ms(value)
+    if age is not None:
+        return int(now * 1000) - age
     try:
         moment = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:

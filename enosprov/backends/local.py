@@ -25,6 +25,7 @@ from ..errors import (
     StoreVersionError,
     enos_error,
 )
+from ..journal import os_user
 from ..models import (
     ConnectionInfo,
     Device,
@@ -54,15 +55,6 @@ DEFAULT_HTTP_URL = "https://iot-http-{region}.envisioniot.com"
 
 def now_ms() -> int:
     return int(time.time() * 1000)
-
-
-def os_user() -> str:
-    try:
-        import getpass
-
-        return getpass.getuser()
-    except Exception:  # no login name (some containers / services)
-        return "unknown"
 
 
 canonical = canonical_json

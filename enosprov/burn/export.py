@@ -91,21 +91,10 @@ class Selection:
 
 def read_device_sns(path: str | Path) -> list[str]:
     """The deviceSn column of a CSV file (encoding utf-8-sig, delimiter detected)."""
-    from ..core.csvsource import CsvSource
+    from ..core.csvsource import read_columns
 
-    source = CsvSource(path)
-    with source.rows() as rows:
-        if "deviceSn" not in source.header:
-            raise InputFileError(f"{path}: no deviceSn column", hint="the first line is the header")
-        i = source.header.index("deviceSn")
-        out = []
-        for rowno, fields in rows:
-            if not any(f.strip() for f in fields):
-                continue
-            if len(fields) <= i or not fields[i].strip():
-                raise InputFileError(f"{path}, row {rowno}, column deviceSn: empty deviceSn")
-            out.append(fields[i].strip())
-    return out
+    hint = "the first line is the header, with a deviceSn column"
+    return [v[0] for _row, v in read_columns(path, [("deviceSn",)], hint=hint)]
 
 
 def _requested(selection: Selection) -> list[str]:

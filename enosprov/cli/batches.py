@@ -19,7 +19,7 @@ app = typer.Typer(
 StaleOpt = Annotated[
     str,
     typer.Option(
-        "--stale", help="Exported or labelled longer ago than this and never connected: stuck."
+        "--stale", help="Exported or labelled longer ago than this and never bootstrapped: stuck."
     ),
 ]
 SHORT = {
@@ -105,7 +105,7 @@ def show(
     json_: JsonOpt = False,
 ) -> None:
     """One batch: counts per state (with the source of each), the stuck devices (exported or
-    labelled more than --stale ago and never connected), and activations per day. With
+    labelled more than --stale ago and never bootstrapped), and activations per day. With
     --state, one page of that state's devices.
 
     Example: enosprov batches show B-2026-11-A --group meters-eu --stale 14d
@@ -136,7 +136,7 @@ def show(
 
 
 def _render_detail(d) -> None:
-    from ..core.batches import STATES
+    from ..core.batches import STATES, describe_duration
 
     s = d.summary
     info = s.to_dict()
@@ -155,10 +155,10 @@ def _render_detail(d) -> None:
         n = s.counts[st]
         rows.append([st, n, f"{100 * n / units:.0f} %" if units else "", s.sources.get(st, "")])
     table(None, ["state", "devices", f"of {units} units", "source"], rows)
-    stale = _duration(d.stale_ms)
+    stale = describe_duration(d.stale_ms)
     if d.stuck_count:
         table(
-            f"stuck: exported or labelled more than {stale} ago, never connected "
+            f"stuck: exported or labelled more than {stale} ago, never bootstrapped "
             f"({d.stuck_count}" + (f", showing {len(d.stuck)})" if len(d.stuck) < d.stuck_count
                                    else ")"),
             ["sn", "deviceSn", "since", "what", "allocateStatus"],
@@ -172,13 +172,6 @@ def _render_detail(d) -> None:
     chart(d.activations)
     if d.lineage:
         say(f"replacements: {len(d.lineage)} (`enosprov devices history SN` for each chain)")
-
-
-def _duration(ms: int) -> str:
-    for unit, size in (("d", 86_400_000), ("h", 3_600_000)):
-        if ms >= size and ms % size == 0:
-            return f"{ms // size} {unit}"
-    return f"{ms // 60_000} min"
 
 
 def chart(per_day: dict[str, int], width: int = 40) -> None:

@@ -42,7 +42,7 @@ def _query(store, group, batch_tag, allocate_status, connect_status, device_sn, 
     )
 
 
-def _state_label(dev) -> str:
+def state_label(dev) -> str:
     if dev.allocated:
         label = "connected" if dev.connect_status == "connected" else "allocated"
         return label + (" (re-allocated)" if dev.reprovisioning else "")
@@ -103,7 +103,7 @@ def list_(
                 d.device_sn,
                 d.group_id,
                 d.batch_tag_text,
-                _state_label(d),
+                state_label(d),
                 f"{d.region_id} / {d.org_id}" if d.allocated else None,
                 _time(d.create_time, seconds=False),
             ]
@@ -149,7 +149,7 @@ def show(
                 ("system sn", d.sn),
                 ("deviceSn", d.device_sn),
                 ("group", d.group_id),
-                ("state", _state_label(d)),
+                ("state", state_label(d)),
                 ("product key", d.product_key),
                 ("device key", d.device_key or "-"),
                 ("target", f"{d.region_id or '-'} / {d.org_id or '-'}"),

@@ -39,9 +39,9 @@ def history(
         if cur is None:
             say("in service: none (the last unit was deleted)")
         else:
-            from .devices import _state_label
+            from .devices import state_label
 
-            say(f"in service: {cur.device_sn} ({cur.sn}), {_state_label(cur)}")
+            say(f"in service: {cur.device_sn} ({cur.sn}), {state_label(cur)}")
         rows = [
             [e.iso_time[:19].replace("T", " "), e.operation, e.outcome,
              ", ".join(d for s, d in e.devices if s in {u["sn"] for u in h.chain}

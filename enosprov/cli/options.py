@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated
@@ -48,31 +49,24 @@ class CliState:
     def backend(self):
         return self.settings().create_backend()
 
-    def journal(self):
+    def journal(self, settings=None):
         """The audit journal of the selected backend (the store file, or the local journal.db
         for EnOS), stamped with the user, host and --station / $ENOSPROV_STATION."""
         from ..journal import open_journal
 
-        return open_journal(self.settings(), self.station)
+        return open_journal(settings or self.settings(), self.station)
 
+    @contextmanager
     def open(self):
         """(backend, journal) for a command that changes something: ``with st.open() as (b, j)``."""
-        from contextlib import contextmanager
-
-        @contextmanager
-        def both():
-            settings = self.settings()
-            from ..journal import open_journal
-
-            journal = open_journal(settings, self.station)
-            backend = settings.create_backend()
-            try:
-                yield backend, journal
-            finally:
-                backend.close()
-                journal.close()
-
-        return both()
+        settings = self.settings()
+        journal = self.journal(settings)
+        backend = settings.create_backend()
+        try:
+            yield backend, journal
+        finally:
+            backend.close()
+            journal.close()
 
 
 def state(ctx: typer.Context) -> CliState:

@@ -29,7 +29,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from ..errors import InvalidArgumentError, NotFoundError
-from ..journal import Journal, NullJournal, journal_or_null, parse_time
+from ..journal import Journal, NullJournal, duration_ms, journal_or_null, parse_time
 from ..models import Device, SearchQuery
 
 STATES = (
@@ -226,13 +226,22 @@ def is_stuck(d: Device, first_mark: int | None, cutoff: int) -> bool:
 
 def stale_ms(text: str) -> int:
     """``7d``, ``36h``, ``90m``, ``2w`` as milliseconds."""
-    value = text.strip()
-    units = {"m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
-    if value[:-1].isdigit() and value[-1:].lower() in units:
-        return int(value[:-1]) * units[value[-1].lower()] * 1000
+    ms = duration_ms(text)
+    if ms is not None:
+        return ms
     raise InvalidArgumentError(
         f"--stale {text!r} is not a duration", hint="e.g. 7d, 36h, 90m or 2w"
     )
+
+
+def describe_duration(ms: int) -> str:
+    """7 days, 36 hours, 90 minutes (weeks read as days: --stale 2w -> 14 days)."""
+    for unit, size in (("day", 86_400_000), ("hour", 3_600_000)):
+        if ms >= size and ms % size == 0:
+            n = ms // size
+            return f"{n} {unit}{'s' if n != 1 else ''}"
+    minutes = max(ms // 60_000, 0)
+    return f"{minutes} minute{'s' if minutes != 1 else ''}"
 
 
 def find_batch(backend, journal, tag: str, group: str | None = None) -> BatchSummary:

@@ -107,3 +107,34 @@ class CsvSource:
             f"{self.path}, row {rowno}: the file is not valid {self.encoding}",
             hint="save it as UTF-8, or pass --encoding (e.g. --encoding gbk for a Chinese Excel export)",
         )
+
+
+def read_columns(
+    path: str | Path, columns: list[tuple[str, ...]], *, hint: str
+) -> Iterator[tuple[int, list[str]]]:
+    """(row number, values) of the non-blank rows of a CSV, one value per wanted column.
+
+    Each wanted column is a tuple of accepted header names, the first found wins (e.g.
+    ``("sn", "deviceSn")``). A missing column, or an empty cell in a row that has data, is an
+    InputFileError naming the file, the row and the column; ``hint`` says what the header
+    should be. Streamed: one row in memory at a time.
+    """
+    source = CsvSource(path)
+    with source.rows() as rows:
+        header = [h.strip() for h in source.header]
+        found = []
+        for names in columns:
+            name = next((n for n in names if n in header), None)
+            if name is None:
+                raise InputFileError(f"{path}: no {' or '.join(names)} column", hint=hint)
+            found.append((name, header.index(name)))
+        for rowno, fields in rows:
+            if not any(f.strip() for f in fields):
+                continue
+            values = []
+            for name, i in found:
+                value = fields[i].strip() if len(fields) > i else ""
+                if not value:
+                    raise InputFileError(f"{path}, row {rowno}, column {name}: empty", hint=hint)
+                values.append(value)
+            yield rowno, values

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from ..errors import InputFileError, InvalidArgumentError, NotFoundError
+from ..errors import InvalidArgumentError, NotFoundError
 from ..models import Device, SearchQuery
 
 LOOKUP_SLICE = 500
@@ -18,26 +18,10 @@ LOOKUP_SLICE = 500
 def read_refs_csv(path: str | Path) -> list[str]:
     """The device references of a CSV: its ``sn`` column (system sns) or else its ``deviceSn``
     column. Blank lines are skipped; an empty cell is an error naming its row."""
-    from .csvsource import CsvSource
+    from .csvsource import read_columns
 
-    source = CsvSource(path)
-    with source.rows() as rows:
-        header = [h.strip() for h in source.header]
-        column = "sn" if "sn" in header else "deviceSn" if "deviceSn" in header else None
-        if column is None:
-            raise InputFileError(
-                f"{path}: no sn or deviceSn column",
-                hint="the first line is the header; name the column sn or deviceSn",
-            )
-        i = header.index(column)
-        out = []
-        for rowno, fields in rows:
-            if not any(f.strip() for f in fields):
-                continue
-            if len(fields) <= i or not fields[i].strip():
-                raise InputFileError(f"{path}, row {rowno}, column {column}: empty")
-            out.append(fields[i].strip())
-    return out
+    hint = "the first line is the header; name the column sn or deviceSn"
+    return [v[0] for _row, v in read_columns(path, [("sn", "deviceSn")], hint=hint)]
 
 
 def _unique(refs: Sequence[str]) -> list[str]:

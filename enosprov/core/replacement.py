@@ -49,6 +49,7 @@ class PlannedReplacement:
     old: Device | None  # None when the pair is already done
     new: Device | None  # NEW when it is registered already
     done: bool = False  # OLD was already replaced by this NEW
+    link: dict | None = None  # that earlier replacement, when done
 
     @property
     def group_id(self) -> str:
@@ -106,32 +107,16 @@ class ReplaceReport:
 
 def read_pairs(path: str | Path) -> list[ReplaceRequest]:
     """The (old, new) pairs of a CSV with columns ``old`` and ``new``."""
-    from .csvsource import CsvSource
+    from .csvsource import read_columns
 
-    source = CsvSource(path)
-    pairs = []
-    with source.rows() as rows:
-        header = [h.strip() for h in source.header]
-        cols = []
-        for names in (OLD_COLUMNS, NEW_COLUMNS):
-            found = next((n for n in names if n in header), None)
-            if found is None:
-                raise InputFileError(
-                    f"{path}: no {names[0]} column",
-                    hint="the header is `old,new`: the old unit (system sn or deviceSn) and the "
-                    "new unit's serial number (deviceSn)",
-                )
-            cols.append((found, header.index(found)))
-        for rowno, fields in rows:
-            if not any(f.strip() for f in fields):
-                continue
-            values = []
-            for name, i in cols:
-                value = fields[i].strip() if len(fields) > i else ""
-                if not value:
-                    raise InputFileError(f"{path}, row {rowno}, column {name}: empty")
-                values.append(value)
-            pairs.append(ReplaceRequest(values[0], values[1], rowno))
+    hint = (
+        "the header is `old,new`: the old unit (system sn or deviceSn) and the new unit's "
+        "serial number (deviceSn)"
+    )
+    pairs = [
+        ReplaceRequest(old, new, rowno)
+        for rowno, (old, new) in read_columns(path, [OLD_COLUMNS, NEW_COLUMNS], hint=hint)
+    ]
     if not pairs:
         raise InputFileError(f"{path}: no pairs", hint="one `old,new` pair per row")
     return pairs
@@ -222,7 +207,7 @@ def plan_replacements(
             if link is not None and req.new in (link["newDeviceSn"], link["newSn"]):
                 new = _find_new(backend, link["groupId"], req.new)
                 if new is not None:
-                    plans.append(PlannedReplacement(req, None, new, done=True))
+                    plans.append(PlannedReplacement(req, None, new, done=True, link=link))
                     continue
             if link is not None:
                 problems.add(req, RefusedError,
@@ -275,7 +260,7 @@ def apply_replacement(
     journal = journal_or_null(journal)
     if plan.done:
         new = plan.new
-        link = replaced_by(backend, journal, plan.request.old) or {}
+        link = plan.link or {}
         return Replaced(link.get("oldSn", ""), link.get("oldDeviceSn", plan.request.old), new.sn,
                         new.device_sn, new.group_id, False,
                         f"{new.region_id} / {new.org_id}" if new.allocated else None,

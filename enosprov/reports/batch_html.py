@@ -18,7 +18,7 @@ import math
 from pathlib import Path
 
 from ..atomic import write_text
-from ..core.batches import STATES, BatchDetail, BatchSummary
+from ..core.batches import STATES, BatchDetail, BatchSummary, describe_duration
 
 # One accent colour per state (also used by the bar chart and the key figures).
 COLOURS = {
@@ -78,18 +78,6 @@ def _iso_text(text: str | None) -> str:
     if moment.tzinfo is not None:
         moment = moment.astimezone(dt.timezone.utc)
     return moment.strftime("%Y-%m-%d %H:%M UTC")
-
-
-def _duration(ms: int) -> str:
-    """7 days, 36 hours, 90 minutes."""
-    for unit, size in (("week", 7 * 86_400_000), ("day", 86_400_000), ("hour", 3_600_000)):
-        if ms >= size and ms % size == 0:
-            n = ms // size
-            if unit == "week":  # weeks read better as days (the CLI's --stale 2w -> 14 days)
-                unit, n = "day", n * 7
-            return f"{n} {unit}{'s' if n != 1 else ''}"
-    minutes = max(ms // 60_000, 0)
-    return f"{minutes} minute{'s' if minutes != 1 else ''}"
 
 
 def _age(ms: int) -> str:
@@ -296,7 +284,7 @@ def _header(detail: BatchDetail, generated_ms: int, backend_label: str) -> str:
         ("Last activity", _utc(s.last_activity)),
         ("Generated", _utc(generated_ms)),
         ("Backend", backend_label),
-        ("Stuck after", _duration(detail.stale_ms)),
+        ("Stuck after", describe_duration(detail.stale_ms)),
         ("Devices in DPS", f"{s.counts.get('registered', 0):,}"),
     ]
     meta = "".join(f"<div><dt>{_e(k)}</dt><dd>{_e(v)}</dd></div>" for k, v in items)
@@ -315,7 +303,7 @@ def _key_figures(detail: BatchDetail) -> str:
         ("connected", "Connected", c.get("connected", 0),
          f"{_pct(c.get('connected', 0), registered)} of registered"),
         ("stuck", "Stuck", detail.stuck_count,
-         f"no connection {_duration(detail.stale_ms)} after export or label"),
+         f"no connection {describe_duration(detail.stale_ms)} after export or label"),
         ("failed", "Failed", c.get("failed", 0), "connection or allocation error"),
     ]  # fmt: skip
     body = "".join(
@@ -370,7 +358,7 @@ def _stuck(detail: BatchDetail) -> str:
     return (
         f'<section id="stuck"><h2>Stuck devices <span class="badge">{detail.stuck_count:,}'
         "</span></h2>"
-        f'<p class="lede">Exported or labelled more than {_e(_duration(detail.stale_ms))} before '
+        f'<p class="lede">Exported or labelled more than {_e(describe_duration(detail.stale_ms))} before '
         f"{_e(_utc(detail.now))} and never bootstrapped (not connected, not waiting after a "
         f"reprovisioning reset); the oldest first.</p>{count_note}"
         '<table class="list"><thead><tr><th>deviceSn</th><th>sn</th><th>Exported / labelled</th>'
