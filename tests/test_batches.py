@@ -206,3 +206,23 @@ def test_failed_devices_are_counted_and_reported(cli, lived, store, tmp_path):
     assert [r[2] for r in rows if r[0] == "SN-000004"] == ["failed"]
     html = (tmp_path / "f.html").read_text(encoding="utf-8")
     assert 'data-state="failed">1<' in html
+
+
+def test_show_counts_in_its_own_pass_match_list(backend, group, write_csv, tmp_path):
+    """With --group on a backend without indexes, show counts during its one pass over the
+    batch; the figures are those of list."""
+    from enosprov.core.batches import show_batch
+    from enosprov.errors import NotFoundError
+    from enosprov.journal import Actor, Journal
+
+    j = Journal(tmp_path / "j.db", Actor.current(backend.name))
+    api.register_csv(backend, write_csv(meters_rows(4)), group.group_id, batch_tag="B-7",
+                     journal=j)  # fmt: skip
+    api.register_csv(backend, write_csv(meters_rows(2, start=20), name="u.csv"), group.group_id)
+    backend.allocate(backend.find_by_device_sn(group.group_id, "SN-000002").sn)
+    for tag in ("B-7", "(none)"):
+        [listed] = [b for b in list_batches(backend, j) if b.tag_text == tag]
+        shown = show_batch(backend, j, tag, group=group.group_id).summary
+        assert shown.to_dict() == listed.to_dict()
+    with pytest.raises(NotFoundError):
+        show_batch(backend, j, "B-404", group=group.group_id)

@@ -83,6 +83,27 @@ def _iso(ms: int | None) -> str | None:
     return dt.datetime.fromtimestamp(ms / 1000, dt.timezone.utc).isoformat(timespec="seconds")
 
 
+class _Tally:
+    """The store figures of one batch, counted device by device (backends without indexes)."""
+
+    def __init__(self) -> None:
+        self.row = [0, None, None, 0, 0, 0, 0, None]  # as in LocalBackend.batch_summaries
+
+    def add(self, d: Device) -> None:
+        r = self.row
+        r[0] += 1
+        ct = d.create_time
+        if ct is not None:
+            r[1] = ct if r[1] is None else min(r[1], ct)
+            r[2] = ct if r[2] is None else max(r[2], ct)
+        r[3] += d.allocated
+        r[4] += d.connect_status == "connected"
+        r[5] += d.connect_status == "failed" or bool(d.allocate_error_msg)
+        r[6] += bool(d.reprovisioning)
+        if d.update_time is not None and ct is not None and d.update_time > ct:
+            r[7] = d.update_time if r[7] is None else max(r[7], d.update_time)
+
+
 def _store_rows(backend, group_id: str | None) -> list[tuple]:
     """Rows as LocalBackend.batch_summaries gives them, for any backend."""
     if hasattr(backend, "batch_summaries"):
@@ -90,22 +111,36 @@ def _store_rows(backend, group_id: str | None) -> list[tuple]:
     groups = [group_id] if group_id else [g.group_id for g in backend.list_groups()]
     rows = []
     for gid in groups:
-        acc: dict[str | None, list] = {}
+        tallies: dict[str | None, _Tally] = {}
         for d in backend.iter_devices(SearchQuery(group_id=gid)):
-            r = acc.setdefault(d.batch_tag_text, [0, None, None, 0, 0, 0, 0, None])
-            r[0] += 1
-            ct = d.create_time
-            if ct is not None:
-                r[1] = ct if r[1] is None else min(r[1], ct)
-                r[2] = ct if r[2] is None else max(r[2], ct)
-            r[3] += d.allocated
-            r[4] += d.connect_status == "connected"
-            r[5] += d.connect_status == "failed" or bool(d.allocate_error_msg)
-            r[6] += bool(d.reprovisioning)
-            if d.update_time is not None and ct is not None and d.update_time > ct:
-                r[7] = d.update_time if r[7] is None else max(r[7], d.update_time)
-        rows.extend((gid, tag, *r) for tag, r in acc.items())
+            tallies.setdefault(d.batch_tag_text, _Tally()).add(d)
+        rows.extend((gid, tag, *t.row) for tag, t in tallies.items())
     return rows
+
+
+def _summaries(rows, marks, source: str) -> dict[tuple[str, str | None], BatchSummary]:
+    """BatchSummary per (group, tag) from store rows and journal mark rows."""
+    batches: dict[tuple[str, str | None], BatchSummary] = {}
+
+    def batch(g: str, t: str | None) -> BatchSummary:
+        b = batches.get((g, t))
+        if b is None:
+            b = batches[(g, t)] = BatchSummary(g, t)
+            b.sources = {s: source for s in STORE_STATES} | {s: "journal" for s in JOURNAL_STATES}
+        return b
+
+    for g, t, count, first, last, allocated, connected, failed, reprov, updated in rows:
+        b = batch(g, t)
+        b.counts.update(registered=count, allocated=allocated or 0, connected=connected or 0,
+                        failed=failed or 0, reprovisioned=reprov or 0)  # fmt: skip
+        for ms in (first, last, updated):
+            b._touch(ms)
+    for g, t, mark, count, first, last in marks:
+        b = batch(g, t)
+        b.counts[mark] = count
+        b._touch(first)
+        b._touch(last)
+    return batches
 
 
 def list_batches(
@@ -125,29 +160,9 @@ def list_batches(
         raise InvalidArgumentError(f"unknown sort {sort!r}", hint="one of: " + ", ".join(SORTS))
     journal = journal_or_null(journal)
     group_id = backend.get_group(group).group_id if group else None
-    source = _store_source(backend)
-    batches: dict[tuple[str, str | None], BatchSummary] = {}
-
-    def batch(g: str, t: str | None) -> BatchSummary:
-        b = batches.get((g, t))
-        if b is None:
-            b = batches[(g, t)] = BatchSummary(g, t)
-            b.sources = {s: source for s in STORE_STATES} | {s: "journal" for s in JOURNAL_STATES}
-        return b
-
-    for g, t, count, first, last, allocated, connected, failed, reprov, updated in _store_rows(
-        backend, group_id
-    ):
-        b = batch(g, t)
-        b.counts.update(registered=count, allocated=allocated or 0, connected=connected or 0,
-                        failed=failed or 0, reprovisioned=reprov or 0)  # fmt: skip
-        for ms in (first, last, updated):
-            b._touch(ms)
-    for g, t, mark, count, first, last in journal.batch_marks(group_id):
-        b = batch(g, t)
-        b.counts[mark] = count
-        b._touch(first)
-        b._touch(last)
+    batches = _summaries(
+        _store_rows(backend, group_id), journal.batch_marks(group_id), _store_source(backend)
+    )
     out = list(batches.values())
     lo = _ms(since, "--since")
     hi = _ms(until, "--until")
@@ -288,10 +303,15 @@ def show_batch(
     One pass over the batch's devices; memory holds the exported/labelled marks of the batch
     (a few dozen bytes a device), not the devices."""
     journal = journal_or_null(journal)
-    summary = find_batch(backend, journal, tag, group)
+    stale_for = stale_ms(stale)
+    tally = None
+    if hasattr(backend, "batch_summaries") or group is None:
+        summary = find_batch(backend, journal, tag, group)
+    else:  # no indexes (EnOS): count the batch in the one pass below, not in a pass of its own
+        summary = BatchSummary(backend.get_group(group).group_id, None if tag == NO_TAG else tag)
+        tally = _Tally()
     now = int(time.time() * 1000) if now is None else now
-    detail = BatchDetail(summary, stale_ms(stale), now)
-    cutoff = now - detail.stale_ms
+    cutoff = now - stale_for
     marked: dict[str, tuple[str, int]] = {}  # sn -> (mark, time), the earlier of the two
     for mark, sn, _dsn, ms in journal.marked(
         summary.group_id, summary.batch_tag, ("exported", "labelled"), before=cutoff
@@ -301,12 +321,23 @@ def show_batch(
     per_day: Counter[str] = Counter()
     stuck: list[StuckDevice] = []
     for d in batch_devices(backend, summary):
+        if tally is not None:
+            tally.add(d)
         at = d.status.allocated_time
         if d.allocated and at:
             per_day[_day(at)] += 1
         hit = marked.get(d.sn)
         if hit and is_stuck(d, hit[1], cutoff):
             stuck.append(StuckDevice(d.sn, d.device_sn, hit[0], hit[1], d.allocate_status))
+    if tally is not None:
+        key = (summary.group_id, summary.batch_tag)
+        rows = [(*key, *tally.row)] if tally.row[0] else []
+        marks = [m for m in journal.batch_marks(*key) if m[1] == key[1]]
+        summary = _summaries(rows, marks, _store_source(backend)).get(key)
+        if summary is None:
+            raise NotFoundError(f"no batch {tag!r} in group {group}",
+                                hint="list the batches with `enosprov batches list`")  # fmt: skip
+    detail = BatchDetail(summary, stale_for, now)
     stuck.sort(key=lambda s: (s.since, s.device_sn))
     detail.stuck_count = len(stuck)
     detail.stuck = stuck[:stuck_limit]
