@@ -20,7 +20,8 @@ demo: $(VENV)/.installed
 	@rm -rf $(DEMO)
 	$(BIN)/enosprov --store $(DEMO)/store.db masterdata create --file examples/masterdata.toml
 	$(BIN)/enosprov --store $(DEMO)/store.db group create --id meters-eu --name "Smart meters EU" \
-		--product-key demoPK01 --region eu2 --org o15000000000001 --masterdata meters
+		--product-key demoPK01 --region eu2 --org o15000000000001 --masterdata meters \
+		--timezone +01:00
 	$(BIN)/enosprov --store $(DEMO)/store.db register --csv examples/devices.csv --group meters-eu \
 		--batch-tag B-2026-11-A --results $(DEMO)/results.csv
 	@echo "--- re-running the same file is idempotent:"

@@ -117,8 +117,13 @@ def create_group(
     sn_pattern: str | None = None,
     mqtt_url: str | None = None,
     http_url: str | None = None,
+    timezone: str | None = None,
 ) -> RegistrationGroup:
-    """Create a registration group; its group secret is drawn from the CSPRNG."""
+    """Create a registration group; its group secret is drawn from the CSPRNG.
+
+    ``timezone`` is the default timezone of its devices (``+08:00``, ``Europe/Berlin``): the one
+    burned into the credential file of a device registered without ``deviceData.timezone``.
+    """
     return store.create_group(
         RegistrationGroup(
             group_id=group_id or secrets_gen.group_id(),
@@ -136,6 +141,7 @@ def create_group(
             sn_pattern=sn_pattern,
             mqtt_url=mqtt_url,
             http_url=http_url,
+            timezone=timezone,
         )
     )
 
@@ -146,14 +152,19 @@ def csv_template(backend: Backend, group: str) -> list[str]:
     return template_columns(backend.get_masterdata_group(grp.masterdata_group_id))
 
 
+# How a get by system sn says "no such sn": EnOS documents 35601 "Verify not pass/sn not found"
+# and 35404; a gateway may also answer the generic 99404.
+NOT_FOUND_CODES = (35601, 35404, 99404)
+
+
 def find_device(backend: Backend, ident: str, group: str | None = None) -> Device:
     """A device by system sn, or by deviceSn (within ``group`` when given)."""
-    from .errors import NotFoundError
+    from .errors import EnosprovError, NotFoundError
 
     try:
         return backend.get(ident)
-    except Exception as exc:
-        if getattr(exc, "enos_code", None) not in (35601, 35404):
+    except EnosprovError as exc:
+        if exc.enos_code not in NOT_FOUND_CODES:
             raise
     query = SearchQuery(
         group_id=backend.get_group(group).group_id if group else None,

@@ -1,7 +1,8 @@
 """The device simulator: what a device does with its burned credential file.
 
-A device holding a ``bootstrap`` credential (DPS endpoint, groupId, group secret, deviceSn) signs a
-Bootstrap Device request with the group secret, receives its EnOS triple and the broker URLs, and
+A device holding a ``bootstrap`` credential (DPS endpoint, groupId, group secret, deviceSn,
+deviceName, timezone) signs a Bootstrap Device request with the group secret, sends it with the
+burned deviceName and timezone (DPS requires both), receives its EnOS triple and broker URLs, and
 logs in to the EnOS MQTT broker with them. Later it can ask for its connection info again (get/conn,
 signed over the system sn). A device holding a ``triple`` credential skips DPS and logs in directly.
 
@@ -25,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import signing
-from .burn.credential import Credential
+from .burn.credential import Credential, missing_message
 from .errors import EnosprovError, InputFileError, InvalidArgumentError
 from .journal import Journal, journal_or_null
 from .models import ConnectionInfo, string_i18n
@@ -165,7 +166,9 @@ def bootstrap_device(
     journal: Journal | None = None,
 ) -> DeviceSession:
     """Bootstrap Device as the device does it: sign the deviceSn with the group secret (scheme
-    from the credential, default ``signing.DEFAULT_SCHEME``) and call ``backend.bootstrap``.
+    from the credential, default ``signing.DEFAULT_SCHEME``) and call ``backend.bootstrap`` with
+    the credential's deviceName (as a StringI18n defaultValue) and timezone; ``device_name`` and
+    ``timezone`` override them.
 
     The DPS registers the device if it is unknown, allocates it if needed and marks it connected;
     a "bootstrap" record in ``journal`` says so.
@@ -178,6 +181,14 @@ def bootstrap_device(
             "credential (groupId, groupSecret, deviceSn)",
         )
     _need(cred, ("groupId", cred.group_id), ("groupSecret", cred.group_secret))
+    name = device_name or cred.device_name
+    timezone = timezone or cred.timezone
+    missing = [n for n, v in (("deviceName", name), ("timezone", timezone)) if not v]
+    if missing:
+        raise InvalidArgumentError(
+            "the " + missing_message(cred.profile, missing, cred.device_sn),
+            hint="or pass device_name and timezone",
+        )
     ts = _now() if now_ms is None else int(now_ms)
     info = backend.bootstrap(
         group_id=cred.group_id,
@@ -185,8 +196,9 @@ def bootstrap_device(
         timestamp=ts,
         sign=signing.sign(_scheme(cred), cred.device_sn, ts, cred.group_secret),
         sign_method="sha256",
-        device_name=string_i18n(device_name),
+        device_name=string_i18n(name),
         timezone=timezone,
+        resign=_resigner(cred, cred.device_sn, ts),
     )
     _journal(journal, backend, "bootstrap", cred, info)
     return _session("bootstrap", cred.device_sn, info, ts)
@@ -217,9 +229,23 @@ def device_conninfo(
         timestamp=ts,
         sign=signing.sign(_scheme(cred), cred.sn, ts, cred.group_secret),
         sign_method="sha256",
+        resign=_resigner(cred, cred.sn, ts),
     )
     _journal(journal, backend, "get/conn", cred, info)
     return _session("get/conn", cred.device_sn, info, ts)
+
+
+def _resigner(cred: Credential, identity: str, first_ts: int):
+    """Signs a retry of a device call again, each time with a strictly later timestamp, as a
+    device would: never the same signed body twice."""
+    last = first_ts
+
+    def resign() -> tuple[int, str]:
+        nonlocal last
+        last = max(_now(), last + 1)
+        return last, signing.sign(_scheme(cred), identity, last, cred.group_secret)
+
+    return resign
 
 
 def _journal(journal, backend, call: str, cred: Credential, info: ConnectionInfo) -> None:

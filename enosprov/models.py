@@ -26,8 +26,23 @@ ALLOCATE_INIT, ALLOCATE_ALLOCATED = "init", "allocated"
 CONNECT_INIT, CONNECT_CONNECTED, CONNECT_FAILED = "init", "connected", "failed"
 CURRENT_INIT, CURRENT_ALLOCATED, CURRENT_CONNECTED = "init", "allocated", "connected"
 
-# Built-in master data keys every registration group accepts (see docs/concepts.md).
-BUILTIN_KEYS = ("deviceSn", "deviceName", "timezone")
+# Built-in master data: pre-created by DPS, the same in every OU, accepted by every registration
+# group (EnOS "Built-in master data", docs/masterdata.md), with their documented types.
+BUILTIN_TYPES: dict[str, str] = {
+    "deviceSn": "String",
+    "deviceName": "StringI18n",
+    "timezone": "String",
+    "regionId": "String",  # the environment the device will be allocated to
+    "orgId": "String",  # the OU the device will be allocated to
+    "modelId": "String",
+    "privateModel": "Boolean",
+    "assetId": "String",  # set by EnOS after allocation
+}
+BUILTIN_KEYS = tuple(BUILTIN_TYPES)
+# Master data EnOS owns: never copied from one device to another nor sent back in an update.
+SYSTEM_OWNED_KEYS = ("assetId",)
+# The built-in master data that choose where a device is allocated (by API or bootstrap).
+TARGET_KEYS = ("regionId", "orgId")
 I18N_LOCALES = ("en_US", "zh_CN")
 
 
@@ -122,6 +137,9 @@ class RegistrationGroup:
     http_url: str | None = None
     create_time: int | None = None
     update_time: int | None = None
+    # Default timezone of its devices (UTC offset like +08:00 or an IANA name): what a device
+    # without deviceData.timezone is burned with, since Bootstrap Device requires one.
+    timezone: str | None = None
 
     def to_dict(self, include_secret: bool = False) -> dict:
         out = {
@@ -138,6 +156,7 @@ class RegistrationGroup:
             "snPattern": self.sn_pattern,
             "mqttUrl": self.mqtt_url,
             "httpUrl": self.http_url,
+            "timezone": self.timezone,
             "createTime": self.create_time,
             "updateTime": self.update_time,
         }
@@ -193,10 +212,25 @@ class Device:
     update_by: str | None = None
     update_time: int | None = None
     manufacturer_org_id: str | None = None
-    # enosprov extension: where the next allocation goes after a reprovision, and when it was reset
-    target_region_id: str | None = None
-    target_org_id: str | None = None
-    reprovision_time: int | None = None
+    reprovision_time: int | None = None  # enosprov extension: when it was last reset
+
+    @property
+    def target_region_id(self) -> str | None:
+        """Where the device's next allocation goes: deviceData.regionId (built-in master data)."""
+        return self.device_data.get("regionId") or None
+
+    @property
+    def target_org_id(self) -> str | None:
+        return self.device_data.get("orgId") or None
+
+    def copyable_data(self) -> dict:
+        """Its master data without deviceSn and the keys EnOS owns (SYSTEM_OWNED_KEYS): what may
+        be copied to another device or sent back in an update."""
+        return {
+            k: v
+            for k, v in self.device_data.items()
+            if k != "deviceSn" and k not in SYSTEM_OWNED_KEYS
+        }
 
     @property
     def batch_tag_text(self) -> str | None:
@@ -240,8 +274,6 @@ class Device:
             update_by=d.get("updateBy"),
             update_time=d.get("updateTime"),
             manufacturer_org_id=d.get("manufacturerOrgId"),
-            target_region_id=(d.get("reprovisionTarget") or {}).get("regionId"),
-            target_org_id=(d.get("reprovisionTarget") or {}).get("orgId"),
             reprovision_time=d.get("reprovisionTime"),
         )
 
@@ -269,12 +301,7 @@ class Device:
             "connectStatus": self.connect_status,
             "allocateStatus": self.allocate_status,
         }
-        if self.target_region_id or self.target_org_id:  # enosprov extensions
-            out["reprovisionTarget"] = {
-                "regionId": self.target_region_id,
-                "orgId": self.target_org_id,
-            }
-        if self.reprovision_time is not None:
+        if self.reprovision_time is not None:  # an enosprov extension
             out["reprovisionTime"] = self.reprovision_time
         if include_secret:
             out["deviceSecret"] = self.device_secret

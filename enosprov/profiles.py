@@ -20,6 +20,7 @@ The file (``ENOSPROV_CONFIG``, else ``config.toml`` in the per-user config folde
     product_key = "pk1"
     sign_scheme = "sn-ts-secret"
     sn_pattern = "^MTR-[0-9]{4}-[0-9]{6}$"
+    timezone = "+01:00"                       # default timezone of its devices (burn export)
 
 Secrets are referenced, not copied: an environment variable or a file (relative paths are
 relative to the config file). A secret stored in the file itself (``inline``) is allowed but
@@ -73,7 +74,16 @@ _PROFILE_KEYS = (
     "retries",
     "groups",
 )
-_GROUP_KEYS = ("name", "secret", "masterdata", "product_key", "sign_scheme", "sn_pattern")
+_GROUP_KEYS = (
+    "name",
+    "secret",
+    "masterdata",
+    "product_key",
+    "sign_scheme",
+    "sn_pattern",
+    "timezone",
+)
+_GROUP_TEXT_KEYS = ("name", "masterdata", "product_key", "sign_scheme", "sn_pattern", "timezone")
 
 _HEADER = (
     "# enosprov configuration profiles: see `enosprov config --help`.\n"
@@ -205,6 +215,7 @@ class GroupEntry:
     product_key: str | None = None
     sign_scheme: str | None = None
     sn_pattern: str | None = None
+    timezone: str | None = None  # default timezone of its devices (UTC offset or IANA name)
 
     def to_toml(self) -> dict:
         out: dict = {}
@@ -357,7 +368,7 @@ def _check_profile(p: Profile) -> Profile:
 def _check_group(g: GroupEntry) -> GroupEntry:
     if not isinstance(g.group_id, str) or not g.group_id or any(c.isspace() for c in g.group_id):
         raise InvalidArgumentError(f"group id {g.group_id!r} must be non-empty, without spaces")
-    for key in ("name", "masterdata", "product_key", "sign_scheme", "sn_pattern"):
+    for key in _GROUP_TEXT_KEYS:
         value = getattr(g, key)
         if value is not None and (not isinstance(value, str) or not value.strip()):
             raise InvalidArgumentError(f"group {g.group_id!r}: {key} must be a non-empty string")
@@ -378,6 +389,12 @@ def _check_group(g: GroupEntry) -> GroupEntry:
             re.compile(g.sn_pattern)
         except re.error as exc:
             raise InvalidArgumentError(f"deviceSn pattern {g.sn_pattern!r}: {exc}") from None
+    if g.timezone is not None:
+        from .core.rules import timezone_problem
+
+        problem = timezone_problem(g.timezone)
+        if problem:
+            raise InvalidArgumentError(f"group {g.group_id!r}: default {problem}")
     return g
 
 
@@ -438,7 +455,7 @@ def _parse_profile(path: Path, name: str, raw) -> Profile:
         if not isinstance(graw, dict):
             raise _fail(path, gwhere, "must be a table")
         _unknown(path, gwhere, graw, _GROUP_KEYS)
-        for key in ("name", "masterdata", "product_key", "sign_scheme", "sn_pattern"):
+        for key in _GROUP_TEXT_KEYS:
             if key in graw and not isinstance(graw[key], str):
                 raise _fail(path, f"{gwhere}.{key}", "must be a string")
         secret = (
@@ -452,6 +469,7 @@ def _parse_profile(path: Path, name: str, raw) -> Profile:
             product_key=graw.get("product_key"),
             sign_scheme=graw.get("sign_scheme"),
             sn_pattern=graw.get("sn_pattern"),
+            timezone=graw.get("timezone"),
         )
         try:
             groups[gid] = _check_group(group)
@@ -631,11 +649,15 @@ def add_group(
     product_key: str | None = None,
     sign_scheme: str | None = None,
     sn_pattern: str | None = None,
+    timezone: str | None = None,
     replace_existing: bool = False,
     path=None,
     env: Mapping[str, str] = os.environ,
 ) -> GroupEntry:
-    """Add (or with ``replace_existing`` replace) a registration group of a profile."""
+    """Add (or with ``replace_existing`` replace) a registration group of a profile.
+
+    ``timezone`` is the default timezone of the group's devices (``+08:00``, ``Europe/Berlin``),
+    burned into the credential file of a device registered without one."""
     config = load(path, env)
     prof = config.get(profile)
     if group_id in prof.groups and not replace_existing:
@@ -652,6 +674,7 @@ def add_group(
             product_key=product_key,
             sign_scheme=sign_scheme,
             sn_pattern=sn_pattern,
+            timezone=timezone,
         )
     )
     if name is not None:
@@ -733,6 +756,7 @@ def to_enos_config(name: str, path=None, env: Mapping[str, str] = os.environ) ->
                 masterdata_file=masterdata,
                 product_key=g.product_key,
                 sn_pattern=g.sn_pattern,
+                timezone=g.timezone,
                 **kw,
             )
         )
@@ -776,6 +800,7 @@ def describe_profile(prof: Profile, config: Config, env: Mapping[str, str] = os.
                 "productKey": g.product_key,
                 "signScheme": g.sign_scheme or GroupConfig.sign_scheme,
                 "snPattern": g.sn_pattern,
+                "timezone": g.timezone,
             }
             for gid, g in prof.groups.items()
         ],

@@ -142,10 +142,12 @@ def emulator():
     server.stop()
 
 
-def enos_backend(emulator, store_path, **config) -> EmulatedEnos:
+def enos_backend(emulator, store_path, behaviour=None, **config) -> EmulatedEnos:
+    """The EnOS backend against the strict emulator over the store at ``store_path``;
+    ``behaviour`` (emulator.Behaviour) sets the emulator's [ENOSPROV] options."""
     from enosprov.emulator.app import create_app
 
-    app = create_app(store_path, app_key=APP_KEY, app_secret=APP_SECRET)
+    app = create_app(store_path, app_key=APP_KEY, app_secret=APP_SECRET, behaviour=behaviour)
     emulator.holder["app"] = app
     cfg = EnosConfig(api_url=emulator.url, org_id="o1", app_key=APP_KEY, app_secret=APP_SECRET,
                      dps_url=emulator.url, **config)  # fmt: skip
@@ -186,6 +188,7 @@ def make_group(backend, **overrides) -> RegistrationGroup:
         masterdata_group_id="meters",
         region_id="eu2",
         org_id="o1",
+        timezone="+08:00",  # burned for devices registered without one (no_register, say)
     )
     kw.update(overrides)
     return api.create_group(backend, **kw)

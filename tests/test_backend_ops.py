@@ -106,11 +106,19 @@ def snapshot(backend, sns) -> dict:
     return {sn: backend.get(sn).to_dict(include_secret=True) for sn in sns}
 
 
+# Bootstrap Device requires deviceName and timezone besides the identity and the signature.
+NAME_AND_TZ = {"device_name": {"defaultValue": "Meter"}, "timezone": "+08:00"}
+
+
 def bootstrap(backend, group, device_sn: str, *, secret: str | None = None, ts=None, **kw):
     ts = now_ms() if ts is None else ts
     sign = signing.sign(group.sign_scheme, device_sn, ts, secret or group.group_secret)
     return backend.bootstrap(
-        group_id=group.group_id, device_sn=device_sn, timestamp=ts, sign=sign, **kw
+        group_id=group.group_id,
+        device_sn=device_sn,
+        timestamp=ts,
+        sign=sign,
+        **{**NAME_AND_TZ, **kw},
     )
 
 
@@ -358,7 +366,7 @@ def fleet(backend, group) -> dict:
     for name, gid, dsn, tag, data in specs:
         sns[name] = new_device(backend, gid, dsn, device_data=data, batch_tag={"defaultValue": tag})
         time.sleep(0.003)  # distinct createTime (ms) for each device
-    backend.allocate(sns["a2"], region_id="cn5", org_id="o9")
+    backend.allocate(sns["a2"], device_data={"regionId": "cn5", "orgId": "o9"})
     bootstrap(backend, group, "EU-0003")
     return {name: backend.get(sn) for name, sn in sns.items()}
 
@@ -521,34 +529,42 @@ def test_iter_devices_yields_every_match_beyond_one_page(backend, group):
 # -- update -------------------------------------------------------------------------------------
 
 
-def test_update_merges_device_data(backend, group):
+def test_update_replaces_device_data(backend, group):
+    """[ENOSPROV] deviceData given to update is the device's whole master data afterwards (EnOS
+    does not say whether it merges or replaces; enosprov always sends the full map)."""
     sn = new_device(backend, group.group_id, "SN-0001", device_data={**DATA, "site": "Hall 1"})
     before = backend.get(sn)
     time.sleep(0.002)
-    assert backend.update(sn, device_data={"max_capacity": 99, "install_date": "2026-01-31"}) == sn
-    after = backend.get(sn)
-    assert after.device_data == {
+    full = {
         "deviceSn": "SN-0001",
         "max_capacity": 99,
         "phase": "single",
-        "site": "Hall 1",
         "install_date": "2026-01-31",
     }
+    assert backend.update(sn, device_data=full) == sn
+    after = backend.get(sn)
+    assert after.device_data == full  # "site" was not in the map: it is gone
     assert after.desc == before.desc and after.batch_tag == before.batch_tag
     assert after.update_time > before.update_time
     assert after.create_time == before.create_time
 
 
-def test_update_none_removes_key(backend, group):
+@pytest.mark.parametrize(
+    "data",
+    [{"site": None}, {"deviceName": "plain text"}, {"privateModel": "yes"}, {"assetId": "a1"}],
+    ids=["null", "deviceName not StringI18n", "privateModel not Boolean", "assetId"],
+)
+def test_update_refuses_values_outside_the_contract(backend, group, data):
     sn = new_device(backend, group.group_id, "SN-0001", device_data={**DATA, "site": "Hall 1"})
-    backend.update(sn, device_data={"site": None})
-    assert backend.get(sn).device_data == {"deviceSn": "SN-0001", **DATA}
+    with expect(InvalidArgumentError, 99400):
+        backend.update(sn, device_data={"deviceSn": "SN-0001", **DATA, **data})
+    assert backend.get(sn).device_data == {"deviceSn": "SN-0001", **DATA, "site": "Hall 1"}
 
 
 def test_update_cannot_remove_required_key(backend, group):
     sn = new_device(backend, group.group_id, "SN-0001")
     with expect(InvalidArgumentError, 99400):
-        backend.update(sn, device_data={"phase": None})
+        backend.update(sn, device_data={"max_capacity": 10})  # phase (required) left out
     assert backend.get(sn).device_data["phase"] == "single"
 
 
@@ -569,7 +585,7 @@ def test_update_desc_and_batch_tag(backend, group):
 
 def test_update_same_device_sn_is_allowed(backend, group):
     sn = new_device(backend, group.group_id, "SN-0001")
-    backend.update(sn, device_data={"deviceSn": "SN-0001", "site": "x"})
+    backend.update(sn, device_data={"deviceSn": "SN-0001", **DATA, "site": "x"})
     assert backend.get(sn).device_data["site"] == "x"
 
 
@@ -698,13 +714,13 @@ def test_allocate_group_without_target(backend, group):
     with expect(InvalidArgumentError, 99400):
         backend.allocate(sn, device_data={"site": "Hall 9"})
     assert snapshot(backend, [sn]) == before  # not even the data merge was kept
-    dev = backend.allocate(sn, region_id="us2", org_id="o7")
+    dev = backend.allocate(sn, device_data={"regionId": "us2", "orgId": "o7"})
     assert (dev.region_id, dev.org_id, dev.allocate_status) == ("us2", "o7", "allocated")
 
 
 def test_allocate_explicit_target_overrides_group(backend, group):
     sn = new_device(backend, group.group_id, "SN-0001")
-    dev = backend.allocate(sn, region_id="cn5", org_id="o9")
+    dev = backend.allocate(sn, device_data={"regionId": "cn5", "orgId": "o9"})
     assert (dev.region_id, dev.org_id) == ("cn5", "o9")
     assert backend.get(sn).region_id == "cn5"
 
@@ -743,7 +759,7 @@ def test_reset_allocation(backend, group, method):
     else:
         assert data_a == {"deviceSn": "SN-0001"}
     # it can be allocated again, and gets a new triple
-    again = backend.allocate(a, region_id="cn5", org_id="o9")
+    again = backend.allocate(a, device_data={"regionId": "cn5", "orgId": "o9"})
     assert again.allocated and again.region_id == "cn5"
     assert again.device_key != old_a.device_key
     assert again.device_secret != old_a.device_secret
@@ -847,7 +863,9 @@ def test_replace_unallocated(backend, group, store):
 
 def test_replace_allocated_gives_new_triple_at_old_target(backend, group):
     old, new = _replace_pair(backend, group)
-    old_dev = backend.allocate(old, region_id="cn5", org_id="o9")  # not the group's target
+    old_dev = backend.allocate(
+        old, device_data={"regionId": "cn5", "orgId": "o9"}
+    )  # not the group's target
     dev = backend.replace(old, new)
     assert dev.allocated and dev.allocate_status == "allocated"
     assert (dev.region_id, dev.org_id) == ("cn5", "o9")
@@ -992,7 +1010,9 @@ def test_bootstrap_unknown_group(backend, group):
     ts = now_ms()
     sign = signing.sign(group.sign_scheme, "SN-0001", ts, group.group_secret)
     with expect(NotFoundError, 35404):
-        backend.bootstrap(group_id="no-such-group", device_sn="SN-0001", timestamp=ts, sign=sign)
+        backend.bootstrap(
+            group_id="no-such-group", device_sn="SN-0001", timestamp=ts, sign=sign, **NAME_AND_TZ
+        )
 
 
 @pytest.mark.parametrize("bad_sn", ["abc", "has space", "x" * 65])
@@ -1033,11 +1053,15 @@ def test_bootstrap_every_sign_scheme(backend, group, scheme):
         ts = now_ms()
         sign = signing.sign(other, "SN-0002", ts, grp.group_secret)
         with expect(AuthError, 35601):
-            backend.bootstrap(group_id=grp.group_id, device_sn="SN-0002", timestamp=ts, sign=sign)
+            backend.bootstrap(
+                group_id=grp.group_id, device_sn="SN-0002", timestamp=ts, sign=sign, **NAME_AND_TZ
+            )
     # upper-case hex is the same signature
     ts = now_ms()
     sign = signing.sign(scheme, "SN-0003", ts, grp.group_secret).upper()
-    assert backend.bootstrap(group_id=grp.group_id, device_sn="SN-0003", timestamp=ts, sign=sign)
+    assert backend.bootstrap(
+        group_id=grp.group_id, device_sn="SN-0003", timestamp=ts, sign=sign, **NAME_AND_TZ
+    )
 
 
 # -- get connection info (device side) ----------------------------------------------------------
@@ -1308,3 +1332,31 @@ def test_two_processes_create_overlapping_device_sns(store, store_path, tmp_path
     per_sn = Counter(d.device_sn for d in devices)
     assert len(per_sn) == 500 and set(per_sn.values()) == {1}
     assert {d.sn for d in devices} == set(a["sns"].values()) | set(b["sns"].values())
+
+
+def test_update_device_unset_sends_the_full_map_and_checks_it_took(backend, group):
+    """`devices update --unset` never sends null: the full map without the key, then a check."""
+    from enosprov.core.device_ops import update_device
+    from enosprov.errors import RefusedError
+
+    sn = new_device(backend, group.group_id, "SN-0001", device_data={**DATA, "site": "Hall 1"})
+    res = update_device(backend, sn, unset=["site"], values={"max_capacity": "55"})
+    assert res.device.device_data == {"deviceSn": "SN-0001", **DATA, "max_capacity": 55}
+
+    class Merging:  # a tenant whose Update Device merges deviceData into what it has
+        def __init__(self, inner):
+            self.inner = inner
+
+        def __getattr__(self, name):
+            return getattr(self.inner, name)
+
+        def update(self, sn, *, device_data=None, **kw):
+            if device_data is not None:
+                device_data = {**self.inner.get(sn).device_data, **device_data}
+            return self.inner.update(sn, device_data=device_data, **kw)
+
+    backend.update(sn, device_data={"deviceSn": "SN-0001", **DATA, "site": "Hall 2"})
+    with pytest.raises(RefusedError) as exc:
+        update_device(Merging(backend), sn, unset=["site"], desc="kept")
+    assert "kept deviceData site" in exc.value.message and "console" in exc.value.hint
+    assert backend.get(sn).desc == "kept"  # the other changes were made

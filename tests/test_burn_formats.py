@@ -39,6 +39,8 @@ BOOT = Credential(
     group_secret="Zq8sK2vN4pR7tW1xY5bC3dF6gH9jL0mA",
     dps_url="https://iot-dps-eu2.envisioniot.com",
     sign_scheme="sn-ts-secret",
+    device_name="Meter hall 3",
+    timezone="+01:00",
 )
 TRIPLE = Credential(
     profile="triple",
@@ -57,6 +59,8 @@ NASTY = Credential(
     group_id="g\\1;x",
     group_secret='s3"cr\\et=#ü€😀 ??= é1\t\n\r\x01\x7f\xa0\u2028',
     dps_url="https://dps.example.com/x?a=1&b=2#frag",
+    device_name='Zähler "Nord" \\ 北区 ??= é1;#=',
+    timezone="Asia/Shanghai",
 )
 
 ATTRS = {name: attr for name, attr, _ in FIELDS}
@@ -144,10 +148,97 @@ def test_template_renders_values_verbatim(cred):
     assert out == f"{cred.device_sn}|{cred.profile}\n{{x}}".encode()
 
 
+# -- deviceName and timezone (credential version 2) -----------------------------------------
+
+NAMES = ("Meter hall 3", "Zähler Nord", "电表 3号", "Compteur « salle 3 » 😀", 'a "quoted" \\ name')
+OLD_FILE = (
+    "bootstrap credential lacks deviceName, timezone, which Bootstrap Device requires "
+    "(a file written before enosprov burned them): re-export it with `enosprov burn export`"
+)
+
+
+@pytest.mark.parametrize("fmt", DECODABLE)
+@pytest.mark.parametrize("name", NAMES)
+def test_device_name_and_timezone_round_trip(fmt, name):
+    for tz in ("+08:00", "-03:30", "Europe/Berlin", "America/Argentina/Buenos_Aires"):
+        cred = dataclasses.replace(BOOT, device_name=name, timezone=tz)
+        data = FORMATS[fmt].encode(cred, OPTS)
+        back = FORMATS[fmt].decode(data, OPTS)
+        assert (back.device_name, back.timezone) == (name, tz)
+        assert back == cred
+
+
+def test_template_writes_device_name_and_timezone():
+    opts = FormatOptions(template="{deviceName}|{timezone}", template_name="x.txt.tmpl")
+    cred = dataclasses.replace(BOOT, device_name="电表 3号", timezone="Asia/Shanghai")
+    assert FORMATS["template"].encode(cred, opts) == "电表 3号|Asia/Shanghai".encode()
+
+
+def _without(cred: Credential, *attrs: str) -> Credential:
+    return dataclasses.replace(cred, **dict.fromkeys(attrs))
+
+
+def _bin_v1(cred: Credential) -> bytes:
+    """``cred`` in binary layout version 1 (as enosprov wrote it before deviceName/timezone)."""
+    body = bytearray(FORMATS["bin"].encode(cred)[:-4])
+    body[4] = 1
+    return bytes(body) + struct.pack("<I", zlib.crc32(body))
+
+
+def _old_file(fmt: str, cred: Credential) -> bytes:
+    """A file of ``fmt`` as the enosprov before credential version 2 wrote it."""
+    if fmt in ("bin", "hex"):
+        blob = _bin_v1(cred)
+        if fmt == "bin":
+            return blob
+        from intelhex import IntelHex
+
+        ih, out = IntelHex(), __import__("io").StringIO()
+        ih.frombytes(blob, offset=0x9000)
+        ih.write_hex_file(out, write_start_addr=False)
+        return out.getvalue().encode()
+    data = FORMATS[fmt].encode(cred, OPTS)
+    if fmt == "c":
+        return data.replace(b"VERSION 2", b"VERSION 1").replace(b"credential v2", b"credential v1")
+    return data.replace(b"# enosprov credential v2", b"# enosprov credential v1")
+
+
+@pytest.mark.parametrize("fmt", DECODABLE)
+def test_old_files_without_name_and_timezone_say_to_re_export(fmt):
+    old = _old_file(fmt, _without(BOOT, "device_name", "timezone"))
+    with pytest.raises(InputFileError) as err:
+        FORMATS[fmt].decode(old, OPTS)
+    assert str(err.value) == OLD_FILE
+    only_tz = FORMATS[fmt].encode(_without(BOOT, "timezone"), OPTS)  # a current file, edited
+    with pytest.raises(InputFileError, match=r"lacks timezone, which Bootstrap Device requires"):
+        FORMATS[fmt].decode(only_tz, OPTS)
+    # a triple credential never had them: an old triple file still reads
+    assert FORMATS[fmt].decode(_old_file(fmt, TRIPLE), OPTS) == TRIPLE
+
+
+def test_bin_versions():
+    assert FORMATS["bin"].encode(TRIPLE)[4] == 2  # every file is written as layout 2
+    v1 = bytearray(_bin_v1(BOOT)[:-4])  # tags 12 and 13 did not exist in layout 1
+    with pytest.raises(InputFileError, match=r"unknown field tag 12 \(layout version 1\)"):
+        FORMATS["bin"].decode(bytes(v1) + struct.pack("<I", zlib.crc32(v1)))
+    v3 = bytearray(FORMATS["bin"].encode(BOOT)[:-4])
+    v3[4] = 3
+    with pytest.raises(InputFileError, match=r"version 3 is not supported \(this enosprov reads "
+                       r"versions 1, 2\)"):  # fmt: skip
+        FORMATS["bin"].decode(bytes(v3) + struct.pack("<I", zlib.crc32(v3)))
+
+
+def test_c_header_versions():
+    old = FORMATS["c"].encode(TRIPLE).replace(b"VERSION 2", b"VERSION 1")
+    assert FORMATS["c"].decode(old) == TRIPLE
+    with pytest.raises(InputFileError, match="version '3' is not supported"):
+        FORMATS["c"].decode(FORMATS["c"].encode(TRIPLE).replace(b"VERSION 2", b"VERSION 3"))
+
+
 # -- exact layouts ---------------------------------------------------------------------------
 
 BOOT_BIN = (
-    "454e5056 01 00 06"  # magic, version 1, bootstrap, 6 fields
+    "454e5056 02 00 08"  # magic, version 2, bootstrap, 8 fields
     " 01 0d00 4d54522d303030303030303031"  # deviceSn
     " 02 1000 35663361396331653030303030303031"  # sn
     " 03 0900 6d65746572732d6575"  # groupId
@@ -156,13 +247,15 @@ BOOT_BIN = (
     " 05 2300 68747470733a2f2f696f742d6470732d6575322e656e766973696f"
     "6e696f742e636f6d"  # dpsUrl
     " 06 0c00 736e2d74732d736563726574"  # signScheme
+    " 0c 0c00 4d657465722068616c6c2033"  # deviceName
+    " 0d 0600 2b30313a3030"  # timezone
 )
 
 
 def test_bin_golden_bytes():
     body = bytes.fromhex(BOOT_BIN)
     expected = body + struct.pack("<I", zlib.crc32(body))
-    assert expected[-4:] == bytes.fromhex("0ecfd82e")
+    assert expected[-4:] == bytes.fromhex("8ee19c46")
     assert FORMATS["bin"].encode(BOOT) == expected
 
 
@@ -175,7 +268,7 @@ def test_json_layout():
 
 def test_ini_layout_and_quoting():
     lines = FORMATS["ini"].encode(NASTY).decode().splitlines()
-    assert lines[0] == "# enosprov credential v1"
+    assert lines[0] == "# enosprov credential v2"
     assert lines[1:3] == ["profile=bootstrap", 'deviceSn="MTR \\"1\\" = #2"']
     assert lines[3] == 'groupId="g\\\\1;x"'
     assert lines[4] == 'groupSecret="s3\\"cr\\\\et=#ü€😀 ??= é1\\t\\n\\r\\x01\\x7f\\xa0\\u2028"'
@@ -203,7 +296,7 @@ def test_c_header_layout():
         "#ifndef ENOSPROV_CREDENTIAL_H",
         "#define ENOSPROV_CREDENTIAL_H",
         "",
-        "#define ENOSPROV_CREDENTIAL_VERSION 1",
+        "#define ENOSPROV_CREDENTIAL_VERSION 2",
     ]
     assert '#define ENOSPROV_DEVICE_SN "MTR-000000001"\n' in text
     assert text.endswith("#endif /* ENOSPROV_CREDENTIAL_H */\n")
@@ -231,7 +324,7 @@ def test_c_header_compiles_to_the_same_bytes(tmp_path):
 
 def test_hex_uses_extended_linear_address_records_above_64k():
     low = FORMATS["hex"].encode(BOOT).decode()
-    assert low.startswith(":10900000454E5056010006") and low.endswith(":00000001FF\n")
+    assert low.startswith(":10900000454E5056020008") and low.endswith(":00000001FF\n")
     high = FORMATS["hex"].encode(BOOT, FormatOptions(flash_address=0x3FFFF0)).decode()
     assert high.splitlines()[0] == ":02000004003FBB"
     assert ":020000040040BA" in high  # the binary crosses into the next 64 KiB
@@ -460,7 +553,7 @@ def test_nvs_largest_string_and_page_count():
 def test_nvs_page_estimate_matches_the_library(sizes):
     kw = {attr: "v" * size for (_, attr, _), size in zip(FIELDS[1:], sizes)}
     cred = Credential("bootstrap", **{**kw, "device_sn": "s", "group_id": "g", "group_secret": "x",
-                                      "dps_url": "u"})  # fmt: skip
+                                      "dps_url": "u", "device_name": "n", "timezone": "+08:00"})  # fmt: skip
     spans = [1] + [1 + (len(v.encode()) + 32) // 32 for _, v in cred.items()]
     data = FORMATS["nvs"].encode(cred, FormatOptions(nvs_size=0x10000))
     used = sum(data[p : p + 4] != b"\xff\xff\xff\xff" for p in range(0, len(data), 4096))
@@ -506,6 +599,7 @@ def test_example_templates(name):
     opts = FormatOptions(template=text, template_name=name)
     out = FORMATS["template"].encode(BOOT, opts).decode()
     assert BOOT.group_secret in out and BOOT.dps_url in out and "{" not in out
+    assert f'"{BOOT.device_name}"' in out and f'"{BOOT.timezone}"' in out
     assert (
         FORMATS["template"].file_extension(opts) == extension_for(name) == "." + name.split(".")[1]
     )

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import sys
 
 import pytest
-from conftest import file_mode, make_group, meters_rows
+from conftest import METERS_HEADER, file_mode, make_group, meters_rows
 
 from enosprov import api
 from enosprov.burn.export import Selection, export_burn_files, safe_filename
@@ -85,9 +86,14 @@ def test_configure_only_flow_registers_on_bootstrap(backend, group, tmp_path, wr
     assert backend.find_by_device_sn("meters-eu", "NEW-0001") is None
     check = verify_files(backend, [out / "NEW-0001.json"]).checks[0]
     assert check.ok and "registers itself" in " ".join(check.notes)
-    session = bootstrap_device(backend, read_credential(out / "NEW-0001.json"))
+    cred = read_credential(out / "NEW-0001.json")
+    assert (cred.device_name, cred.timezone) == ("NEW-0001", "+08:00")  # deviceSn, group default
+    session = bootstrap_device(backend, cred)
     dev = backend.find_by_device_sn("meters-eu", "NEW-0001")
     assert dev is not None and dev.allocated and dev.sn == session.info.sn
+    # it registered itself with the burned deviceName and timezone
+    assert dev.device_data["deviceName"]["defaultValue"] == "NEW-0001"
+    assert dev.device_data["timezone"] == "+08:00"
 
 
 def test_selection_errors_change_nothing(backend, registered, tmp_path):
@@ -181,3 +187,106 @@ def test_cli_bootstrap_from_burned_file_shows_connected(cli, backend, registered
     shown = cli.json("devices", "show", "SN-000002")["data"]
     assert (shown["allocateStatus"], shown["connectStatus"]) == ("allocated", "connected")
     assert shown["deviceKey"] == session["deviceKey"]
+
+
+# -- deviceName and timezone -------------------------------------------------------------------
+
+
+def _register(backend, write_csv, *rows: str) -> None:
+    api.register_csv(backend, write_csv("\n".join([METERS_HEADER, *rows]) + "\n"), "meters-eu")
+
+
+def test_files_carry_the_registered_name_else_the_serial_and_a_timezone(
+    backend, tmp_path, write_csv
+):
+    from enosprov.device import read_credential
+
+    make_group(backend, timezone="Europe/Berlin")
+    _register(backend, write_csv, "NAMED-0001,Zähler «Nord» 1,+05:30,60,single,,",
+              "BARE-0002,,,60,single,,")  # fmt: skip
+    out = tmp_path / "names"
+    for fmt in FORMATS:
+        export(backend, out / fmt, fmt=fmt)
+        named = read_credential(next((out / fmt).glob("NAMED-0001.*")))
+        assert (named.device_name, named.timezone) == ("Zähler «Nord» 1", "+05:30")
+        bare = read_credential(next((out / fmt).glob("BARE-0002.*")))
+        assert (bare.device_name, bare.timezone) == ("BARE-0002", "Europe/Berlin")
+        assert verify_files(backend, sorted((out / fmt).glob("*A*-000*"))).ok
+
+
+@pytest.mark.parametrize("fmt", ["json", "nvs"])  # nvs: the first pass also encodes
+def test_export_without_a_timezone_is_refused_and_writes_nothing(backend, tmp_path, write_csv, fmt):
+    make_group(backend, timezone=None)
+    _register(backend, write_csv, "TZ-0001,Meter 1,+08:00,60,single,,",
+              "NOTZ-0002,Meter 2,,60,single,,", "NOTZ-0003,,,60,single,,")  # fmt: skip
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "keep.txt").write_text("x")
+    with pytest.raises(InvalidArgumentError) as err:
+        export(backend, out, fmt=fmt)
+    assert err.value.message == (
+        "no timezone for device(s) NOTZ-0002, NOTZ-0003 of group meters-eu: neither "
+        "deviceData.timezone nor a group default timezone, and Bootstrap Device requires one; "
+        "nothing was written"
+    )
+    for fix in ("group create --timezone", "config add-group", "timezone column", "devices update"):
+        assert fix in err.value.hint
+    assert [p.name for p in out.iterdir()] == ["keep.txt"]
+    co = tmp_path / "co"
+    with pytest.raises(InvalidArgumentError) as err:
+        export(backend, co, fmt=fmt, selection=Selection(
+            group="meters-eu", device_sns=("NEW-0001", "NEW-0002"), no_register=True))  # fmt: skip
+    assert err.value.message == (
+        "no timezone for the 2 unregistered device(s) of group meters-eu: the group has no default "
+        "timezone, and Bootstrap Device requires one; nothing was written"
+    )
+    assert not co.exists()
+    assert export(backend, out, fmt=fmt, sel={"device_sns": ("TZ-0001",)}).written == 1
+
+
+def test_cli_export_refusal_names_the_fix(cli, store, tmp_path):
+    make_group(store, timezone=None)
+    out = tmp_path / "cli"
+    err = cli.json("burn", "export", "--group", "meters-eu", "--out", str(out), "--no-register",
+                   "--device-sn", "NEW-0001", "--dps-url", "http://dps.example", expect=1)["error"]  # fmt: skip
+    assert err["code"] == "invalid_argument"
+    assert "no timezone for the 1 unregistered device(s) of group meters-eu" in err["message"]
+    assert "group create --timezone" in err["hint"]
+    assert not out.exists()
+
+
+def test_old_or_bad_files_fail_verification_with_the_fix(backend, registered, tmp_path):
+    import struct
+    import zlib
+
+    from enosprov.burn.formats import FORMATS
+    from enosprov.device import read_credential
+
+    out = tmp_path / "v"
+    export(backend, out, fmt="json")
+    doc = json.loads((out / "SN-000001.json").read_text(encoding="utf-8"))
+    cred = read_credential(out / "SN-000001.json")
+    old_json = tmp_path / "old.json"
+    old_json.write_text(json.dumps({k: v for k, v in doc.items() if k not in ("deviceName",
+                                                                             "timezone")}))  # fmt: skip
+    body = bytearray(FORMATS["bin"].encode(
+        dataclasses.replace(cred, device_name=None, timezone=None))[:-4])  # fmt: skip
+    body[4] = 1  # binary layout version 1, as enosprov wrote it before deviceName and timezone
+    old_bin = tmp_path / "old.bin"
+    old_bin.write_bytes(bytes(body) + struct.pack("<I", zlib.crc32(body)))
+    bad_tz = tmp_path / "bad-tz.json"
+    bad_tz.write_text(json.dumps({**doc, "timezone": "Mars/Olympus"}))
+    renamed = tmp_path / "renamed.json"
+    renamed.write_text(json.dumps({**doc, "deviceName": "Other name", "timezone": "+09:00"}))
+    report = verify_files(backend, [old_json, old_bin, bad_tz, renamed])
+    assert [c.ok for c in report.checks] == [False, False, False, True]
+    for check, path in zip(report.checks[:2], (old_json, old_bin)):
+        assert check.problems == [
+            f"{path}: bootstrap credential lacks deviceName, timezone, which Bootstrap Device "
+            "requires (a file written before enosprov burned them): re-export it with "
+            "`enosprov burn export`"
+        ]
+    assert "Mars/Olympus" in report.checks[2].problems[0]
+    notes = " ".join(report.checks[3].notes)  # a registered device keeps its own: notes only
+    assert "+09:00 differs" in notes and "'Other name' differs" in notes
+    assert doc["groupSecret"] not in json.dumps(report.to_dict())

@@ -165,6 +165,7 @@ def test_masterdata_and_group_lifecycle(cli, tmp_path):
         (["--name", "ok", "--product-key", "pk", "--sign-scheme", "md5"], "signing scheme"),
         (["--name", "ok", "--product-key", "pk", "--sn-pattern", "(["], "pattern"),
         (["--name", "ok", "--product-key", "pk", "--description", "d" * 513], "512"),
+        (["--name", "ok", "--product-key", "pk", "--timezone", "UTC+8"], "default timezone"),
     ],
 )
 def test_group_create_refuses_bad_input_with_one_line(cli, args, needle):
@@ -176,6 +177,16 @@ def test_group_create_refuses_bad_input_with_one_line(cli, args, needle):
     err = cli.json("group", "create", *args, expect=1)["error"]
     assert needle in err["message"] + err.get("hint", "")
     assert cli.json("group", "list")["data"] == []
+
+
+def test_group_default_timezone(cli):
+    created = cli.json("group", "create", "--id", "a", "--name", "A", "--product-key", "pk",
+                       "--timezone", "Asia/Shanghai")["data"]  # fmt: skip
+    assert created["timezone"] == "Asia/Shanghai"
+    cli.json("group", "create", "--id", "b", "--name", "B", "--product-key", "pk")
+    assert [g["timezone"] for g in cli.json("group", "list")["data"]] == ["Asia/Shanghai", None]
+    assert cli.json("group", "show", "a")["data"]["timezone"] == "Asia/Shanghai"
+    assert "default timezone    Asia/Shanghai" in cli("group", "show", "a").stdout
 
 
 def test_group_names_and_ids_are_unique(cli):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import time
 from dataclasses import replace
 
@@ -30,9 +31,14 @@ def register(backend, group_id: str, device_sn: str) -> str:
     return sn
 
 
+# What enosprov burns besides the identity: the deviceName and timezone Bootstrap Device requires.
+BURNED = {"deviceName": "Burned name", "timezone": "+01:00"}
+
+
 def write_cred(tmp_path, name: str = "cred.json", **fields) -> object:
     path = tmp_path / name
-    path.write_text(json.dumps({"profile": "bootstrap", "dpsUrl": "http://dps.invalid", **fields}))
+    content = {"profile": "bootstrap", "dpsUrl": "http://dps.invalid", **BURNED, **fields}
+    path.write_text(json.dumps(content, ensure_ascii=False), encoding="utf-8")
     return path
 
 
@@ -103,14 +109,74 @@ def test_bootstrap_then_conninfo(backend, group, tmp_path):
     assert again.mqtt.username == session.mqtt.username
 
 
-def test_bootstrap_registers_an_unknown_device(backend, group, tmp_path):
+def test_bootstrap_registers_an_unknown_device_with_the_burned_name_and_timezone(
+    backend, group, tmp_path
+):
+    path = bootstrap_cred(tmp_path, group, "NEW-000041", deviceName="电表 41 «Nord»",
+                          timezone="Asia/Shanghai")  # fmt: skip
+    session = bootstrap_device(backend, read_credential(path))
+    dev = backend.find_by_device_sn(group.group_id, "NEW-000041")
+    assert dev is not None and dev.sn == session.info.sn
+    assert dev.allocated and dev.connect_status == "connected"
+    assert dev.device_data["deviceName"]["defaultValue"] == "电表 41 «Nord»"
+    assert dev.device_data["timezone"] == "Asia/Shanghai"
+
+
+def test_bootstrap_name_and_timezone_arguments_override_the_burned_ones(backend, group, tmp_path):
     cred = read_credential(bootstrap_cred(tmp_path, group, "NEW-000042"))
+    assert (cred.device_name, cred.timezone) == ("Burned name", "+01:00")
     session = bootstrap_device(backend, cred, device_name="Meter 42", timezone="+08:00")
     dev = backend.find_by_device_sn(group.group_id, "NEW-000042")
     assert dev is not None and dev.sn == session.info.sn
     assert dev.allocated and dev.connect_status == "connected"
     assert dev.device_data["deviceName"]["defaultValue"] == "Meter 42"
     assert dev.device_data["timezone"] == "+08:00"
+    only_tz = read_credential(bootstrap_cred(tmp_path, group, "NEW-000043"))
+    bootstrap_device(backend, only_tz, timezone="Europe/Berlin")
+    data = backend.find_by_device_sn(group.group_id, "NEW-000043").device_data
+    assert (data["deviceName"]["defaultValue"], data["timezone"]) == (
+        "Burned name",
+        "Europe/Berlin",
+    )
+
+
+def _raw_bootstrap(backend, group, device_sn: str, **kw):
+    ts = int(time.time() * 1000)
+    sign = signing.sign(group.sign_scheme, device_sn, ts, group.group_secret)
+    return backend.bootstrap(
+        group_id=group.group_id, device_sn=device_sn, timestamp=ts, sign=sign, **kw
+    )
+
+
+@pytest.mark.parametrize(
+    "kw, message",
+    [
+        ({"timezone": "+08:00"}, "Invalid Argument deviceName:deviceName is missing"),
+        ({"device_name": {"defaultValue": ""}, "timezone": "+08:00"}, "deviceName is missing"),
+        ({"device_name": {"defaultValue": "M"}}, "Invalid Argument timezone:timezone is missing"),
+        ({"device_name": {"defaultValue": "M"}, "timezone": ""}, "timezone is missing"),
+        ({"device_name": {"defaultValue": "M"}, "timezone": "Mars/Olympus"}, "Mars/Olympus"),
+    ],
+)
+def test_the_dps_requires_device_name_and_timezone(backend, group, kw, message):
+    register(backend, group.group_id, "DEV-000009")
+    for device_sn in ("NEW-000009", "DEV-000009"):  # unregistered or registered: refused alike
+        with pytest.raises(InvalidArgumentError, match=re.escape(message)) as err:
+            _raw_bootstrap(backend, group, device_sn, **kw)
+        assert err.value.enos_code == 99400
+    assert backend.find_by_device_sn(group.group_id, "NEW-000009") is None
+    assert not backend.find_by_device_sn(group.group_id, "DEV-000009").allocated
+
+
+def test_bootstrap_device_needs_a_name_and_timezone(backend, group):
+    cred = Credential("bootstrap", "NEW-000044", group_id=group.group_id,
+                      group_secret=group.group_secret, dps_url="http://dps.invalid")  # fmt: skip
+    with pytest.raises(InvalidArgumentError, match="lacks deviceName, timezone") as err:
+        bootstrap_device(backend, cred)
+    assert group.group_secret not in str(err.value.to_dict())
+    assert backend.find_by_device_sn(group.group_id, "NEW-000044") is None
+    bootstrap_device(backend, cred, device_name="Meter 44", timezone="+08:00")
+    assert backend.find_by_device_sn(group.group_id, "NEW-000044").allocated
 
 
 def test_bootstrap_with_another_sign_scheme(backend, tmp_path):
@@ -180,6 +246,12 @@ def test_session_from_triple(tmp_path):
         (b"\x00\x01 not a credential", "cred.bin"),
         (b'{"profile": "bootstrap", "deviceSn": "X"}', "groupId"),
         (b'{"profile": "bootstrap", "colour": "red"}', "colour"),
+        (
+            b'{"profile": "bootstrap", "deviceSn": "X", "groupId": "g", "groupSecret": "s", '
+            b'"dpsUrl": "u"}',
+            "lacks deviceName, timezone, which Bootstrap Device requires (a file written before "
+            "enosprov burned them): re-export it with `enosprov burn export`",
+        ),
         (b"[1, 2]", "cred.bin"),
     ],
 )
@@ -236,6 +308,35 @@ def test_cli_bootstrap_hides_secrets_unless_asked(cli, store, tmp_path):
     conn = cli.json("device", "conninfo", str(with_sn))["data"]
     assert (conn["call"], conn["sn"], conn["deviceKey"]) == ("get/conn", dev.sn, dev.device_key)
     assert dev.device_secret not in json.dumps(conn)
+
+
+def test_cli_bootstrap_sends_the_burned_or_given_name_and_timezone(cli, store, tmp_path):
+    group = make_group(store)
+    burned = bootstrap_cred(
+        tmp_path, group, "CLI-000010", deviceName="Zähler 10", timezone="+05:30"
+    )
+    cli.json("device", "bootstrap", str(burned))
+    data = store.find_by_device_sn(group.group_id, "CLI-000010").device_data
+    assert (data["deviceName"], data["timezone"]) == ({"defaultValue": "Zähler 10",
+                                                       "i18nValue": {}}, "+05:30")  # fmt: skip
+    given = bootstrap_cred(tmp_path, group, "CLI-000011")
+    cli.json("device", "bootstrap", str(given), "--name", "Meter 11", "--timezone", "Europe/Paris")
+    data = store.find_by_device_sn(group.group_id, "CLI-000011").device_data
+    assert (data["deviceName"]["defaultValue"], data["timezone"]) == ("Meter 11", "Europe/Paris")
+
+    old = tmp_path / "old.json"  # written before credential version 2: no deviceName, timezone
+    old.write_text(json.dumps({"profile": "bootstrap", "deviceSn": "CLI-000012",
+                               "groupId": group.group_id, "groupSecret": group.group_secret,
+                               "dpsUrl": "http://dps.invalid"}))  # fmt: skip
+    err = cli.json("device", "bootstrap", str(old), "--name", "x", "--timezone", "+08:00",
+                   expect=1)["error"]  # fmt: skip
+    assert err["code"] == "invalid_input"
+    assert err["message"] == (
+        f"{old}: bootstrap credential lacks deviceName, timezone, which Bootstrap Device requires "
+        "(a file written before enosprov burned them): re-export it with `enosprov burn export`"
+    )
+    assert group.group_secret not in json.dumps(err)
+    assert store.find_by_device_sn(group.group_id, "CLI-000012") is None
 
 
 def test_cli_errors_and_triple_files(cli, store, tmp_path):

@@ -110,7 +110,8 @@ class Emu:
         ts = now_ms() if ts is None else ts
         sign = signing.sign_sn_ts_secret(device_sn, ts, secret or self.group.group_secret)
         return {"deviceSn": device_sn, "groupId": "meters-eu", "dpsSignMethod": "sha256",
-                "dpsSignTimestamp": ts, "dpsSign": sign}  # fmt: skip
+                "dpsSignTimestamp": ts, "dpsSign": sign,
+                "deviceName": {"defaultValue": "Meter"}, "timezone": "+08:00"}  # fmt: skip
 
     def conn_body(self, sn, secret=None):
         ts = now_ms()
@@ -275,7 +276,7 @@ def test_business_errors_carry_the_enos_codes(emu):
 def test_an_unexpected_failure_is_500_without_a_traceback(emu, monkeypatch, caplog):
     from enosprov.emulator import actions
 
-    def boom(be, query, body):
+    def boom(be, query, body, behaviour):
         raise RuntimeError("disk on fire at /secret/path")
 
     monkeypatch.setitem(actions.ACTIONS, "get", ("GET", boom))
@@ -539,3 +540,81 @@ def test_serve_command_as_a_process(store_path):
     assert url in err and str(store_path.resolve()) in err and "meters-eu" in err
     assert "token/get status=200 code=0" in err
     assert SECRET not in err + out and doc["data"]["accessToken"] not in err
+
+
+# -- the strict contract ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "action, body, query, named",
+    [
+        ("allocate", {"sn": "x", "regionId": "cn5"}, None, "regionId"),
+        ("resetAllocationStatus", {"groupId": "meters-eu", "sns": ["x"], "orgId": "o2"}, None,
+         "orgId"),
+        ("create", {"groupId": "meters-eu", "count": "1"}, None, "count"),
+        ("create", {"groupId": "meters-eu", "count": 1, "batchTag": "B-1"}, None, "batchTag"),
+        ("create", {"groupId": "meters-eu", "count": 1, "batchTag": {"defaultValue": "B",
+                                                                      "i18nValue": {"fr": "b"}}},
+         None, "batchTag.i18nValue.fr"),
+        ("update", {"sn": "x", "deviceData": {"site": None}}, None, "deviceData.site"),
+        ("update", {"sn": "x", "deviceData": {"site": True}}, None, "deviceData.site"),
+        ("update", {"sn": "x", "deviceData": {"deviceName": "plain"}}, None,
+         "deviceData.deviceName"),
+        ("update", {"sn": "x", "deviceData": {"privateModel": "true"}}, None,
+         "deviceData.privateModel"),
+        ("update", {"sn": "x", "deviceData": {"a b": 1}}, None, "deviceData.a b"),
+        ("search", {"pagination": {"pageNo": 1, "pageSize": 5, "limit": 3}}, None,
+         "pagination.limit"),
+        ("search", {"pagination": {"sorters": [{"field": "deviceSn", "order": "ASC"}]}}, None,
+         "pagination.sorters[0].field"),
+        ("search", {"pagination": {"sorters": [{"field": "sn", "order": "up"}]}}, None,
+         "pagination.sorters[0].order"),
+        ("replace", {"sn": "x", "replacementSn": "y"}, {"force": "1"}, "force"),
+        ("get", None, {"sn": "x", "groupId": "g"}, "groupId"),
+    ],
+)  # fmt: skip
+def test_the_emulator_refuses_what_the_docs_do_not_have(emu, action, body, query, named):
+    before = emu.devices()
+    doc = emu.call(action, body, query=query).json()
+    assert doc["code"] == 99400, doc
+    assert f"Invalid Argument {named}:" in doc["msg"], doc["msg"]
+    assert emu.devices() == before
+
+
+@pytest.mark.parametrize(
+    "change, named",
+    [
+        ({"dpsSignTimestamp": "1700000000000"}, "dpsSignTimestamp"),
+        ({"deviceName": "Meter"}, "deviceName"),
+        ({"regionId": "cn5"}, "regionId"),
+        ({"deviceName": None}, "deviceName:deviceName is missing"),
+        ({"timezone": None}, "timezone:timezone is missing"),
+    ],
+)
+def test_the_emulator_bootstrap_takes_the_documented_body_only(emu, change, named):
+    body = {**emu.bootstrap_body("SN-000901"), **change}
+    body = {k: v for k, v in body.items() if v is not None}
+    doc = emu.device("/dev/bootstrap", body).json()
+    assert doc["code"] == 99400 and named in doc["msg"], doc
+    assert emu.devices() == 0
+
+
+def test_the_emulator_allocates_to_device_data_region_and_org(emu):
+    sn = emu.create("SN-000950")
+    dev = emu.ok("allocate", {"sn": sn, "deviceData": {"regionId": "cn5", "orgId": "o2"}})["data"]
+    assert (dev["regionId"], dev["orgId"]) == ("cn5", "o2")
+    assert dev["deviceData"]["regionId"] == "cn5"
+
+
+def test_the_emulator_page_size_option_serves_short_pages(start):
+    from enosprov.emulator import Behaviour
+
+    emu = start(behaviour=Behaviour(page_size=3))
+    for i in range(7):
+        emu.create(f"SN-00096{i}")
+    page = emu.ok("search", {"expression": "groupId = 'meters-eu'",
+                             "pagination": {"pageNo": 1, "pageSize": 50}})  # fmt: skip
+    assert len(page["data"]) == 3 and page["pagination"]["totalSize"] == 7
+    assert page["pagination"]["pageSize"] == 3
+    last = emu.ok("search", {"pagination": {"pageNo": 3, "pageSize": 50}})
+    assert len(last["data"]) == 1

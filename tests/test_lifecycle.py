@@ -80,7 +80,9 @@ def test_reprovision_then_the_same_file_lands_in_the_new_ou(backend, registered,
 
     waiting = backend.get(before.sn)
     assert not waiting.allocated and waiting.reprovisioning
-    assert (waiting.target_region_id, waiting.target_org_id) == ("cn5", "o2")
+    # the target travels the documented way: built-in master data regionId/orgId
+    assert (waiting.device_data["regionId"], waiting.device_data["orgId"]) == ("cn5", "o2")
+    assert result.targeted == [before.sn]
     assert waiting.device_data["max_capacity"] == before.device_data["max_capacity"]  # migrate
 
     second = bootstrap_device(backend, read_credential(tmp_path / "burn-meters-eu/SN-000001.json"))
@@ -90,7 +92,7 @@ def test_reprovision_then_the_same_file_lands_in_the_new_ou(backend, registered,
     assert second.info.device_key == after.device_key != first.info.device_key
     assert second.info.device_secret != first.info.device_secret
     assert "cn5" in second.info.mqtt_url and after.connect_status == "connected"
-    assert after.target_region_id is None  # the target was used up
+    assert after.device_data["regionId"] == "cn5"  # master data: it stays with the device
 
     [entry] = list(journal.entries(operations=["reprovision"]))
     assert entry.devices == [(before.sn, "SN-000001")] and entry.station == "line-3"
@@ -98,6 +100,34 @@ def test_reprovision_then_the_same_file_lands_in_the_new_ou(backend, registered,
     assert entry.detail["from"] == [[before.sn, "eu2", "o1"]]
     if backend.name == "enos":
         assert entry.request_id
+
+
+def test_a_registered_target_decides_where_the_device_goes(backend, group, write_csv, tmp_path):
+    """regionId/orgId columns register each device's own target (built-in master data); a row
+    without one falls back to the group's."""
+    rows = (
+        "deviceSn,regionId,orgId,max_capacity,phase\nT-0001,cn5,o2,10,single\nT-0002,,,10,single\n"
+    )
+    report = api.register_csv(backend, write_csv(rows), group.group_id)
+    assert report.created == 2
+    _cred, _ = bootstrap(backend, "T-0001", tmp_path)
+    _cred, _ = bootstrap(backend, "T-0002", tmp_path)
+    own = backend.find_by_device_sn(group.group_id, "T-0001")
+    default = backend.find_by_device_sn(group.group_id, "T-0002")
+    assert (own.region_id, own.org_id) == ("cn5", "o2")
+    assert (default.region_id, default.org_id) == ("eu2", "o1")
+
+
+def test_a_target_needs_both_columns(backend, group, write_csv):
+    with pytest.raises(ValidationFailedError) as exc:
+        api.register_csv(backend, write_csv("deviceSn,regionId,max_capacity,phase\nT-0009,cn5,1,single\n"),
+                         group.group_id)  # fmt: skip
+    assert "orgId" in str(exc.value.issues[0])
+    with pytest.raises(ValidationFailedError) as exc:
+        api.register_csv(backend, write_csv("deviceSn,regionId,orgId,max_capacity,phase\nT-0009,cn5,,1,single\n"),
+                         group.group_id)  # fmt: skip
+    assert exc.value.issues[0].column == "orgId"
+    assert backend.find_by_device_sn(group.group_id, "T-0009") is None
 
 
 def test_initialize_method_clears_master_data(backend, tmp_path, write_csv):
@@ -108,7 +138,7 @@ def test_initialize_method_clears_master_data(backend, tmp_path, write_csv):
     assert plan.masterdata == "cleared (initialize)"
     apply_reprovision(backend, plan)
     dev = backend.find_by_device_sn("init-g", "SN-000001")
-    assert set(dev.device_data) <= {"deviceSn"}
+    assert set(dev.device_data) <= {"deviceSn", "regionId", "orgId"}  # the target only
 
 
 @pytest.mark.parametrize(
@@ -379,16 +409,99 @@ def test_a_schema_1_store_is_upgraded_on_open(store_path, write_csv):
         make_group(be)
         api.register_csv(be, write_csv(meters_rows(2)), "meters-eu")
     conn = sqlite3.connect(store_path)  # make it look like a store written by schema 1
-    for column in ("target_region_id", "target_org_id", "reprovision_time"):
-        conn.execute(f"ALTER TABLE devices DROP COLUMN {column}")
+    conn.execute("ALTER TABLE devices DROP COLUMN reprovision_time")
+    conn.execute("ALTER TABLE registration_groups DROP COLUMN timezone")
     conn.execute("UPDATE meta SET value='1' WHERE key='schema_version'")
     conn.commit()
     conn.close()
     with LocalBackend(store_path) as be:
         version = be.conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
-        assert version == ("3",)
+        assert version == ("4",)
         dev = be.find_by_device_sn("meters-eu", "SN-000001")
         assert dev.target_region_id is None
         be.allocate(dev.sn)
-        be.reset_allocation("meters-eu", [dev.sn], region_id="cn5", org_id="o2")
-        assert be.get(dev.sn).target_org_id == "o2"
+        be.reset_allocation("meters-eu", [dev.sn])
+        assert be.get(dev.sn).reprovision_time is not None
+
+
+def test_a_schema_3_reprovision_target_moves_into_device_data(store_path, write_csv):
+    """Schema 2-3 kept the target of a reset device in columns; schema 4 keeps it where EnOS
+    documents it (deviceData.regionId/orgId), so the next bootstrap still lands there."""
+    import sqlite3
+
+    from enosprov.backends.local import LocalBackend
+
+    with LocalBackend(store_path) as be:
+        make_group(be)
+        api.register_csv(be, write_csv(meters_rows(2)), "meters-eu")
+        sn = be.find_by_device_sn("meters-eu", "SN-000001").sn
+    conn = sqlite3.connect(store_path)  # as schema 3 left a device reset towards cn5/o2
+    conn.execute("ALTER TABLE devices ADD COLUMN target_region_id TEXT")
+    conn.execute("ALTER TABLE devices ADD COLUMN target_org_id TEXT")
+    conn.execute(
+        "UPDATE devices SET target_region_id='cn5', target_org_id='o2', reprovisioning=1 "
+        "WHERE sn=?",
+        (sn,),
+    )
+    conn.execute("UPDATE meta SET value='3' WHERE key='schema_version'")
+    conn.commit()
+    conn.close()
+    with LocalBackend(store_path) as be:
+        dev = be.get(sn)
+        assert (dev.device_data["regionId"], dev.device_data["orgId"]) == ("cn5", "o2")
+        assert be.conn.execute(
+            "SELECT count(*) FROM devices WHERE target_region_id IS NOT NULL"
+        ).fetchone() == (0,)
+        assert (be.allocate(sn).region_id, be.get(sn).org_id) == ("cn5", "o2")
+
+
+class _FailingReplace:
+    """The backend, except that DPS `replace` fails (and `delete` too, when asked)."""
+
+    def __init__(self, backend, delete_fails: bool = False):
+        self._backend = backend
+        self._delete_fails = delete_fails
+
+    def __getattr__(self, name):
+        return getattr(self._backend, name)
+
+    def replace(self, sn, replacement_sn):
+        raise RefusedError("Replacement device is allocated", enos_code=35603)
+
+    def delete(self, group_id, sns):
+        if self._delete_fails:
+            raise RefusedError("no", enos_code=35603)
+        return self._backend.delete(group_id, sns)
+
+
+@pytest.mark.parametrize("delete_fails", [False, True], ids=["new removed", "new kept"])
+def test_a_failed_replace_removes_the_new_unit_it_registered_or_says_so(
+    backend, registered, journal, delete_fails
+):
+    failing = _FailingReplace(backend, delete_fails)
+    with pytest.raises(RefusedError) as exc:
+        replace_device(failing, "SN-000001", "SN-900001", group="meters-eu", journal=journal)
+    new = backend.find_by_device_sn("meters-eu", "SN-900001")
+    old = backend.find_by_device_sn("meters-eu", "SN-000001")
+    assert old is not None  # OLD untouched
+    if delete_fails:
+        assert new is not None and "stays registered" in exc.value.message
+        assert "run the same replace again" in exc.value.hint
+    else:
+        assert new is None and "was removed again" in exc.value.message
+    [entry] = list(journal.entries(operations=["replace"]))
+    assert entry.outcome == "failed"
+    assert entry.detail.get("newLeftRegistered" if delete_fails else "newRemoved") is True
+
+
+def test_replace_with_burn_refuses_first_when_no_timezone_is_known(backend, tmp_path, write_csv):
+    make_group(backend, timezone=None)
+    rows = "deviceSn,max_capacity,phase\nNOTZ-0001,10,single\n"
+    api.register_csv(backend, write_csv(rows), "meters-eu")
+    with pytest.raises(InvalidArgumentError) as exc:
+        replace_device(backend, "NOTZ-0001", "NOTZ-0901", group="meters-eu",
+                       outputs=Outputs(burn_dir=tmp_path / "out", dps_url=DPS))  # fmt: skip
+    assert "NOTZ-0901" in exc.value.message and "nothing was replaced" in exc.value.message
+    assert backend.find_by_device_sn("meters-eu", "NOTZ-0001") is not None
+    assert backend.find_by_device_sn("meters-eu", "NOTZ-0901") is None
+    assert not (tmp_path / "out").exists()

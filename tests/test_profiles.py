@@ -415,9 +415,36 @@ def test_bad_names_and_group_settings_are_refused():
         ({"sign_scheme": "md5"}, "signing scheme"),
         ({"sn_pattern": "(["}, "pattern"),
         ({"product_key": "bad key"}, "product key"),
+        ({"timezone": "Mars/Olympus"}, "default timezone 'Mars/Olympus' is neither"),
+        ({"timezone": " "}, "timezone must be a non-empty string"),
     ]:
         with pytest.raises(InvalidArgumentError, match=needle):
             profiles.add_group("prod-eu", "g1", **kw)
+
+
+def test_group_default_timezone_reaches_the_enos_backend(config_file):
+    from enosprov.backends.enos import EnosBackend
+
+    make_profile()
+    profiles.add_group("prod-eu", "meters-eu", timezone="Europe/Berlin")
+    profiles.add_group("prod-eu", "no-tz")
+    text = config_file.read_text()
+    assert 'timezone = "Europe/Berlin"\n' in text and text.count("timezone") == 1
+    assert [g["timezone"] for g in profiles.describe("prod-eu")["groups"]] == [
+        "Europe/Berlin",
+        None,
+    ]
+    cfg = profiles.to_enos_config("prod-eu", env=env_with(ENOS_APP_SECRET="x"))
+    backend = EnosBackend(cfg)
+    try:
+        assert backend.get_group("meters-eu").timezone == "Europe/Berlin"
+        assert backend.get_group("no-tz").timezone is None
+        assert backend.get_group("meters-eu").to_dict()["timezone"] == "Europe/Berlin"
+    finally:
+        backend.close()
+    config_file.write_text(text.replace('"Europe/Berlin"', "8"))
+    with pytest.raises(InputFileError, match=r"groups\.meters-eu\.timezone: must be a string"):
+        profiles.load()
 
 
 def test_unknown_profile_lists_the_known_ones():
@@ -580,8 +607,12 @@ def test_cli_round_trip(config_file, tmp_path, monkeypatch):
 
     group = run_json("config", "add-group", "prod-eu", "meters-eu", "--name", "Smart meters EU",
                      "--secret-env", "METERS_GROUP_SECRET", "--masterdata",
-                     str(ROOT / "examples" / "masterdata.toml"), "--product-key", "pk1")["data"]  # fmt: skip
+                     str(ROOT / "examples" / "masterdata.toml"), "--product-key", "pk1",
+                     "--timezone", "+01:00")["data"]  # fmt: skip
     assert group["groups"][0]["groupId"] == "meters-eu"
+    assert group["groups"][0]["timezone"] == "+01:00"
+    bad_tz = run("config", "add-group", "prod-eu", "g2", "--timezone", "CET+1")
+    assert bad_tz.exit_code == 1 and "neither a UTC offset" in bad_tz.stderr
     assert group["groups"][0]["masterdata"] == str(ROOT / "examples" / "masterdata.toml")
     bad_md = run("config", "add-group", "prod-eu", "g2", "--masterdata", str(tmp_path / "no.toml"))
     assert bad_md.exit_code == 1 and "no such file" in bad_md.stderr

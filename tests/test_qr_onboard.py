@@ -57,7 +57,7 @@ def test_onboard_scanned_label(backend, labels):
     assert got.device_data["max_capacity"] == 75 and got.device_data["site"] == "Hall 3"
     assert got.device_data["phase"] == "single"  # untouched values stay
     # Again: allocation is idempotent; the device stays where it is, and the result says so.
-    (res,) = onboard_devices(backend, [got], timezone="+01:00", region_id="eu2")
+    (res,) = onboard_devices(backend, [got], timezone="+01:00", region_id="eu2", org_id="o1")
     assert not res.allocated_now and "stays there" in res.note and "not moved" in res.note
     assert (res.device.region_id, res.device.org_id) == ("cn5", "o7")
     assert backend.get(dev.sn).device_data["timezone"] == "+01:00"

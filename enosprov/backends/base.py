@@ -11,7 +11,7 @@ chunk of rows, each row classified as created, skipped (same data) or conflict (
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Protocol, runtime_checkable
 
 from ..models import (
@@ -27,6 +27,10 @@ from ..models import (
 
 MAX_PAGE_SIZE = 1000  # documented DPS search limit
 MAX_CREATE_COUNT = 1_000_000  # documented DPS create limit
+
+# A device-side caller's way to sign its request again for a retry: () -> (timestamp, sign),
+# each call with a strictly later timestamp than the one before.
+Resigner = Callable[[], "tuple[int, str]"]
 
 
 @runtime_checkable
@@ -66,22 +70,12 @@ class Backend(Protocol):
     ) -> str: ...
 
     def delete(self, group_id: str, sns: Sequence[str]) -> list[str]: ...
-    def allocate(
-        self,
-        sn: str,
-        *,
-        device_data: dict | None = None,
-        region_id: str | None = None,
-        org_id: str | None = None,
-    ) -> Device: ...
-    def reset_allocation(
-        self,
-        group_id: str,
-        sns: Sequence[str],
-        *,
-        region_id: str | None = None,
-        org_id: str | None = None,
-    ) -> list[str]: ...
+    def allocate(self, sn: str, *, device_data: dict | None = None) -> Device:
+        """Allocate (and activate) ``sn``; the target, when chosen, is the built-in master data
+        ``device_data["regionId"]``/``["orgId"]``, else the device's own, else the group's."""
+        ...
+
+    def reset_allocation(self, group_id: str, sns: Sequence[str]) -> list[str]: ...
     def replace(self, sn: str, replacement_sn: str) -> Device: ...
 
     # -- bulk registration ------------------------------------------------------------------
@@ -106,10 +100,17 @@ class Backend(Protocol):
         sign_method: str = "sha256",
         device_name: dict | None = None,
         timezone: str | None = None,
+        resign: Resigner | None = None,
     ) -> ConnectionInfo: ...
 
     def get_connection_info(
-        self, *, sn: str, timestamp: int, sign: str, sign_method: str = "sha256"
+        self,
+        *,
+        sn: str,
+        timestamp: int,
+        sign: str,
+        sign_method: str = "sha256",
+        resign: Resigner | None = None,
     ) -> ConnectionInfo: ...
 
     def close(self) -> None: ...

@@ -22,6 +22,7 @@ from ..errors import (
     RefusedError,
 )
 from ..models import (
+    SORTABLE_FIELDS,
     ConnectionInfo,
     Device,
     MasterDataGroup,
@@ -30,17 +31,19 @@ from ..models import (
     RegisterOutcome,
     RegistrationGroup,
     SearchQuery,
+    Sorter,
     canonical_json,
 )
 from . import fql
-from .base import MAX_PAGE_SIZE, compare_registered
+from .base import MAX_PAGE_SIZE, Resigner, compare_registered
 from .enos_config import EnosConfig, GroupConfig
 from .http import ApiClient, DeviceClient, OutcomeUnknown, backoff_delay
 
 BUILTIN = MasterDataGroup(
-    id="builtin", name="Built-in master data", description="deviceSn, deviceName and timezone only"
+    id="builtin", name="Built-in master data", description="the built-in master data only"
 )
 LOOKUP_SLICE = 500  # deviceSns per search request when classifying a batch
+SCAN_ORDER = (Sorter("createTime", "ASC"), Sorter("sn", "ASC"))  # full scans: a stable order
 
 
 class EnosBackend:
@@ -95,6 +98,7 @@ class EnosBackend:
             group_secret=g.secret or "",
             sign_scheme=g.sign_scheme,
             sn_pattern=g.sn_pattern,
+            timezone=g.timezone,
         )
 
     def list_groups(self) -> list[RegistrationGroup]:
@@ -206,31 +210,76 @@ class EnosBackend:
             raise InvalidArgumentError(
                 f"Invalid Argument pageSize must be between 1 and {MAX_PAGE_SIZE}", enos_code=99400
             )
+        for sorter in query.sorters:
+            if sorter.field not in SORTABLE_FIELDS or sorter.order not in ("ASC", "DESC"):
+                raise InvalidArgumentError(
+                    f"Invalid Argument sorters: cannot sort by {sorter.field} {sorter.order}",
+                    hint=f"sort by one of {', '.join(SORTABLE_FIELDS)}, ASC or DESC",
+                    enos_code=99400,
+                )
         expression, rest = fql.render(query)
-        if _has_filters(rest):
-            # DPS cannot search these fields: filter every match here, then page locally.
+        if _has_filters(rest) or not _server_sortable(query):
+            # DPS cannot search or sort by these: scan every match, then sort and page here.
             matches = list(self.iter_devices(query))
+            for s in reversed(query.sorters):
+                matches.sort(key=lambda d, f=s.field: _sort_key(d, f), reverse=s.order == "DESC")
             start = (query.page_no - 1) * query.page_size
             return Page(matches[start : start + query.page_size], query.page_no,
                         query.page_size, len(matches))  # fmt: skip
         doc = self.api.call("search", _search_body(expression, query))
-        pag = doc.get("pagination") or {}
-        items = [Device.from_dict(d) for d in doc.get("data") or []]
-        total = pag.get("totalSize", pag.get("total", len(items)))
-        return Page(items, query.page_no, query.page_size, int(total))
+        raw, total = doc.get("data") or [], _total(doc)
+        if total is None:
+            total = (query.page_no - 1) * query.page_size + len(raw)
+        want = min(query.page_size, max(0, total - (query.page_no - 1) * query.page_size))
+        if raw and len(raw) < want:  # the server serves shorter pages than asked
+            raw = self._fill_page(expression, query, total, raw)
+        return Page([Device.from_dict(d) for d in raw], query.page_no, query.page_size, total)
+
+    def _fill_page(self, expression: str, query: SearchQuery, total: int, first: list) -> list:
+        """Page ``query.page_no`` of ``query.page_size`` read from a server that serves at most
+        ``s`` devices a page (``s`` found by asking for page 1)."""
+        if query.page_no == 1:
+            served = len(first)
+        else:
+            doc = self.api.call("search", _search_body(expression, replace(query, page_no=1)))
+            served = len(doc.get("data") or []) or len(first)
+        start = (query.page_no - 1) * query.page_size
+        end = min(start + query.page_size, total)
+        rows: list = []
+        for k in range(start // served, (end - 1) // served + 1):
+            page = replace(query, page_no=k + 1, page_size=served)
+            rows.extend(self.api.call("search", _search_body(expression, page)).get("data") or [])
+        skip = start - (start // served) * served
+        return rows[skip : skip + (end - start)]
 
     def iter_devices(self, query: SearchQuery) -> Iterator[Device]:
+        """Every match, oldest first (createTime, then sn: a stable order while devices are
+        added), each sn once. Reads until ``pagination.totalSize`` devices were seen or a page
+        comes back empty; a server that serves shorter pages than asked is read at its own page
+        size, never stopped at the first short page."""
         expression, rest = fql.render(query)
-        page_no = 1
+        size, page_no = MAX_PAGE_SIZE, 1
+        seen: set[str] = set()
         while True:
-            page_query = replace(query, page_no=page_no, page_size=MAX_PAGE_SIZE)
+            page_query = replace(query, page_no=page_no, page_size=size, sorters=SCAN_ORDER)
             doc = self.api.call("search", _search_body(expression, page_query))
-            items = [Device.from_dict(d) for d in doc.get("data") or []]
-            for dev in items:
+            items = doc.get("data") or []
+            total = _total(doc)
+            fresh = 0
+            for raw in items:
+                dev = Device.from_dict(raw)
+                if dev.sn in seen:
+                    continue
+                seen.add(dev.sn)
+                fresh += 1
                 if _matches(dev, rest):
                     yield dev
-            if len(items) < MAX_PAGE_SIZE:
+            if not items or not fresh or (total is not None and len(seen) >= total):
                 return
+            if page_no == 1 and len(items) < size:
+                if total is None or len(items) >= total:
+                    return  # everything fitted on one page
+                size = len(items)  # the server's own page size: read on at that size
             page_no += 1
 
     def update(
@@ -249,33 +298,15 @@ class EnosBackend:
     def delete(self, group_id: str, sns: Sequence[str]) -> list[str]:
         return list(self._call("delete", {"groupId": group_id, "snList": list(sns)})["data"])
 
-    def allocate(
-        self,
-        sn: str,
-        *,
-        device_data: dict | None = None,
-        region_id: str | None = None,
-        org_id: str | None = None,
-    ) -> Device:
-        # regionId/orgId in the body are an enosprov extension (docs/enos-api.md): the emulator
-        # honours them; EnOS documents only the group's configured target.
-        body = _drop_none(
-            {"sn": sn, "deviceData": device_data, "regionId": region_id, "orgId": org_id}
-        )
+    def allocate(self, sn: str, *, device_data: dict | None = None) -> Device:
+        """Allocate DPS Device: ``{"sn", "deviceData"?}`` [DOC]. The target, when the caller
+        chooses one, travels as the built-in master data deviceData.regionId/orgId."""
+        body = _drop_none({"sn": sn, "deviceData": device_data or None})
         return Device.from_dict(self._call("allocate", body)["data"])
 
-    def reset_allocation(
-        self,
-        group_id: str,
-        sns: Sequence[str],
-        *,
-        region_id: str | None = None,
-        org_id: str | None = None,
-    ) -> list[str]:
-        # regionId/orgId (the next allocation's target) are an enosprov extension, like allocate's
-        body = _drop_none(
-            {"groupId": group_id, "sns": list(sns), "regionId": region_id, "orgId": org_id}
-        )
+    def reset_allocation(self, group_id: str, sns: Sequence[str]) -> list[str]:
+        """Reset Device Allocation Status: ``{"groupId", "sns"}`` [DOC]."""
+        body = {"groupId": group_id, "sns": list(sns)}
         return list(self._call("resetAllocationStatus", body)["data"])
 
     def replace(self, sn: str, replacement_sn: str) -> Device:
@@ -397,25 +428,51 @@ class EnosBackend:
         sign_method: str = "sha256",
         device_name: dict | None = None,
         timezone: str | None = None,
+        resign: Resigner | None = None,
     ) -> ConnectionInfo:
-        body = _drop_none(
-            {
-                "deviceSn": device_sn,
-                "groupId": group_id,
-                "dpsSignMethod": sign_method,
-                "dpsSignTimestamp": timestamp,
-                "dpsSign": sign,
-                "deviceName": device_name,
-                "timezone": timezone,
-            }
-        )
-        return ConnectionInfo.from_dict(self._device_client().post("/dev/bootstrap", body))
+        def body(ts: int, sig: str) -> dict:
+            return _drop_none(
+                {
+                    "deviceSn": device_sn,
+                    "groupId": group_id,
+                    "dpsSignMethod": sign_method,
+                    "dpsSignTimestamp": ts,
+                    "dpsSign": sig,
+                    "deviceName": device_name,
+                    "timezone": timezone,
+                }
+            )
+
+        data = self._device_client().post("/dev/bootstrap", _signed(body, timestamp, sign, resign))
+        return ConnectionInfo.from_dict(data)
 
     def get_connection_info(
-        self, *, sn: str, timestamp: int, sign: str, sign_method: str = "sha256"
+        self,
+        *,
+        sn: str,
+        timestamp: int,
+        sign: str,
+        sign_method: str = "sha256",
+        resign: Resigner | None = None,
     ) -> ConnectionInfo:
-        body = {"self": {"sn": sn, "timestamp": timestamp, "sign": sign}, "signMethod": sign_method}
-        return ConnectionInfo.from_dict(self._device_client().post("/dev/get/conn", body), sn=sn)
+        def body(ts: int, sig: str) -> dict:
+            return {"self": {"sn": sn, "timestamp": ts, "sign": sig}, "signMethod": sign_method}
+
+        data = self._device_client().post("/dev/get/conn", _signed(body, timestamp, sign, resign))
+        return ConnectionInfo.from_dict(data, sn=sn)
+
+
+def _signed(body, timestamp: int, sign: str, resign: Resigner | None):
+    """Bodies for each attempt of a device call: the caller's signature first, then (when the
+    caller can sign again) a fresh signature with a strictly later timestamp per retry."""
+    attempts = iter(range(1 << 30))
+
+    def make() -> dict:
+        if next(attempts) == 0 or resign is None:
+            return body(timestamp, sign)
+        return body(*resign())
+
+    return make
 
 
 def _drop_none(d: dict) -> dict:
@@ -431,6 +488,28 @@ def _search_body(expression: str, q: SearchQuery) -> dict:
             "sorters": [{"field": s.field, "order": s.order} for s in q.sorters],
         },
     }
+
+
+def _total(doc: dict) -> int | None:
+    """``pagination.totalSize`` of a search answer (``total`` from older gateways), if any."""
+    pag = doc.get("pagination") or {}
+    total = pag.get("totalSize", pag.get("total"))
+    return int(total) if isinstance(total, (int, str)) and str(total).isdigit() else None
+
+
+def _server_sortable(query: SearchQuery) -> bool:
+    return all(s.field in fql.SORT_FIELDS for s in query.sorters)
+
+
+def _sort_key(dev: Device, name: str):
+    value = {
+        "createTime": dev.create_time,
+        "updateTime": dev.update_time,
+        "sn": dev.sn,
+        "deviceSn": dev.device_sn,
+        "batchOrder": dev.batch_order,
+    }.get(name)
+    return (value is None, value if value is not None else 0)
 
 
 def _has_filters(rest: SearchQuery) -> bool:

@@ -22,6 +22,7 @@ class GroupConfig:
     product_key: str | None = None
     sign_scheme: str = "sn-ts-secret"
     sn_pattern: str | None = None
+    timezone: str | None = None  # default timezone of its devices, burned when they have none
 
 
 @dataclass(frozen=True)

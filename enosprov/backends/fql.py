@@ -17,6 +17,10 @@ from ..errors import InvalidArgumentError
 from ..models import SearchQuery
 
 CLIENT_SIDE = ("batch_tag", "allocate_status", "connect_status")
+# Sorter fields sent to DPS. EnOS documents the sorter shape and the default (createTime
+# descending) but lists no sortable fields; enosprov sends only documented PvsDevice fields that
+# are also searchable [ENOSPROV]. Other sorts (deviceSn, updateTime) are done by the client.
+SORT_FIELDS = ("createTime", "sn", "batchOrder")
 
 
 def _quote(value: object) -> str:

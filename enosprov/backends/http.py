@@ -27,6 +27,39 @@ TOKEN_MARGIN = 60.0  # seconds before expiry at which a cached token is renewed
 USER_AGENT = "enosprov"
 
 
+# API gateway codes (EnOS token service, docs/enos-api.md). How a gateway reports a refused
+# token is not documented: HTTP 401 or 403, or HTTP 200 with the code in ``code`` or ``status``.
+DUPLICATED = 1001  # the same encryption / signature twice: sign again with a fresh timestamp
+TOKEN_EXPIRED = 1203  # expired or unknown token: renew once and retry
+AUTH_HINTS = {
+    1002: "check the profile's access key (enosprov config show)",
+    1003: "check the profile's access secret, and that nothing rewrites the request body",
+    1004: "check the machine's clock: the gateway accepts timestamps within minutes of its own",
+}
+PERMISSION_CODES = (35603, 99403)  # business refusals: the service account lacks a role
+
+
+def _gateway_code(doc: dict) -> object:
+    """The envelope's code: ``code`` (DPS) or ``status`` (token service style)."""
+    code = doc.get("code")
+    return doc.get("status") if code is None else code
+
+
+def _token_refused(status: int, code: object) -> bool:
+    """The token was refused (expired or invalid) in any of the shapes a gateway may use."""
+    if code == TOKEN_EXPIRED:
+        return True
+    if status in (401, 403):
+        return code not in AUTH_HINTS and code not in PERMISSION_CODES
+    return False
+
+
+def _message(doc: dict, status: int) -> str:
+    code = _gateway_code(doc)
+    text = doc.get("msg") or f"HTTP {status}"
+    return f"{text} ({code})" if isinstance(code, int) else str(text)
+
+
 class OutcomeUnknown(Exception):
     """The request may or may not have been carried out (its answer was lost)."""
 
@@ -124,7 +157,7 @@ class ApiClient:
                 "timestamp": ts,
             }
 
-        for _ in range(3):
+        for _ in range(5):
             try:
                 resp = _post_repeatable(
                     self._session, self.base + apim.TOKEN_GET_PATH, body,
@@ -142,10 +175,19 @@ class ApiClient:
                 return str(data["accessToken"]), float(data.get("expire") or 7200)
             if status != 1001:
                 break
-            self._sleep(0.002)  # same encryption twice (same millisecond): new timestamp
+            # same encryption twice (another client in the same millisecond): a new timestamp
+            self._sleep(0.002 + random.random() * 0.01)
+        if status == DUPLICATED:  # not a key problem: other clients keep colliding with us
+            raise BackendUnavailableError(
+                "the token service kept answering 'duplicated encryption' (1001): other "
+                "clients sign with the same access key in the same milliseconds",
+                hint="retrying is safe",
+                enos_code=DUPLICATED,
+            )
         raise AuthError(
             f"the API gateway refused the access key: {doc.get('msg') or status} ({status})",
-            hint="check the profile's access key and secret (enosprov config show)",
+            hint=AUTH_HINTS.get(status, "check the profile's access key and secret")
+            + " (enosprov config show)",
             enos_code=status if isinstance(status, int) else None,
         )
 
@@ -194,29 +236,37 @@ class ApiClient:
                 self._sleep(backoff_delay(attempt))
                 continue
             status = resp.status_code
-            if status == 429:  # refused before doing anything: always safe to repeat
-                last = BackendUnavailableError("HTTP 429 (rate limited)")
-                self._sleep(backoff_delay(attempt, _retry_after(resp)))
-                continue
             if status >= 500:
                 last = BackendUnavailableError(f"HTTP {status}")
                 if not safe_to_repeat:
                     raise OutcomeUnknown(f"HTTP {status}")
                 self._sleep(backoff_delay(attempt, _retry_after(resp)))
                 continue
-            doc = _json(resp)
-            if status == 401:
-                code = doc.get("code", doc.get("status"))
-                if code == 1203 and not renewed:  # token expired or unknown: renew once
-                    renewed = True
-                    self.token(renew=True)
-                    continue
-                if code == 1001:  # an identical signature in the same millisecond
-                    self._sleep(0.002)
-                    continue
+            doc = {} if status == 429 else _json(resp)
+            code = _gateway_code(doc)
+            if status == 429 or code == 429:  # rate limited, refused before doing anything
+                last = BackendUnavailableError("rate limited (429)")
+                self._sleep(backoff_delay(attempt, _retry_after(resp)))
+                continue
+            if code == DUPLICATED:  # the same signature seen twice: sign again, later
+                last = AuthError("the gateway saw this signature already (1001)")
+                self._sleep(0.002 + random.random() * 0.003)
+                continue
+            if _token_refused(status, code):
+                if renewed:
+                    raise AuthError(
+                        f"the API gateway refused a new access token: {_message(doc, status)}",
+                        hint="check the profile's access key and secret, and the clock",
+                        enos_code=code if isinstance(code, int) else None,
+                        request_id=doc.get("requestId"),
+                    )
+                renewed = True  # expired or invalid token: get a new one, once
+                self.token(renew=True)
+                continue
+            if (status in (401, 403) and code not in PERMISSION_CODES) or code in AUTH_HINTS:
                 raise AuthError(
-                    f"the API gateway refused the request: {doc.get('msg') or 'HTTP 401'}",
-                    hint="check the access key/secret and the machine's clock",
+                    f"the API gateway refused the request: {_message(doc, status)}",
+                    hint=AUTH_HINTS.get(code, "check the access key/secret and the clock"),
                     enos_code=code if isinstance(code, int) else None,
                     request_id=doc.get("requestId"),
                 )
@@ -240,11 +290,14 @@ class DeviceClient:
     def close(self) -> None:
         self._session.close()
 
-    def post(self, path: str, body: dict) -> dict:
-        """POST to /dev/...; returns the response data (envelope or flat object)."""
+    def post(self, path: str, make_body: Callable[[], dict]) -> dict:
+        """POST to /dev/...; returns the response data (envelope or flat object).
+
+        ``make_body`` is called for every attempt: a retry carries a body signed afresh, never
+        the same signed body twice."""
         try:  # bootstrap and get/conn are safe to repeat
             resp = _post_repeatable(
-                self._session, self.base + path, lambda: body,
+                self._session, self.base + path, make_body,
                 timeout=self.timeout, retries=self.retries, sleep=self._sleep,
             )  # fmt: skip
         except _Exhausted as exc:
@@ -275,12 +328,21 @@ def _post_repeatable(session, url: str, make_body, *, timeout, retries, sleep):
             last = exc
             sleep(backoff_delay(attempt))
             continue
-        if resp.status_code == 429 or resp.status_code >= 500:
-            last = BackendUnavailableError(f"HTTP {resp.status_code}")
+        if resp.status_code == 429 or resp.status_code >= 500 or _rate_limited_in_body(resp):
+            last = BackendUnavailableError(f"HTTP {resp.status_code} (rate limited or failed)")
             sleep(backoff_delay(attempt, _retry_after(resp)))
             continue
         return resp
     raise _Exhausted(last)
+
+
+def _rate_limited_in_body(resp) -> bool:
+    """A 429 reported inside an HTTP 200 envelope (``code`` or ``status``)."""
+    try:
+        doc = resp.json()
+    except ValueError:
+        return False
+    return isinstance(doc, dict) and _gateway_code(doc) == 429
 
 
 def _json(resp) -> dict[str, Any]:

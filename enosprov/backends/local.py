@@ -41,8 +41,10 @@ from . import local_batches, local_device, local_groups, local_query
 from .base import MAX_CREATE_COUNT, compare_registered
 from .local_schema import (
     ADDED_DEVICE_COLUMNS,
+    ADDED_GROUP_COLUMNS,
     DEVICE_COLUMNS,
     INSERT_DEVICE,
+    LEGACY_TARGET_COLUMNS,
     SCHEMA,
     SCHEMA_VERSION,
 )
@@ -156,10 +158,17 @@ class LocalBackend:
                     hint="upgrade enosprov",
                 )
             elif int(row[0]) < SCHEMA_VERSION:
-                have = {r[1] for r in conn.execute("PRAGMA table_info(devices)")}
-                for column, kind in ADDED_DEVICE_COLUMNS.items():
-                    if column not in have:
-                        conn.execute(f"ALTER TABLE devices ADD COLUMN {column} {kind}")
+                for table, added in (
+                    ("devices", ADDED_DEVICE_COLUMNS),
+                    ("registration_groups", ADDED_GROUP_COLUMNS),
+                ):
+                    have = {r[1] for r in conn.execute(f"PRAGMA table_info({table})")}
+                    for column, kind in added.items():
+                        if column not in have:
+                            conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
+                device_columns = {r[1] for r in conn.execute("PRAGMA table_info(devices)")}
+                if set(LEGACY_TARGET_COLUMNS) <= device_columns:
+                    _fold_legacy_targets(conn)
                 conn.execute(
                     "DROP INDEX IF EXISTS devices_batch"
                 )  # schema 1-2; now devices_batch_time
@@ -277,22 +286,20 @@ class LocalBackend:
         with self.write() as conn:
             dev = self._device_row(conn, sn)
             group = local_groups.get_group(conn, dev.group_id)
-            data = {k: v for k, v in dev.device_data.items() if k != "deviceSn"}
-            changes = dict(device_data or {})
-            new_sn = changes.pop("deviceSn", dev.device_sn)
-            if new_sn != dev.device_sn:
-                raise enos_error(
-                    35601,
-                    "Illegal deviceSn, deviceSn duplicated",
-                    hint="a device's serial number cannot be changed; use replace",
-                )
-            for key, value in changes.items():
-                if value is None:
-                    data.pop(key, None)
-                else:
-                    data[key] = value
-            data = local_groups.check_device_data(conn, group, data)
-            sets = {"device_data": canonical(data)}
+            sets: dict = {}
+            if device_data is not None:
+                # [ENOSPROV] deviceData given replaces the device's master data (EnOS does not
+                # say whether it merges or replaces; enosprov always sends the full map).
+                data = dict(device_data)
+                new_sn = data.pop("deviceSn", dev.device_sn)
+                if new_sn != dev.device_sn:
+                    raise enos_error(
+                        35601,
+                        "Illegal deviceSn, deviceSn duplicated",
+                        hint="a device's serial number cannot be changed; use replace",
+                    )
+                data = local_groups.check_device_data(conn, group, data, before=dev.device_data)
+                sets["device_data"] = canonical(data)
             if desc is not None:
                 sets["description"] = desc
             if batch_tag is not None:
@@ -314,14 +321,9 @@ class LocalBackend:
             )
             return list(sns)
 
-    def allocate(
-        self,
-        sn: str,
-        *,
-        device_data: dict | None = None,
-        region_id: str | None = None,
-        org_id: str | None = None,
-    ) -> Device:
+    def allocate(self, sn: str, *, device_data: dict | None = None) -> Device:
+        """Allocate and activate ``sn``; ``device_data`` supplies or overrides master data first,
+        the allocation target included (deviceData.regionId/orgId, else the group's)."""
         if not sn:
             raise enos_error(35400, "OrgId/sn is required")
         with self.write() as conn:
@@ -330,24 +332,18 @@ class LocalBackend:
             if device_data:
                 merged = {k: v for k, v in dev.device_data.items() if k != "deviceSn"}
                 merged.update({k: v for k, v in device_data.items() if k != "deviceSn"})
-                merged = local_groups.check_device_data(conn, group, merged)
+                merged = local_groups.check_device_data(conn, group, merged, before=dev.device_data)
                 self._set(conn, sn, {"device_data": canonical(merged)})
+                dev = self._device_row(conn, sn)
             if not dev.allocated:
-                self._allocate(conn, dev, group, region_id, org_id)
+                self._allocate(conn, dev, group)
             return self._device_row(conn, sn)
 
-    def reset_allocation(
-        self,
-        group_id: str,
-        sns: Sequence[str],
-        *,
-        region_id: str | None = None,
-        org_id: str | None = None,
-    ) -> list[str]:
+    def reset_allocation(self, group_id: str, sns: Sequence[str]) -> list[str]:
         """Reset the allocation of ``sns`` (EnOS resetAllocationStatus: reprovisioning).
 
-        ``region_id``/``org_id`` (an enosprov extension) record where the device's next allocation
-        goes, by API or when it bootstraps again; without them it goes to the group's target.
+        The next allocation, by API or when the device bootstraps again, goes to the device's
+        deviceData.regionId/orgId, else to the group's target: set them with :meth:`update`.
         """
         if not group_id:
             raise enos_error(99400, "Invalid Argument groupId:groupId is missing")
@@ -379,15 +375,13 @@ class LocalBackend:
                 "allocate_status='init', connect_status='init', current_status='init', "
                 "region_id=NULL, org_id=NULL, device_key=NULL, device_secret=NULL, "
                 "allocated_time=NULL, connected_time=NULL, reprovisioning=1, "
-                "target_region_id=?, target_org_id=?, reprovision_time=?, "
-                "update_time=?, update_by=?"
+                "reprovision_time=?, update_time=?, update_by=?"
             )
             if group.reprovision_method == "initialize":
                 sets += ", device_data='{}'"
             now = now_ms()
             conn.executemany(
-                f"UPDATE devices SET {sets} WHERE sn=?",
-                [(region_id, org_id, now, now, self.user, s) for s in sns],
+                f"UPDATE devices SET {sets} WHERE sn=?", [(now, now, self.user, s) for s in sns]
             )
             return list(sns)
 
@@ -406,16 +400,13 @@ class LocalBackend:
             if new.allocated:
                 raise enos_error(35603, "Replacement device is allocated")
             group = local_groups.get_group(conn, old.group_id)
-            data = {k: v for k, v in old.device_data.items() if k != "deviceSn"}
-            sets = {"device_data": canonical(data), "description": old.desc}
+            # master data (a reprovision target in deviceData included), batch tag and desc
+            sets = {"device_data": canonical(old.copyable_data()), "description": old.desc}
             sets.update(_batch_tag_columns(old.batch_tag))
-            if not old.allocated and (old.target_region_id or old.target_org_id):
-                # OLD was reset for reprovisioning: NEW inherits where it is to go
-                sets.update(target_region_id=old.target_region_id, target_org_id=old.target_org_id)
             self._set(conn, replacement_sn, sets)
-            if old.allocated:
+            if old.allocated:  # NEW takes OLD's place
                 new = self._device_row(conn, replacement_sn)
-                self._allocate(conn, new, group, old.region_id, old.org_id)
+                self._allocate(conn, new, group, (old.region_id, old.org_id))
             conn.execute("DELETE FROM devices WHERE sn=?", (sn,))
             conn.execute(
                 "INSERT INTO replacements (old_sn, old_device_sn, new_sn, new_device_sn, group_id, "
@@ -593,13 +584,23 @@ class LocalBackend:
         cols = ", ".join(f"{k}=?" for k in sets)
         conn.execute(f"UPDATE devices SET {cols} WHERE sn=?", (*sets.values(), sn))
 
-    def _allocate(self, conn, dev: Device, group: RegistrationGroup, region_id, org_id) -> None:
-        region = region_id or dev.target_region_id or group.region_id
-        org = org_id or dev.target_org_id or group.org_id
+    def _allocate(
+        self,
+        conn,
+        dev: Device,
+        group: RegistrationGroup,
+        where: tuple[str | None, str | None] = (None, None),
+    ) -> None:
+        """Allocate ``dev`` to ``where`` (region, OU), else to its deviceData.regionId/orgId
+        (the documented built-in master data), else to the group's target."""
+        region = where[0] or dev.target_region_id or group.region_id
+        org = where[1] or dev.target_org_id or group.org_id
         if not region or not org:
             raise InvalidArgumentError(
-                f"registration group {group.group_id} has no allocation target",
-                hint="set its region and OU (group create --region R --org O)",
+                f"registration group {group.group_id} has no allocation target and device "
+                f"{dev.device_sn} has no deviceData.regionId/orgId",
+                hint="set the group's region and OU (group create --region R --org O), or "
+                "allocate with a target (devices allocate --region R --org O)",
                 enos_code=99400,
             )
         now = now_ms()
@@ -616,8 +617,6 @@ class LocalBackend:
                 "current_status": "allocated",
                 "allocated_time": now,
                 "allocate_error_msg": "",
-                "target_region_id": None,
-                "target_org_id": None,
             },
         )
 
@@ -630,6 +629,24 @@ class LocalBackend:
             device_secret=dev.device_secret or "",
             mqtt_url=group.mqtt_url or DEFAULT_MQTT_URL.format(region=region),
             http_url=group.http_url or DEFAULT_HTTP_URL.format(region=region),
+        )
+
+
+def _fold_legacy_targets(conn) -> None:
+    """Schema 2-3 kept a reprovision target in its own columns; schema 4 keeps it where EnOS
+    documents it, in the built-in master data deviceData.regionId/orgId. The old columns stay
+    (SQLite before 3.35 cannot drop a column), always NULL from now on."""
+    rows = conn.execute(
+        "SELECT sn, device_data, target_region_id, target_org_id FROM devices "
+        "WHERE target_region_id IS NOT NULL OR target_org_id IS NOT NULL"
+    ).fetchall()
+    for sn, data_json, region, org in rows:
+        data = json.loads(data_json)
+        data.update({k: v for k, v in (("regionId", region), ("orgId", org)) if v})
+        conn.execute(
+            "UPDATE devices SET device_data=?, target_region_id=NULL, target_org_id=NULL "
+            "WHERE sn=?",
+            (canonical(data), sn),
         )
 
 

@@ -10,6 +10,7 @@ from ..core import rules
 from ..errors import AuthError, enos_error
 from ..models import ConnectionInfo, NewDevice, RegistrationGroup, canonical_json
 from . import local_groups
+from .base import Resigner
 
 if TYPE_CHECKING:
     from .local import LocalBackend
@@ -52,10 +53,17 @@ def bootstrap(
     sign_method: str = "sha256",
     device_name: dict | None = None,
     timezone: str | None = None,
+    resign: Resigner | None = None,  # unused: an in-process call is never retried
 ) -> ConnectionInfo:
-    """Register the device if unknown, allocate it if needed, mark it connected, return its triple."""
+    """Register the device if unknown, allocate it if needed, mark it connected, return its triple.
+
+    Every body field of Bootstrap Device is required, deviceName (a StringI18n with a non-empty
+    defaultValue) and timezone (a UTC offset or an IANA name) included. They become the master
+    data of a device that registers itself; a registered device keeps its own.
+    """
     if not group_id or not device_sn:
         raise enos_error(99400, "Invalid Argument groupId/deviceSn is missing")
+    _check_name_and_timezone(device_name, timezone)
     with backend.write() as conn:
         group = backend._group_for_device(group_id, conn)
         _check_signature(backend, group, device_sn, timestamp, sign, sign_method)
@@ -64,23 +72,24 @@ def bootstrap(
             problem = rules.sn_problem(device_sn, group.sn_pattern)
             if problem:
                 raise enos_error(99400, f"Invalid Argument deviceSn: {problem}")
-            data: dict = {}
-            if device_name:
-                data["deviceName"] = device_name
-            if timezone:
-                local_groups_check_tz(timezone)
-                data["timezone"] = timezone
+            data: dict = {"deviceName": device_name, "timezone": timezone}
             order = backend._next_batch_order(conn)
             record = NewDevice(device_sn=device_sn, device_data=data)
             backend._insert(conn, group, [(record, canonical_json(data))], order)
             dev = backend.find_by_device_sn(group.group_id, device_sn)
         if not dev.allocated:
-            backend._allocate(conn, dev, group, None, None)
+            backend._allocate(conn, dev, group)
         return _connected(backend, conn, dev.sn, group)
 
 
 def get_connection_info(
-    backend: LocalBackend, *, sn: str, timestamp: int, sign: str, sign_method: str = "sha256"
+    backend: LocalBackend,
+    *,
+    sn: str,
+    timestamp: int,
+    sign: str,
+    sign_method: str = "sha256",
+    resign: Resigner | None = None,  # unused: an in-process call is never retried
 ) -> ConnectionInfo:
     """Connection info of a registered, allocated device."""
     if not sn:
@@ -112,7 +121,16 @@ def _connected(backend: LocalBackend, conn, sn: str, group: RegistrationGroup) -
     return backend.connection_info(backend._device_row(conn, sn), group)
 
 
-def local_groups_check_tz(timezone: str) -> None:
-    problem = rules.timezone_problem(timezone)
+def _check_name_and_timezone(device_name: dict | None, timezone: str | None) -> None:
+    """The deviceName and timezone of a Bootstrap Device request: both required (99400)."""
+    default = device_name.get("defaultValue") if isinstance(device_name, dict) else device_name
+    if default is None or (isinstance(default, str) and not default.strip()):
+        raise enos_error(99400, "Invalid Argument deviceName:deviceName is missing")
+    problem = rules.builtin_value_problem("deviceName", device_name)
+    if problem:
+        raise enos_error(99400, f"Invalid Argument deviceName: {problem}")
+    if not timezone:
+        raise enos_error(99400, "Invalid Argument timezone:timezone is missing")
+    problem = rules.timezone_problem(timezone) if isinstance(timezone, str) else "not a String"
     if problem:
         raise enos_error(99400, f"Invalid Argument timezone: {problem}")

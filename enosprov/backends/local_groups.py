@@ -21,14 +21,14 @@ from .local_schema import BUILTIN_MASTERDATA_GROUP
 _GROUP_COLUMNS = (
     "group_id, name, product_key, masterdata_group_id, group_secret, description, region_id, "
     "org_id, reprovision_method, model_type, manufacturer_org_id, sign_scheme, sn_pattern, "
-    "mqtt_url, http_url, create_time, update_time"
+    "mqtt_url, http_url, create_time, update_time, timezone"
 )
 
 
 def ensure_builtin(conn: sqlite3.Connection, now: int) -> None:
     conn.execute(
         "INSERT OR IGNORE INTO masterdata_groups (id, name, description, attributes, create_time) "
-        "VALUES (?, 'Built-in master data', 'deviceSn, deviceName and timezone only', '[]', ?)",
+        "VALUES (?, 'Built-in master data', 'the built-in master data only', '[]', ?)",
         (BUILTIN_MASTERDATA_GROUP, now),
     )
 
@@ -146,6 +146,12 @@ def validate_group(group: RegistrationGroup) -> None:
     get_signer(group.sign_scheme)
     if group.sn_pattern:
         rules.sn_matcher(group.sn_pattern)
+    if group.timezone is not None:
+        problem = rules.timezone_problem(group.timezone)
+        if problem:
+            raise InvalidArgumentError(
+                f"group default {problem}", hint="pass --timezone +08:00 or Europe/Berlin"
+            )
 
 
 def create_group(conn, group: RegistrationGroup, now: int) -> RegistrationGroup:
@@ -162,7 +168,7 @@ def create_group(conn, group: RegistrationGroup, now: int) -> RegistrationGroup:
             hint="group ids and names are unique in a store (either can be used with --group)",
         )
     conn.execute(
-        f"INSERT INTO registration_groups ({_GROUP_COLUMNS}) VALUES ({', '.join('?' * 17)})",
+        f"INSERT INTO registration_groups ({_GROUP_COLUMNS}) VALUES ({', '.join('?' * 18)})",
         (
             group.group_id,
             group.name,
@@ -181,6 +187,7 @@ def create_group(conn, group: RegistrationGroup, now: int) -> RegistrationGroup:
             group.http_url,
             now,
             now,
+            group.timezone,
         ),
     )
     return get_group(conn, group.group_id)
@@ -209,18 +216,21 @@ def list_groups(conn) -> list[RegistrationGroup]:
     return [RegistrationGroup(*r) for r in rows]
 
 
-def check_device_data(conn, group: RegistrationGroup, data: dict) -> dict:
+def check_device_data(
+    conn, group: RegistrationGroup, data: dict, *, before: dict | None = None
+) -> dict:
     """Validate master data given through the library/API (the CSV path validates per row);
-    return it with values in their stored types."""
+    return it with values in their stored types. Every required key must be there; with
+    ``before`` (an update), only those the device had: an update cannot remove one, but a device
+    whose master data was cleared (reprovision method initialize) can be updated."""
     mdg = get_masterdata_group(conn, group.masterdata_group_id)
     attrs = {a.identifier: a for a in mdg.attributes}
     out = {}
     for key, value in data.items():
         if key in BUILTIN_KEYS:
-            if key == "timezone" and value is not None:
-                problem = rules.timezone_problem(str(value))
-                if problem:
-                    raise enos_error(99400, f"Invalid Argument deviceData.timezone: {problem}")
+            problem = rules.builtin_value_problem(key, value)
+            if problem:
+                raise enos_error(99400, f"Invalid Argument deviceData.{key}: {problem}")
             out[key] = value
             continue
         attr = attrs.get(key)
@@ -236,7 +246,8 @@ def check_device_data(conn, group: RegistrationGroup, data: dict) -> dict:
         out[key] = value
     # Required master data is enforced at registration; an update cannot remove it either.
     for attr in mdg.attributes:
-        if attr.required and attr.identifier not in out:
+        needed = before is None or attr.identifier in before
+        if attr.required and needed and attr.identifier not in out:
             raise enos_error(
                 99400, f"Invalid Argument deviceData.{attr.identifier}: a value is required"
             )

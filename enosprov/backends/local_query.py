@@ -50,8 +50,6 @@ def to_device(row) -> Device:
         update_by,
         update_time,
         manufacturer_org_id,
-        target_region_id,
-        target_org_id,
         reprovision_time,
     ) = row
     tag = None
@@ -85,8 +83,6 @@ def to_device(row) -> Device:
         update_by=update_by,
         update_time=update_time,
         manufacturer_org_id=manufacturer_org_id,
-        target_region_id=target_region_id,
-        target_org_id=target_org_id,
         reprovision_time=reprovision_time,
     )
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-SCHEMA_VERSION = 3  # 2: reprovision target columns; 3: batch monitoring indexes
+SCHEMA_VERSION = 4
+# 2: reprovision target columns; 3: batch monitoring indexes; 4: allocation targets live in
+# deviceData.regionId/orgId (the documented built-in master data), group default timezone
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (
@@ -35,7 +37,8 @@ CREATE TABLE IF NOT EXISTS registration_groups (
     mqtt_url            TEXT,
     http_url            TEXT,
     create_time         INTEGER NOT NULL,
-    update_time         INTEGER NOT NULL
+    update_time         INTEGER NOT NULL,
+    timezone            TEXT               -- default timezone of its devices (bootstrap needs one)
 );
 
 CREATE TABLE IF NOT EXISTS devices (
@@ -66,8 +69,6 @@ CREATE TABLE IF NOT EXISTS devices (
     update_by           TEXT,
     update_time         INTEGER NOT NULL,
     manufacturer_org_id TEXT,
-    target_region_id    TEXT,              -- reprovision target, used by the next allocation
-    target_org_id       TEXT,
     reprovision_time    INTEGER,           -- last reprovision (allocation reset) time
     UNIQUE (group_id, device_sn)
 );
@@ -104,15 +105,14 @@ DEVICE_COLUMNS = (
     "batch_tag_i18n, device_data, description, current_status, connected_time, allocated_time, "
     "finished_time, discarded_time, allocate_status, connect_status, reprovisioning, "
     "allocate_error_msg, device_key, device_secret, create_by, create_time, update_by, "
-    "update_time, manufacturer_org_id, target_region_id, target_org_id, reprovision_time"
+    "update_time, manufacturer_org_id, reprovision_time"
 )
 
 # Columns added after schema 1, with their definitions: an older store gets them on open.
-ADDED_DEVICE_COLUMNS = {
-    "target_region_id": "TEXT",
-    "target_org_id": "TEXT",
-    "reprovision_time": "INTEGER",
-}
+ADDED_DEVICE_COLUMNS = {"reprovision_time": "INTEGER"}
+ADDED_GROUP_COLUMNS = {"timezone": "TEXT"}
+# Schema 2-3 kept a reprovision target in these columns; schema 4 folds it into deviceData.
+LEGACY_TARGET_COLUMNS = ("target_region_id", "target_org_id")
 
 INSERT_DEVICE = (
     "INSERT INTO devices (sn, group_id, device_sn, product_key, batch_order, batch_tag, "

@@ -2,12 +2,15 @@
 
 Two content profiles (docs/burn-formats.md):
 - ``bootstrap``: the long-lived values that survive reprovisioning: DPS device endpoint, groupId,
-  group secret, deviceSn, the system sn when the device is registered, and the signing scheme.
+  group secret, deviceSn, the system sn when the device is registered, the signing scheme, and the
+  deviceName and timezone that Bootstrap Device requires (the name is the StringI18n
+  ``defaultValue`` only: its translations are not burned).
 - ``triple``: what an allocated device connects with: productKey, deviceKey, deviceSecret, and the
   MQTT and HTTP broker URLs (plus deviceSn and sn, to trace the unit).
 
 Field names are the same in every format (JSON keys, INI keys, C macro suffixes, binary tags,
-NVS keys: all at most 15 characters, the NVS key limit).
+NVS keys: all at most 15 characters, the NVS key limit). A new field goes at the end of FIELDS:
+binary tags are indexes into it, so the tags of older files stay valid.
 """
 
 from __future__ import annotations
@@ -30,13 +33,19 @@ FIELDS: tuple[tuple[str, str, bool], ...] = (
     ("deviceSecret", "device_secret", True),
     ("mqttUrl", "mqtt_url", False),
     ("httpUrl", "http_url", False),
+    # credential version 2 (binary layout 2): what Bootstrap Device requires besides the above
+    ("deviceName", "device_name", False),
+    ("timezone", "timezone", False),
 )
 FIELD_NAMES = tuple(f[0] for f in FIELDS)
 SECRET_FIELDS = tuple(f[0] for f in FIELDS if f[2])
 REQUIRED = {
-    "bootstrap": ("deviceSn", "groupId", "groupSecret", "dpsUrl"),
+    "bootstrap": ("deviceSn", "groupId", "groupSecret", "dpsUrl", "deviceName", "timezone"),
     "triple": ("deviceSn", "productKey", "deviceKey", "deviceSecret"),
 }
+# Fields added by credential version 2: a file written before lacks them.
+ADDED_IN_V2 = ("deviceName", "timezone")
+REEXPORT = "re-export it with `enosprov burn export`"
 
 
 @dataclass(frozen=True)
@@ -53,6 +62,8 @@ class Credential:
     device_secret: str | None = field(default=None, repr=False)
     mqtt_url: str | None = None
     http_url: str | None = None
+    device_name: str | None = None  # deviceName.defaultValue; translations are not burned
+    timezone: str | None = None
 
     def items(self) -> list[tuple[str, str]]:
         """(field name, value) of every field that has a value, in the documented order."""
@@ -81,8 +92,17 @@ class Credential:
             )
         missing = [n for n in REQUIRED[kw["profile"]] if not d.get(n)]
         if missing:
-            raise InputFileError(f"{kw['profile']} credential lacks {', '.join(missing)}")
+            raise InputFileError(missing_message(kw["profile"], missing))
         return cls(**kw)
+
+
+def missing_message(profile: str, missing: list[str], device_sn: str | None = None) -> str:
+    """Why a credential lacking ``missing`` fields cannot be used, and the fix, in one line."""
+    whose = f" of {device_sn}" if device_sn else ""
+    why = ""
+    if set(missing) <= set(ADDED_IN_V2):
+        why = ", which Bootstrap Device requires (a file written before enosprov burned them)"
+    return f"{profile} credential{whose} lacks {', '.join(missing)}{why}: {REEXPORT}"
 
 
 assert [f.name for f in fields(Credential)] == [a for _, a, _ in FIELDS]

@@ -4,6 +4,11 @@ Selection: a group, narrowed by batch tag, by explicit deviceSns or by a CSV of 
 ``no_register``, deviceSns straight from a CSV for the configure-only flow (the devices register
 themselves on bootstrap). Re-running an export rewrites no file that is already correct, and a
 secret is never generated here: it always comes from the store / EnOS.
+
+A bootstrap file carries the deviceName and timezone Bootstrap Device requires: the registered
+deviceName (its defaultValue) else the deviceSn, and deviceData.timezone else the group's default
+timezone. A selection with a device that has neither timezone is refused before any file is
+written.
 """
 
 from __future__ import annotations
@@ -146,15 +151,53 @@ def select_devices(backend, group: RegistrationGroup, selection: Selection):
     found = {dev.device_sn for dev in lookup()}
     missing = [sn for sn in requested if sn not in found]
     if missing:
-        shown = ", ".join(missing[:10]) + (
-            f" and {len(missing) - 10} more" if len(missing) > 10 else ""
-        )
         raise NotFoundError(
-            f"not registered in group {group.group_id}: {shown}",
+            f"not registered in group {group.group_id}: {_shown(missing)}",
             hint="check the deviceSns (a device of another group is not exported), or use "
             "--no-register for devices that register themselves",
         )
     return lookup
+
+
+def _shown(names: list[str], limit: int = 10) -> str:
+    more = f" and {len(names) - limit} more" if len(names) > limit else ""
+    return ", ".join(names[:limit]) + more
+
+
+def device_name_for(dev: Device | None, device_sn: str) -> str:
+    """The deviceName burned: the registered deviceName's defaultValue, else the deviceSn.
+
+    Only the default text: the StringI18n translations (i18nValue) are not burned."""
+    name = dev.device_data.get("deviceName") if dev is not None else None
+    if isinstance(name, dict):
+        name = name.get("defaultValue")
+    return name if isinstance(name, str) and name.strip() else device_sn
+
+
+def timezone_for(group: RegistrationGroup, dev: Device | None) -> str | None:
+    """The timezone burned: the device's deviceData.timezone, else the group's default."""
+    own = dev.device_data.get("timezone") if dev is not None else None
+    return own or group.timezone or None
+
+
+def no_timezone_error(
+    group: RegistrationGroup, device_sns: list[str], registered: bool = True
+) -> InvalidArgumentError:
+    """The refusal of an export in which ``device_sns`` have no timezone to burn."""
+    fix = "give the group a default timezone (group create --timezone +08:00; with a profile: "
+    fix += "config add-group PROFILE GROUP --replace --timezone +08:00)"
+    if registered:
+        what = f"device(s) {_shown(sorted(device_sns))} of group {group.group_id}"
+        why = "neither deviceData.timezone nor a group default timezone"
+        fix += ", or the devices one (a timezone column in the registration CSV, or devices "
+        fix += "update SN --set timezone=+08:00)"
+    else:
+        what = f"the {len(device_sns)} unregistered device(s) of group {group.group_id}"
+        why = "the group has no default timezone"
+    return InvalidArgumentError(
+        f"no timezone for {what}: {why}, and Bootstrap Device requires one; nothing was written",
+        hint=fix,
+    )
 
 
 def dps_url_for(backend, group: RegistrationGroup, override: str | None) -> str:
@@ -182,15 +225,21 @@ def credential_for(
                 + (f": {why}" if why else ""),
                 hint="with a profile, give the group a secret source (config add-group --secret-env)",
             )
-        dev = item if isinstance(item, Device) else None
+        dev = _device(item)
+        device_sn = dev.device_sn if dev else item
+        timezone = timezone_for(group, dev)
+        if not timezone:
+            raise no_timezone_error(group, [device_sn], registered=dev is not None)
         return Credential(
             profile="bootstrap",
-            device_sn=dev.device_sn if dev else item,
+            device_sn=device_sn,
             sn=dev.sn if dev else None,
             group_id=group.group_id,
             group_secret=group.group_secret,
             dps_url=dps_url,
             sign_scheme=group.sign_scheme,
+            device_name=device_name_for(dev, device_sn),
+            timezone=timezone,
         )
     if not isinstance(item, Device):
         raise InvalidArgumentError("the triple profile needs registered, allocated devices")
@@ -282,9 +331,12 @@ def export_burn_files(
     encoder = FORMATS[fmt]
     extension = encoder.file_extension(options)
     # A first pass checks what can fail per device (an unallocated device for the triple
-    # profile; a value the format refuses, a template field without a value) before any file
-    # is touched. JSON, INI, binary and HEX accept any credential: no pass needed for them.
-    if profile == "triple" or fmt in CAN_REFUSE:
+    # profile; a bootstrap device without a timezone; a value the format refuses, a template
+    # field without a value) before any file is touched. JSON, INI, binary and HEX accept any
+    # credential: no pass is needed for them when the group has a default timezone.
+    needs_timezone = profile == "bootstrap" and not group.timezone
+    if profile == "triple" or fmt in CAN_REFUSE or needs_timezone:
+        no_timezone: list[str] = []
         for item in items():
             if profile == "triple":
                 if not isinstance(item, Device) or not item.allocated:
@@ -294,8 +346,12 @@ def export_burn_files(
                         hint="allocate it (or let it bootstrap) first, or export the bootstrap "
                         "profile",
                     )
-            else:  # encode and drop: a value the format refuses (NUL, NVS size) stops it here
+            elif needs_timezone and not timezone_for(group, _device(item)):
+                no_timezone.append(item.device_sn if isinstance(item, Device) else item)
+            elif fmt in CAN_REFUSE:  # encode and drop: a value the format refuses stops it here
                 encoder.encode(credential_for(backend, group, item, profile, url), options)
+        if no_timezone:
+            raise no_timezone_error(group, no_timezone, registered=not selection.no_register)
     _check_out_dir(out_dir)
     report = BurnReport(str(out_dir), fmt, profile)
     previous = _previous_times(out_dir)
@@ -349,6 +405,10 @@ def export_burn_files(
             rec.detail.update(written=report.written, unchanged=report.unchanged)
     report.seconds = time.perf_counter() - t0
     return report
+
+
+def _device(item: Device | str) -> Device | None:
+    return item if isinstance(item, Device) else None
 
 
 def _same_content(path: Path, data: bytes) -> bool:

@@ -111,6 +111,7 @@ def check_credential(backend, cred: Credential, check: FileCheck) -> None:
             check.problems.append(
                 f"signing scheme {cred.sign_scheme} differs from the group's {group.sign_scheme}"
             )
+        _check_name_and_timezone(cred, dev, check)
         return
     # triple
     if dev is None:
@@ -132,6 +133,28 @@ def check_credential(backend, cred: Credential, check: FileCheck) -> None:
             check.problems.append("the deviceSecret does not match")
     else:
         check.notes.append("device secret not checked: no group secret for get/conn")
+
+
+def _check_name_and_timezone(cred: Credential, dev, check: FileCheck) -> None:
+    """The timezone must be one DPS accepts; a registered device keeps its own name and timezone
+    (the values burned are used when the device registers itself), so a difference is a note."""
+    from ..core.rules import timezone_problem
+    from .export import device_name_for
+
+    problem = timezone_problem(cred.timezone or "")
+    if problem:
+        check.problems.append(f"the {problem}")
+    if dev is None:
+        return
+    registered_tz = dev.device_data.get("timezone")
+    if registered_tz and registered_tz != cred.timezone:
+        check.notes.append(
+            f"timezone {cred.timezone} differs from the device's deviceData.timezone "
+            f"{registered_tz}"
+        )
+    name = device_name_for(dev, dev.device_sn)
+    if name != cred.device_name:
+        check.notes.append(f"deviceName {cred.device_name!r} differs from the registered {name!r}")
 
 
 def verify_files(backend, paths, options=None) -> VerifyReport:

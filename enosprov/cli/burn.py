@@ -77,7 +77,10 @@ def export(
     """Write one credential file per device, plus manifest.csv / manifest.json (SHA-256 each).
 
     Files are written atomically and owner-only; re-running rewrites nothing that is already
-    correct. Formats and layouts: docs/burn-formats.md.
+    correct. Bootstrap files carry the deviceName (the registered one, else the deviceSn) and
+    the timezone (the device's, else the group's default) that Bootstrap Device requires; a
+    device with no timezone stops the export before anything is written. Formats and layouts:
+    docs/burn-formats.md.
 
     Example: enosprov burn export --group meters-eu --batch-tag B-2026-11-A --format nvs
     --out burn/ --flash-address 0x9000

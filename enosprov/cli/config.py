@@ -124,7 +124,16 @@ def _render_profile(d: dict) -> None:
     if d["groups"]:
         table(
             None,
-            ["group id", "name", "secret", "master data", "product", "signing", "deviceSn pattern"],
+            [
+                "group id",
+                "name",
+                "secret",
+                "master data",
+                "product",
+                "signing",
+                "deviceSn pattern",
+                "timezone",
+            ],
             [
                 [
                     g["groupId"],
@@ -134,6 +143,7 @@ def _render_profile(d: dict) -> None:
                     _or_dash(g["productKey"]),
                     g["signScheme"],
                     _or_dash(g["snPattern"]),
+                    _or_dash(g["timezone"]),
                 ]
                 for g in d["groups"]
             ],
@@ -249,6 +259,14 @@ def add_group(
     sn_pattern: Annotated[
         str | None, typer.Option("--sn-pattern", help="Regular expression deviceSns must match.")
     ] = None,
+    timezone: Annotated[
+        str | None,
+        typer.Option(
+            "--timezone",
+            help="Default timezone of its devices, e.g. +08:00 or Europe/Berlin: burned into the "
+            "credential file of a device registered without one (Bootstrap Device needs it).",
+        ),
+    ] = None,
     replace: ReplaceOpt = False,
     json_: JsonOpt = False,
 ) -> None:
@@ -257,6 +275,7 @@ def add_group(
 
     Example: enosprov config add-group prod-eu meters-eu --name "Smart meters EU"
     --secret-env METERS_GROUP_SECRET --masterdata masterdata/meters.toml --product-key pk1
+    --timezone +01:00
     """
     from .. import profiles
 
@@ -278,6 +297,7 @@ def add_group(
             product_key=product_key,
             sign_scheme=sign_scheme,
             sn_pattern=sn_pattern,
+            timezone=timezone,
             replace_existing=replace,
         )
     data = profiles.describe(profile)

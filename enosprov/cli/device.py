@@ -39,20 +39,29 @@ def bootstrap(
     file: FileArg,
     name: Annotated[
         str | None,
-        typer.Option("--name", help="deviceName sent with the request (kept if it registers)."),
+        typer.Option(
+            "--name",
+            help="deviceName to send instead of the one burned in FILE (kept if it registers).",
+        ),
     ] = None,
     timezone: Annotated[
         str | None,
-        typer.Option("--timezone", help="timezone sent with the request, e.g. +08:00."),
+        typer.Option(
+            "--timezone",
+            help="timezone to send instead of the one burned in FILE, e.g. +08:00.",
+        ),
     ] = None,
     json_: JsonOpt = False,
     show_secret: ShowSecretOpt = False,
 ) -> None:
     """Call Bootstrap Device as the device would, signed with the group secret of FILE.
 
-    An unregistered deviceSn registers itself; the device is allocated and marked connected.
-    Prints its triple, broker URLs and MQTT login. The local store answers in process; with a
-    profile the request goes to the profile's DPS device endpoint.
+    The request carries the deviceName and timezone burned in FILE (DPS requires both); --name
+    and --timezone send others. A file without them (exported by an older enosprov) is refused:
+    export it again. An unregistered deviceSn registers itself with them; the device is
+    allocated and marked connected. Prints its triple, broker URLs and MQTT login. The local
+    store answers in process; with a profile the request goes to the profile's DPS device
+    endpoint.
 
     Example: enosprov device bootstrap MTR-000001.json --name "Meter 1" --timezone +08:00
     """

@@ -345,8 +345,11 @@ def allocate(
 ) -> None:
     """Allocate devices to EnOS: each gets its triple (productKey, deviceKey, deviceSecret).
 
-    The target is --region/--org, else the group's. A device already allocated is reported
-    "already allocated" and left where it is. Every SN must resolve before any is allocated.
+    The target is --region/--org, sent as the built-in master data deviceData.regionId/orgId of
+    Allocate Device (the way EnOS documents choosing where a device goes), else the device's own
+    deviceData target, else the group's. The "allocated to" column is where EnOS says the device
+    is afterwards. A device already allocated is reported "already allocated" and left where it
+    is. Every SN must resolve before any is allocated.
     Recorded in the audit journal (`enosprov log`).
 
     Example: enosprov devices allocate SN-0001 SN-0002 --group meters-eu --region eu2
@@ -361,13 +364,16 @@ def allocate(
     def render(res) -> None:
         table(
             None,
-            ["sn", "deviceSn", "group id", "result", "target"],
+            ["sn", "deviceSn", "group id", "result", "allocated to"],
             [
                 [r.device.sn, r.device.device_sn, r.device.group_id, r.result,
                  f"{r.device.region_id or '-'} / {r.device.org_id or '-'}"]
                 for r in res
             ],
         )  # fmt: skip
+        for r in res:
+            if r.note:
+                say(f"{r.device.device_sn}: {r.note}", stderr=True)
 
     emit([r.to_dict() for r in results], json_, lambda _: render(results))
 

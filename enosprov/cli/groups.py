@@ -28,6 +28,7 @@ def _render_group(group, devices: int | None = None, show_secret: bool = False) 
         ("model type", group.model_type),
         ("signing scheme", group.sign_scheme),
         ("deviceSn pattern", group.sn_pattern or "default"),
+        ("default timezone", group.timezone or "- (devices need deviceData.timezone)"),
     ]
     if devices is not None:
         rows.append(("devices", devices))
@@ -72,12 +73,20 @@ def create(
     ] = None,
     mqtt_url: Annotated[str | None, typer.Option("--mqtt-url", help="MQTT broker URL.")] = None,
     http_url: Annotated[str | None, typer.Option("--http-url", help="HTTP broker URL.")] = None,
+    timezone: Annotated[
+        str | None,
+        typer.Option(
+            "--timezone",
+            help="Default timezone of its devices, e.g. +08:00 or Europe/Berlin: burned into the "
+            "credential file of a device registered without one (Bootstrap Device needs it).",
+        ),
+    ] = None,
     json_: JsonOpt = False,
 ) -> None:
     """Create a registration group with a fresh group secret.
 
     Example: enosprov group create --id meters-eu --name "Meters EU" --product-key pk1
-    --region eu2 --org o15000000000001 --masterdata meters
+    --region eu2 --org o15000000000001 --masterdata meters --timezone +01:00
     """
     from .. import api
 
@@ -98,6 +107,7 @@ def create(
             sn_pattern=sn_pattern,
             mqtt_url=mqtt_url,
             http_url=http_url,
+            timezone=timezone,
         )
         journal.record(
             "group-create",
@@ -110,6 +120,7 @@ def create(
                 "reprovisionMethod": group.reprovision_method,
                 "modelType": group.model_type,
                 "masterDataGroupId": group.masterdata_group_id,
+                "timezone": group.timezone,
             },
         )
     emit(group, json_, _render_group)
@@ -139,6 +150,7 @@ def list_(ctx: typer.Context, json_: JsonOpt = False) -> None:
                 "reprovision",
                 "model",
                 "master data",
+                "timezone",
                 "devices",
             ],
             [
@@ -150,6 +162,7 @@ def list_(ctx: typer.Context, json_: JsonOpt = False) -> None:
                     g.reprovision_method,
                     g.model_type,
                     g.masterdata_group_id,
+                    g.timezone or "-",
                     counts.get(g.group_id, 0),
                 ]
                 for g in groups

@@ -144,8 +144,9 @@ def scan(
     """Decode the QR labels in images (rotated, skewed, several per image) and show the devices.
 
     With --onboard, each device found is updated with the on-site details (--name, --timezone,
-    --set key=value) and allocated (to --region/--org, else its group's target; a device already
-    allocated stays where it is). Everything is validated before anything changes. Several
+    --set key=value) and allocated (to --region/--org, both or neither, sent as the built-in
+    master data deviceData.regionId/orgId of Allocate Device; else the device's own target, else
+    its group's; a device already allocated stays where it is). Everything is validated before anything changes. Several
     devices need a confirmation (--yes without a terminal).
 
     Exit code 1 when an image has no code, a code is not an enosprov payload, or a device is

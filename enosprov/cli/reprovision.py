@@ -38,8 +38,10 @@ def reprovision(
 
     Shows the plan (device, from, to, what happens to master data under the group's reprovision
     method), asks for confirmation on a terminal (--yes for scripts), then resets the devices'
-    allocation and records the new target: when a device bootstraps again with the credential
-    file it already holds, it is allocated there with a new device key and secret. Devices that
+    allocation (resetAllocationStatus), then sets the new target in each device's built-in
+    master data deviceData.regionId/orgId (Update Device), the way EnOS documents choosing where a
+    device is allocated: when a device bootstraps again with the credential file it already
+    holds, it is allocated there with a new device key and secret. Devices that
     cannot move (group reprovision method 'never', private model, never allocated, already
     there) are listed with the reason and left unchanged. Exit code 5 when some were refused.
 
@@ -76,8 +78,9 @@ def reprovision(
         result,
         json_,
         lambda r: say(
-            f"reset {len(r.reset)} device{'s' if len(r.reset) != 1 else ''}: each is allocated to "
-            f"{target} with a new device key and secret when it bootstraps again"
+            f"reset {len(r.reset)} device{'s' if len(r.reset) != 1 else ''} and set "
+            f"deviceData.regionId/orgId to {target} on {len(r.targeted)}: each is allocated "
+            "there with a new device key and secret when it bootstraps again"
             + (f"; {len(plan.refused)} refused" if plan.refused else "")
         ),
     )

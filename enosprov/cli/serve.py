@@ -64,6 +64,34 @@ def serve(
     seed: Annotated[
         int | None, typer.Option("--seed", help="Fault: random seed, for reproducible runs.")
     ] = None,
+    page_size: Annotated[
+        int | None,
+        typer.Option(
+            "--page-size",
+            min=1,
+            max=1000,
+            help="[ENOSPROV] Serve at most this many devices per search page, whatever was "
+            "asked (tests of clients against servers with short pages). Default: as asked.",
+        ),
+    ] = None,
+    token_refusal: Annotated[
+        str,
+        typer.Option(
+            "--token-refusal",
+            metavar="401|403|200-code|200-status",
+            help="[ENOSPROV] How an expired or unknown token is answered (code 1203): HTTP 401 "
+            "or 403, or HTTP 200 with 1203 in `code` or in `status`.",
+        ),
+    ] = "401",
+    limit_shape: Annotated[
+        str,
+        typer.Option(
+            "--limit-shape",
+            metavar="http|200-code|200-status",
+            help="[ENOSPROV] How the --fail-rate 429s are answered: HTTP 429, or HTTP 200 with "
+            "429 in `code` or in `status`.",
+        ),
+    ] = "http",
     json_: JsonOpt = False,
 ) -> None:
     """Run the DPS emulator: the EnOS API gateway, DPS application and device APIs over the
@@ -77,7 +105,7 @@ def serve(
     import sys
     import threading
 
-    from ..emulator import Faults, create_app
+    from ..emulator import Behaviour, Faults, create_app
     from ..emulator import serve as run_server
     from ..errors import InvalidArgumentError
 
@@ -87,6 +115,7 @@ def serve(
             hint=f"pass --app-key and --app-secret, or set {KEY_ENV} and {SECRET_ENV}",
         )
     faults = Faults(latency_ms=latency_ms, fail_rate=fail_rate, drop_rate=drop_rate, seed=seed)
+    behaviour = Behaviour(page_size=page_size, token_refusal=token_refusal, limit_shape=limit_shape)
     store = state(ctx).settings().store
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(message)s")
     log = logging.getLogger("enosprov.serve")
@@ -98,7 +127,7 @@ def serve(
         log.propagate = False
     app = create_app(
         store, app_key=app_key, app_secret=app_secret, token_ttl=token_ttl, org_id=org,
-        faults=faults, log=log.info,
+        faults=faults, behaviour=behaviour, log=log.info,
     )  # fmt: skip
     groups = app.groups()
 
@@ -111,6 +140,11 @@ def serve(
             "appKey": app_key,
             "org": org,
             "groups": [{"groupId": g.group_id, "name": g.name} for g in groups],
+            "behaviour": {
+                "pageSize": page_size,
+                "tokenRefusal": token_refusal,
+                "limitShape": limit_shape,
+            },
             "faults": {
                 "latencyMs": latency_ms,
                 "failRate": fail_rate,
@@ -129,6 +163,7 @@ def serve(
             f"  orgId         {org or 'any'}",
             f"  groups        {names or 'none yet (create one: enosprov group create ...)'}",
             f"  faults        {faults.describe()}",
+            f"  behaviour     {behaviour.describe()}",
             "Ctrl+C stops it.",
         ):
             say(line, stderr=True)

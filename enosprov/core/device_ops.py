@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from ..backends.base import Backend
-from ..errors import InvalidArgumentError
+from ..errors import InvalidArgumentError, RefusedError
 from ..journal import Journal, journal_or_null
 from ..models import BUILTIN_KEYS, Device, RegistrationGroup, string_i18n
 from . import rules
@@ -92,7 +92,11 @@ def update_device(
             f"cannot update {dev.group_id}/{dev.device_sn}: " + "; ".join(problems),
             hint=NOTHING_CHANGED,
         )
-    device_data = {**data, **dict.fromkeys(unset)} or None
+    device_data = None
+    if data or unset:
+        # The full map, never a null: right whether EnOS merges or replaces deviceData.
+        kept = {k: v for k, v in dev.copyable_data().items() if k not in unset}
+        device_data = {**kept, **data, "deviceSn": dev.device_sn}
     backend.update(
         dev.sn,
         desc=desc,
@@ -111,7 +115,17 @@ def update_device(
             "batchTag": batch_tag,
         },
     )
-    return UpdateResult(backend.get(dev.sn), data, unset, desc, batch_tag)
+    after = backend.get(dev.sn)
+    kept_keys = sorted(k for k in unset if k in after.device_data)
+    if kept_keys:
+        raise RefusedError(
+            f"{dev.group_id}/{dev.device_sn}: the backend kept deviceData "
+            f"{', '.join(kept_keys)} (it merges master data on update, so a key cannot be "
+            "removed through the API); the other changes were made",
+            hint="remove the value in the EnOS console (Registration Group Management > "
+            "Device Information > Edit), or set it to another value with --set",
+        )
+    return UpdateResult(after, data, unset, desc, batch_tag)
 
 
 def _unset_problems(
@@ -184,10 +198,25 @@ def delete_devices(
 class AllocateResult:
     device: Device  # as it is afterwards
     allocated_now: bool
+    requested: tuple[str, str] | None = None  # the target sent, if any
 
     @property
     def result(self) -> str:
         return "allocated" if self.allocated_now else "already allocated"
+
+    @property
+    def note(self) -> str | None:
+        """Says so when the device is not where it was asked to go."""
+        d = self.device
+        if not self.requested or (d.region_id, d.org_id) == self.requested:
+            return None
+        if not self.allocated_now:
+            return f"already allocated to {d.region_id} / {d.org_id}: not moved (use reprovision)"
+        return (
+            f"EnOS allocated it to {d.region_id} / {d.org_id}, not to the requested "
+            f"{self.requested[0]} / {self.requested[1]}: this tenant did not honour "
+            "deviceData.regionId/orgId; check the registration group's target in the console"
+        )
 
     def to_dict(self) -> dict:
         d = self.device
@@ -198,6 +227,12 @@ class AllocateResult:
             "result": self.result,
             "regionId": d.region_id,
             "orgId": d.org_id,
+            "requested": (
+                {"regionId": self.requested[0], "orgId": self.requested[1]}
+                if self.requested
+                else None
+            ),
+            "note": self.note,
         }
 
 
@@ -209,22 +244,36 @@ def allocate_devices(
     org_id: str | None = None,
     journal: Journal | None = None,
 ) -> list[AllocateResult]:
-    """Allocate each device (see :func:`resolve_devices`) to ``region_id``/``org_id``, else to
-    its reprovision target or its group's target. A device already allocated is left where it
-    is. One "allocate" journal record lists the devices allocated now."""
+    """Allocate each device (see :func:`resolve_devices`) to ``region_id``/``org_id``, sent the
+    documented way, as the built-in master data deviceData.regionId/orgId of Allocate Device;
+    without them to the device's own deviceData target, else its group's target. A device already
+    allocated is left where it is. One "allocate" journal record lists the devices allocated now
+    and says what was requested."""
+    if bool(region_id) != bool(org_id):
+        raise InvalidArgumentError(
+            "an allocation target needs both a region (environment) and an OU; " + NOTHING_CHANGED,
+            hint="give --region and --org together, or neither (the group's target)",
+        )
     devices = list({d.sn: d for d in devices}.values())
     pending = [d for d in devices if not d.allocated]
     _check_targets(backend, pending, region_id, org_id)
-    results = {d.sn: AllocateResult(d, False) for d in devices if d.allocated}
+    wanted = (region_id, org_id) if region_id and org_id else None
+    results = {d.sn: AllocateResult(d, False, wanted) for d in devices if d.allocated}
     groups = {d.group_id for d in devices}
-    detail = {"regionId": region_id, "orgId": org_id, "alreadyAllocated": len(results)}
+    target = {"regionId": region_id, "orgId": org_id} if region_id else None
+    detail = {
+        "requested": "allocate with deviceData.regionId/orgId" if target else "allocate",
+        "regionId": region_id,
+        "orgId": org_id,
+        "alreadyAllocated": len(results),
+    }
     with journal_or_null(journal).begin(
         "allocate", group_id=groups.pop() if len(groups) == 1 else None, detail=detail
     ) as rec:
         for dev in pending:
-            after = backend.allocate(dev.sn, region_id=region_id, org_id=org_id)
+            after = backend.allocate(dev.sn, device_data=target)
             rec.add(dev.sn, dev.device_sn)
-            results[dev.sn] = AllocateResult(after, True)
+            results[dev.sn] = AllocateResult(after, True, wanted)
         if len(pending) == 1:
             rec.request_id = getattr(backend, "last_request_id", None)
     return [results[d.sn] for d in devices]

@@ -275,13 +275,18 @@ def apply_replacement(
         rec.add(old.sn, old.device_sn)
         new_sn = plan.new.sn if plan.new else None
         if new_sn is None:
-            data = {k: v for k, v in old.device_data.items() if k != "deviceSn"}
-            data["deviceSn"] = plan.request.new
+            # OLD's master data without the keys EnOS owns (assetId), under NEW's serial
+            data = {**old.copyable_data(), "deviceSn": plan.request.new}
             new_sn = backend.create(
                 old.group_id, desc=old.desc, batch_tag=old.batch_tag, device_data=data
             )[0]
             rec.detail["new"]["sn"] = new_sn
-        new = backend.replace(old.sn, new_sn)
+        try:
+            new = backend.replace(old.sn, new_sn)
+        except EnosprovError as exc:
+            if plan.new is not None:
+                raise
+            raise _undo_new(backend, old, new_sn, plan.request.new, exc, rec) from None
         rec.mark("replaced", old.sn, old.device_sn, old.batch_tag_text)
         rec.request_id = getattr(backend, "last_request_id", None)
         rec.add(new.sn, new.device_sn)
@@ -290,6 +295,31 @@ def apply_replacement(
     return Replaced(old.sn, old.device_sn, new.sn, new.device_sn, old.group_id,
                     plan.new is None, allocation, journal_id=rec.committed,
                     request_id=rec.request_id)  # fmt: skip
+
+
+def _undo_new(backend, old: Device, new_sn: str, new_device_sn: str, exc: EnosprovError, rec):
+    """``replace`` failed after this run registered NEW: remove NEW again, or say plainly that
+    it stays registered and how to continue. Returns the error to raise."""
+    try:
+        backend.delete(old.group_id, [new_sn])
+    except EnosprovError:
+        rec.detail["newLeftRegistered"] = True
+        rec.add(new_sn, new_device_sn)
+        outcome = (
+            f"{new_device_sn} (sn {new_sn}), registered by this run with {old.device_sn}'s "
+            "details, stays registered"
+        )
+        hint = f"run the same replace again to finish it (it reuses {new_device_sn}), or delete it"
+    else:
+        rec.detail["newRemoved"] = True
+        outcome = f"{new_device_sn}, registered by this run, was removed again"
+        hint = "nothing else was changed; fix the cause and run the same replace again"
+    return type(exc)(
+        f"replacing {old.device_sn} by {new_device_sn} failed: {exc.message}; {outcome}",
+        hint=hint,
+        enos_code=exc.enos_code,
+        request_id=exc.request_id,
+    )
 
 
 @dataclass(frozen=True)
@@ -315,6 +345,8 @@ def replace_devices(
 ) -> ReplaceReport:
     """Apply every planned replacement, then write the new units' credential files and labels."""
     outputs = outputs or Outputs()
+    if outputs.burn_dir is not None:
+        _check_burnable(backend, plans)
     report = ReplaceReport()
     for i, plan in enumerate(plans):
         report.replaced.append(apply_replacement(backend, plan, journal=journal))
@@ -347,6 +379,25 @@ def replace_devices(
                     template=outputs.label_template, journal=journal,
                 ))  # fmt: skip
     return report
+
+
+def _check_burnable(backend, plans: Sequence[PlannedReplacement]) -> None:
+    """Every NEW credential file can be written (a timezone to burn: OLD's, which NEW takes
+    over, or the group's), checked before anything is replaced."""
+    from ..burn.export import no_timezone_error, timezone_for
+
+    lacking: dict[str, list[str]] = {}
+    for plan in plans:
+        if plan.done:
+            continue
+        group = backend.get_group(plan.group_id)
+        if timezone_for(group, plan.old) is None:
+            lacking.setdefault(plan.group_id, []).append(plan.request.new)
+    for group_id, device_sns in lacking.items():
+        err = no_timezone_error(backend.get_group(group_id), device_sns)
+        raise type(err)(
+            err.message.replace("nothing was written", "nothing was replaced"), hint=err.hint
+        )
 
 
 def replace_device(

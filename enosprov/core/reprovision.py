@@ -1,10 +1,15 @@
 """Reprovisioning: move allocated devices to another environment (region) and OU.
 
 EnOS reprovisions by resetting the allocation (``resetAllocationStatus``): the device leaves its
-OU, keeps its Group ID, Group Secret and serial number, and the next allocation, by API or when the
-device bootstraps again with the credential file it already holds, lands in the new target with a
-new triple. Under the group's reprovision method, *migrate* keeps the master data and *initialize*
-clears it; *never* (or a private model) refuses.
+OU and keeps its Group ID, Group Secret and serial number. Where it goes next is chosen the way
+EnOS documents it, by the built-in master data ``deviceData.regionId`` / ``deviceData.orgId`` ("the
+environment / OU the device will be allocated to"): after the reset, Update Device sends the
+device's full master data (without the keys EnOS owns; under *initialize*, which clears master
+data, only its deviceSn) plus the new regionId/orgId, which is right whether EnOS merges or
+replaces deviceData on update. The next allocation, by API or when the device bootstraps again
+with the credential file it already holds, lands there with a new triple. Under the group's
+reprovision method, *migrate* keeps the master data and *initialize* clears it; *never* (or a
+private model) refuses.
 
 Two steps so a human can see before anything changes: :func:`plan_reprovision` resolves and checks
 everything (raising for a call refused as a whole), :func:`apply_reprovision` resets the accepted
@@ -17,7 +22,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..errors import InvalidArgumentError
+from ..errors import EnosprovError, InvalidArgumentError
 from ..journal import Journal, journal_or_null
 from ..models import Device, RegistrationGroup
 from .device_refs import one_group, resolve_devices
@@ -44,6 +49,13 @@ class ReprovisionItem:
         if d.reprovisioning and (d.target_region_id or d.target_org_id):
             return f"(reset, was going to {d.target_region_id} / {d.target_org_id})"
         return "(not allocated)"
+
+    def target_data(self, plan: ReprovisionPlan) -> dict:
+        """The deviceData sent by Update Device after the reset: what the reprovision method
+        keeps, plus the new target."""
+        d = self.device
+        kept = {} if plan.group.reprovision_method == "initialize" else d.copyable_data()
+        return {**kept, "deviceSn": d.device_sn, "regionId": plan.region_id, "orgId": plan.org_id}
 
     def to_dict(self) -> dict:
         d = self.device
@@ -90,13 +102,24 @@ class ReprovisionPlan:
 class ReprovisionResult:
     plan: ReprovisionPlan
     reset: list[str] = field(default_factory=list)  # system sns reset
+    targeted: list[str] = field(default_factory=list)  # sns whose deviceData got the target
     request_ids: list[str] = field(default_factory=list)
     journal_id: int | None = None
 
     def to_dict(self) -> dict:
         out = self.plan.to_dict()
-        out.update(reset=self.reset, requestIds=self.request_ids, journalId=self.journal_id)
+        out.update(
+            reset=self.reset,
+            targetSet=self.targeted,
+            requested=REQUESTED,
+            requestIds=self.request_ids,
+            journalId=self.journal_id,
+        )
         return out
+
+
+# What is asked of EnOS, in the words of its API (the CLI and the journal say the same).
+REQUESTED = "resetAllocationStatus, then update deviceData.regionId/orgId"
 
 
 def group_refusal(group: RegistrationGroup) -> str | None:
@@ -147,7 +170,10 @@ def plan_reprovision(
 def apply_reprovision(
     backend, plan: ReprovisionPlan, *, journal: Journal | None = None
 ) -> ReprovisionResult:
-    """Reset the allocation of every accepted device, recording the new target."""
+    """Reset the allocation of every accepted device, then set its target in its master data
+    (deviceData.regionId/orgId) by Update Device. One "reprovision" journal record lists the
+    devices whose target was set; a device reset but not targeted (the update failed) is named
+    in the error and in the record's detail, and running the same reprovision again finishes it."""
     journal = journal_or_null(journal)
     result = ReprovisionResult(plan)
     accepted = plan.accepted
@@ -155,6 +181,7 @@ def apply_reprovision(
         return result
     detail = {
         "target": {"regionId": plan.region_id, "orgId": plan.org_id},
+        "requested": REQUESTED,
         "reprovisionMethod": plan.group.reprovision_method,
         "refused": len(plan.refused),
     }
@@ -167,23 +194,46 @@ def apply_reprovision(
     with journal.begin("reprovision", group_id=plan.group.group_id, detail=detail) as rec:
         rec.detail["attempted"] = True
         for start in range(0, len(accepted), RESET_SLICE):
-            part = [i.device for i in accepted[start : start + RESET_SLICE]]
-            done = backend.reset_allocation(
-                plan.group.group_id,
-                [d.sn for d in part],
-                region_id=plan.region_id,
-                org_id=plan.org_id,
-            )
-            rid = getattr(backend, "last_request_id", None)
-            if rid:
-                result.request_ids.append(rid)
-                rec.request_id = rid
-            done_set = set(done)
-            rec.extend((d.sn, d.device_sn) for d in part if d.sn in done_set)
-            result.reset.extend(d.sn for d in part if d.sn in done_set)
+            part = accepted[start : start + RESET_SLICE]
+            done = set(backend.reset_allocation(plan.group.group_id, [i.device.sn for i in part]))
+            _note_request(backend, result, rec)
+            reset = [i for i in part if i.device.sn in done]
+            result.reset.extend(i.device.sn for i in reset)
+            rec.detail["resetOnly"] = [i.device.sn for i in reset]
+            for item in reset:
+                _set_target(backend, plan, item, result)
+                rec.add(item.device.sn, item.device.device_sn)
+                rec.detail["resetOnly"].remove(item.device.sn)
+            rec.detail.pop("resetOnly")
         rec.detail.pop("attempted")
     result.journal_id = rec.committed
     return result
+
+
+def _set_target(backend, plan: ReprovisionPlan, item: ReprovisionItem, result) -> None:
+    dev = item.device
+    try:
+        backend.update(dev.sn, device_data=item.target_data(plan))
+    except EnosprovError as exc:
+        targeted = set(result.targeted)
+        left = [s for s in result.reset if s not in targeted]
+        raise type(exc)(
+            f"{dev.device_sn}: the allocation was reset but its target could not be set "
+            f"({exc.message}); {len(left)} device(s) reset without a target: "
+            + ", ".join(left[:5])
+            + (" ..." if len(left) > 5 else ""),
+            hint="run the same reprovision again: it finishes the devices left midway",
+            enos_code=exc.enos_code,
+            request_id=exc.request_id,
+        ) from None
+    result.targeted.append(dev.sn)
+
+
+def _note_request(backend, result: ReprovisionResult, rec) -> None:
+    rid = getattr(backend, "last_request_id", None)
+    if rid:
+        result.request_ids.append(rid)
+        rec.request_id = rid
 
 
 def reprovision(

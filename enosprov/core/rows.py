@@ -1,8 +1,9 @@
 """Turn CSV header + rows into validated ``NewDevice`` records, with every problem located.
 
 Columns (docs/csv-format.md): ``deviceSn`` (required), ``deviceName``, ``deviceName.en_US``,
-``deviceName.zh_CN``, ``timezone``, ``desc``, ``batchTag``, and one column per master data
-attribute of the group's master data group, named by its identifier.
+``deviceName.zh_CN``, ``timezone``, ``regionId`` and ``orgId`` (together), ``desc``,
+``batchTag``, and one column per master data attribute of the group's master data group, named
+by its identifier.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import functools
 import json
 from dataclasses import dataclass
 
-from ..models import MasterDataGroup, NewDevice, RegistrationGroup
+from ..models import TARGET_KEYS, MasterDataGroup, NewDevice, RegistrationGroup
 from . import rules
 
 # The string escaper json uses with ensure_ascii=False (C-accelerated where available).
@@ -24,6 +25,8 @@ FIXED_COLUMNS = (
     "deviceName.en_US",
     "deviceName.zh_CN",
     "timezone",
+    "regionId",
+    "orgId",
     "desc",
     "batchTag",
 )
@@ -46,8 +49,10 @@ class RowIssue:
 
 
 def template_columns(masterdata: MasterDataGroup) -> list[str]:
-    """The CSV header for a group: fixed columns, then its master data identifiers."""
-    return list(FIXED_COLUMNS) + [a.identifier for a in masterdata.attributes]
+    """The CSV header for a group: fixed columns (without the optional per-device target
+    regionId/orgId), then its master data identifiers."""
+    fixed = [c for c in FIXED_COLUMNS if c not in TARGET_KEYS]
+    return fixed + [a.identifier for a in masterdata.attributes]
 
 
 class RowSchema:
@@ -96,6 +101,12 @@ class RowSchema:
         self.i_name_en = get("deviceName.en_US")
         self.i_name_zh = get("deviceName.zh_CN")
         self.i_tz = get("timezone")
+        self.i_region, self.i_org = get("regionId"), get("orgId")
+        if (self.i_region is None) != (self.i_org is None):
+            self._header_issue(
+                "regionId" if self.i_region is None else "orgId",
+                "the allocation target needs both columns, regionId and orgId",
+            )
         self.i_desc = get("desc")
         self.i_tag = get("batchTag")
         self.has_name = any(i is not None for i in (self.i_name, self.i_name_en, self.i_name_zh))
@@ -178,6 +189,8 @@ class RowSchema:
                         self._tz_fragments[raw] = frag
             if frag is not None:
                 frags["timezone"] = frag
+        if self.i_region is not None and self.i_org is not None:
+            self._target(rowno, fields, frags, issues)
         desc = None
         if self.i_desc is not None:
             desc = fields[self.i_desc].strip() or None
@@ -204,6 +217,17 @@ class RowSchema:
             return None, issues
         data_json = "{" + ",".join([frags[k] for k in sorted(frags)]) + "}"
         return (sn, data_json, desc, tag), issues
+
+    def _target(self, rowno: int, fields: list[str], frags: dict, issues: list[RowIssue]) -> None:
+        """A row's own allocation target, built-in master data regionId/orgId (both or none:
+        then the group's target applies)."""
+        region, org = fields[self.i_region].strip(), fields[self.i_org].strip()
+        if bool(region) != bool(org):
+            column = "orgId" if region else "regionId"
+            issues.append(RowIssue(rowno, column, "give regionId and orgId together, or neither"))
+        elif region:
+            frags["regionId"] = _fragment("regionId", region)
+            frags["orgId"] = _fragment("orgId", org)
 
     def _device_name(self, rowno: int, fields: list[str], issues: list[RowIssue]) -> str | None:
         """The deviceName StringI18n as a JSON fragment, or None when the row names nothing."""

@@ -12,7 +12,13 @@ from collections.abc import Callable
 from functools import lru_cache
 
 from ..errors import InvalidArgumentError
-from ..models import ATTRIBUTE_TYPES, BUILTIN_KEYS, MasterDataAttribute
+from ..models import (
+    ATTRIBUTE_TYPES,
+    BUILTIN_KEYS,
+    BUILTIN_TYPES,
+    SYSTEM_OWNED_KEYS,
+    MasterDataAttribute,
+)
 
 # deviceSn: the EnOS deviceKey alphabet (letters, digits, - _ .) plus ':' for MAC-style serials,
 # 4 to 64 characters. Named "default" in docs; a group may set its own regular expression.
@@ -135,6 +141,30 @@ def normalize_value(attr: MasterDataAttribute, value: object) -> tuple[object, s
     if not isinstance(value, str):
         return None, f"{value!r} is not a {attr.type} string"
     return converter_for(attr)(value)
+
+
+def builtin_value_problem(key: str, value: object) -> str | None:
+    """Why ``value`` is not allowed for the built-in master data ``key`` (BUILTIN_TYPES), or
+    None. Keys EnOS owns (assetId) are never written by a client."""
+    if key in SYSTEM_OWNED_KEYS:
+        return f"{key} is set by EnOS and cannot be written"
+    kind = BUILTIN_TYPES[key]
+    if kind == "Boolean":
+        return None if isinstance(value, bool) else f"{value!r} is not a Boolean (true/false)"
+    if kind == "StringI18n":
+        if not isinstance(value, dict) or not isinstance(value.get("defaultValue", ""), str):
+            return "a StringI18n object {defaultValue, i18nValue} is expected"
+        i18n = value.get("i18nValue") or {}
+        if set(value) - {"defaultValue", "i18nValue"} or not isinstance(i18n, dict):
+            return "a StringI18n has only defaultValue and i18nValue"
+        if set(i18n) - {"en_US", "zh_CN"} or not all(isinstance(v, str) for v in i18n.values()):
+            return "i18nValue takes en_US and zh_CN strings only"
+        return None
+    if not isinstance(value, str) or not value:
+        return f"{value!r} is not a non-empty String"
+    if key == "timezone":
+        return timezone_problem(value)
+    return None
 
 
 def check_attribute_definition(attr: MasterDataAttribute) -> str | None:

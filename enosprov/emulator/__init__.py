@@ -7,7 +7,15 @@ waitress is imported only when a server starts.
 
 from __future__ import annotations
 
-from .app import EmulatorApp, Faults, create_app
+from .app import Behaviour, EmulatorApp, Faults, create_app
 from .server import RunningServer, serve, start_in_thread
 
-__all__ = ["EmulatorApp", "Faults", "RunningServer", "create_app", "serve", "start_in_thread"]
+__all__ = [
+    "Behaviour",
+    "EmulatorApp",
+    "Faults",
+    "RunningServer",
+    "create_app",
+    "serve",
+    "start_in_thread",
+]

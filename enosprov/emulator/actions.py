@@ -1,20 +1,26 @@
 """The DPS calls the emulator answers, each mapped onto a LocalBackend operation.
 
-Every handler takes ``(backend, query, body)`` (``body`` is the parsed JSON object, ``{}`` for a
-GET) and returns ``(data, extra)``: the envelope's ``data`` and any further top-level keys
-(``pagination`` on search). Malformed or missing fields raise the EnOS error a real DPS gives:
-99400 (invalid argument) or 35400 (a required sn/orgId missing).
+Every handler takes ``(backend, query, body, behaviour)`` (``body`` is the parsed JSON object,
+``{}`` for a GET; ``behaviour`` the emulator's [ENOSPROV] options) and returns ``(data, extra)``:
+the envelope's ``data`` and any further top-level keys (``pagination`` on search). Fields and
+types outside the documented contract were refused before (enosprov.emulator.contract); missing
+fields raise the EnOS error a real DPS gives: 99400 (invalid argument) or 35400 (a required
+sn/orgId missing).
 """
 
 from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from ..backends import fql
 from ..backends.local import LocalBackend
 from ..errors import enos_error
 from ..models import Sorter
+
+if TYPE_CHECKING:
+    from .app import Behaviour
 
 _KINDS = {
     "str": (lambda v: isinstance(v, str), "a string"),
@@ -42,18 +48,15 @@ def _value(body: dict, name: str, kind: str, *, required: bool = False, code: in
     return value
 
 
-def _timestamp(value: object, name: str) -> int:
-    if isinstance(value, str) and value.isascii() and value.isdigit():
-        return int(value)
-    if isinstance(value, int) and not isinstance(value, bool):
-        return value
-    raise enos_error(99400, f"Invalid Argument {name}:{name} must be epoch milliseconds")
+def _timestamp(body: dict, name: str) -> int:
+    """A required Long: epoch milliseconds as a JSON integer (the contract checked its type)."""
+    return _value(body, name, "int", required=True)
 
 
 # -- application API (v2.5) -------------------------------------------------------------------
 
 
-def create(be: LocalBackend, query: dict, body: dict):
+def create(be: LocalBackend, query: dict, body: dict, behaviour: Behaviour):
     group_id = _value(body, "groupId", "str", required=True)
     count = _value(body, "count", "int", required=True)
     sns = be.create(
@@ -66,14 +69,14 @@ def create(be: LocalBackend, query: dict, body: dict):
     return sns, {}
 
 
-def get(be: LocalBackend, query: dict, body: dict):
+def get(be: LocalBackend, query: dict, body: dict, behaviour: Behaviour):
     sn = query.get("sn") or ""
     if not sn:
         raise enos_error(35400, "OrgId/sn is required")
     return be.get(sn).to_dict(), {}
 
 
-def search(be: LocalBackend, query: dict, body: dict):
+def search(be: LocalBackend, query: dict, body: dict, behaviour: Behaviour):
     expression = _value(body, "expression", "str") or ""
     paging = _value(body, "pagination", "dict") or {}
     page_no = _value(paging, "pageNo", "int")
@@ -95,12 +98,15 @@ def search(be: LocalBackend, query: dict, body: dict):
             )
             for s in sorters
         )
+    if behaviour.page_size is not None and changes.get("page_size", 10) > behaviour.page_size:
+        # [ENOSPROV] --page-size: a server that serves shorter pages than asked
+        changes["page_size"] = behaviour.page_size
     page = be.search(dataclasses.replace(q, **changes))
     pagination = {"pageNo": page.page_no, "pageSize": page.page_size, "totalSize": page.total}
     return [d.to_dict() for d in page.items], {"pagination": pagination}
 
 
-def update(be: LocalBackend, query: dict, body: dict):
+def update(be: LocalBackend, query: dict, body: dict, behaviour: Behaviour):
     sn = _value(body, "sn", "str", required=True, code=35400)
     return be.update(
         sn,
@@ -110,43 +116,33 @@ def update(be: LocalBackend, query: dict, body: dict):
     ), {}
 
 
-def delete(be: LocalBackend, query: dict, body: dict):
+def delete(be: LocalBackend, query: dict, body: dict, behaviour: Behaviour):
     group_id = _value(body, "groupId", "str", required=True)
     sns = _value(body, "snList", "strs", required=True)
     return be.delete(group_id, sns), {}
 
 
-def allocate(be: LocalBackend, query: dict, body: dict):
+def allocate(be: LocalBackend, query: dict, body: dict, behaviour: Behaviour):
     sn = _value(body, "sn", "str", required=True, code=35400)
-    # regionId/orgId: an enosprov extension (EnOS allocates to the group's target only)
-    dev = be.allocate(
-        sn,
-        device_data=_value(body, "deviceData", "dict"),
-        region_id=_value(body, "regionId", "str"),
-        org_id=_value(body, "orgId", "str"),
-    )
+    # the target: deviceData.regionId/orgId (built-in master data), else the device's, else
+    # the group's
+    dev = be.allocate(sn, device_data=_value(body, "deviceData", "dict"))
     return dev.to_dict(), {}
 
 
-def reset_allocation_status(be: LocalBackend, query: dict, body: dict):
+def reset_allocation_status(be: LocalBackend, query: dict, body: dict, behaviour: Behaviour):
     group_id = _value(body, "groupId", "str", required=True)
     sns = _value(body, "sns", "strs", required=True)
-    # regionId/orgId: an enosprov extension (the target of the next allocation)
-    return be.reset_allocation(
-        group_id,
-        sns,
-        region_id=_value(body, "regionId", "str"),
-        org_id=_value(body, "orgId", "str"),
-    ), {}
+    return be.reset_allocation(group_id, sns), {}
 
 
-def replace(be: LocalBackend, query: dict, body: dict):
+def replace(be: LocalBackend, query: dict, body: dict, behaviour: Behaviour):
     sn = _value(body, "sn", "str", required=True, code=35400)
     new = _value(body, "replacementSn", "str", required=True, code=35400)
     return be.replace(sn, new).to_dict(), {}
 
 
-Handler = Callable[[LocalBackend, dict, dict], tuple[object, dict]]
+Handler = Callable[[LocalBackend, dict, dict, "Behaviour"], tuple[object, dict]]
 
 # action -> (HTTP method, handler)
 ACTIONS: dict[str, tuple[str, Handler]] = {
@@ -169,7 +165,7 @@ def bootstrap(be: LocalBackend, body: dict) -> dict:
         group_id=_value(body, "groupId", "str", required=True),
         device_sn=_value(body, "deviceSn", "str", required=True),
         sign_method=_value(body, "dpsSignMethod", "str") or "sha256",
-        timestamp=_timestamp(body.get("dpsSignTimestamp"), "dpsSignTimestamp"),
+        timestamp=_timestamp(body, "dpsSignTimestamp"),
         sign=_value(body, "dpsSign", "str", required=True),
         device_name=_value(body, "deviceName", "dict"),
         timezone=_value(body, "timezone", "str"),
@@ -183,7 +179,7 @@ def get_conn(be: LocalBackend, body: dict) -> dict:
     auth = _value(body, "self", "dict", required=True)
     info = be.get_connection_info(
         sn=_value(auth, "sn", "str", required=True, code=35400),
-        timestamp=_timestamp(auth.get("timestamp"), "timestamp"),
+        timestamp=_timestamp(auth, "timestamp"),
         sign=_value(auth, "sign", "str", required=True),
         sign_method=_value(body, "signMethod", "str") or "sha256",
     )

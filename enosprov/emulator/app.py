@@ -50,8 +50,9 @@ from ..backends import apim
 from ..backends.local import DEFAULT_CLOCK_SKEW_MS, LocalBackend
 from ..errors import EnosprovError, InvalidArgumentError, NotFoundError
 from ..models import RegistrationGroup
+from . import contract
 from .actions import ACTIONS, DEVICE_CALLS
-from .auth import INVALID_PARAMETER, Gateway, Rejected
+from .auth import INVALID_PARAMETER, TOKEN_EXPIRED, Gateway, Rejected
 
 APP_PATH = "/dps-service/v2.5/pvs/device"
 TOKEN_PATHS = (apim.TOKEN_GET_PATH, apim.TOKEN_REFRESH_PATH)
@@ -59,7 +60,8 @@ KNOWN_PATHS = (APP_PATH, *TOKEN_PATHS, *DEVICE_CALLS)
 CONTENT_TYPE = apim.CONTENT_TYPE
 logger = logging.getLogger("enosprov.serve")
 
-_REASONS = {200: "OK", 401: "Unauthorized", 404: "Not Found", 405: "Method Not Allowed",
+_REASONS = {200: "OK", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found",
+            405: "Method Not Allowed",
             429: "Too Many Requests", 500: "Internal Server Error"}  # fmt: skip
 
 
@@ -94,6 +96,52 @@ class Faults:
         if self.seed is not None:
             parts.append(f"seed {self.seed}")
         return ", ".join(parts)
+
+
+TOKEN_REFUSAL_SHAPES = ("401", "403", "200-code", "200-status")
+LIMIT_SHAPES = ("http", "200-code", "200-status")
+
+
+@dataclass(frozen=True)
+class Behaviour:
+    """[ENOSPROV] choices where EnOS documents nothing, each an option of ``enosprov serve``
+    whose default serves the documented contract (docs/enos-api.md).
+
+    ``page_size``: search serves at most this many devices a page, whatever was asked (None:
+    as asked, up to the documented 1,000). ``token_refusal``: how an expired or unknown token is
+    answered: HTTP 401 or 403 with ``code`` 1203, or HTTP 200 with ``code`` or ``status`` 1203.
+    ``limit_shape``: how the ``fail_rate`` 429s are answered: HTTP 429, or HTTP 200 with ``code``
+    or ``status`` 429.
+    """
+
+    page_size: int | None = None
+    token_refusal: str = "401"
+    limit_shape: str = "http"
+
+    def __post_init__(self) -> None:
+        if self.page_size is not None and not 1 <= self.page_size <= 1000:
+            raise InvalidArgumentError("page size must be between 1 and 1000")
+        if self.token_refusal not in TOKEN_REFUSAL_SHAPES:
+            raise InvalidArgumentError(
+                f"token refusal must be one of {', '.join(TOKEN_REFUSAL_SHAPES)}"
+            )
+        if self.limit_shape not in LIMIT_SHAPES:
+            raise InvalidArgumentError(f"limit shape must be one of {', '.join(LIMIT_SHAPES)}")
+
+    def describe(self) -> str:
+        return (
+            f"page size {self.page_size or 'as asked'}, expired token answered "
+            f"{self.token_refusal}, 429 answered {self.limit_shape}"
+        )
+
+
+def _in_shape(shape: str, status: int, code: int, msg: str, rid: str, headers=()) -> _Reply:
+    """An error ``code`` as HTTP ``status``, or as HTTP 200 with it in ``code`` or ``status``."""
+    if shape.endswith("-status"):
+        return _Reply(200, {"status": code, "msg": msg, "requestId": rid, "data": None})
+    if shape.endswith("-code"):
+        return _Reply(200, _envelope(code, msg, rid))
+    return _Reply(status, _envelope(code, msg, rid), headers)
 
 
 @dataclass
@@ -172,10 +220,12 @@ class EmulatorApp:
         token_ttl: int = 7200,
         org_id: str | None = None,
         faults: Faults | None = None,
+        behaviour: Behaviour | None = None,
         clock_skew_ms: int | None = DEFAULT_CLOCK_SKEW_MS,
         log: Callable[[str], None] | None = None,
     ) -> None:
         self.store_path = Path(store_path)
+        self.behaviour = behaviour or Behaviour()
         self.gateway = Gateway(app_key, app_secret, token_ttl=token_ttl)
         self.org_id = org_id or None
         self.faults = faults or Faults()
@@ -260,7 +310,8 @@ class EmulatorApp:
         plan = self._plan()
         if plan.fail == 429:
             msg = "Too many requests (emulator fault)"
-            return _Reply(429, _envelope(429, msg, rid), (("Retry-After", "0"),)), plan
+            shape = self.behaviour.limit_shape
+            return _in_shape(shape, 429, 429, msg, rid, (("Retry-After", "0"),)), plan
         if plan.fail == 500:
             return _Reply(500, _envelope(99500, "Internal error (emulator fault)", rid)), plan
         if plan.drop == "before":
@@ -317,6 +368,9 @@ class EmulatorApp:
         try:
             self.gateway.verify_request(headers, query, body)
         except Rejected as r:
+            if r.code == TOKEN_EXPIRED:
+                shape = self.behaviour.token_refusal
+                return _in_shape(shape, 403 if shape == "403" else 401, r.code, r.message, rid)
             return _Reply(401, _envelope(r.code, r.message, rid))
         org = query.get("orgId", "")
         if not org:
@@ -339,7 +393,9 @@ class EmulatorApp:
                 msg = "Invalid Argument: the body must be a JSON object"
                 return _Reply(200, _envelope(99400, msg, rid))
         try:
-            data, extra = handler(self._backend(), query, request)
+            contract.check_query(action, query)
+            contract.check_body(contract.BODY[action], request)
+            data, extra = handler(self._backend(), query, request, self.behaviour)
         except EnosprovError as err:
             return _Reply(200, _envelope(_enos_code(err), err.message, rid))
         return _Reply(200, _envelope(0, "OK", rid, data, **extra))
@@ -355,6 +411,7 @@ class EmulatorApp:
             msg = "Invalid Argument: the body must be a JSON object"
             return _Reply(200, _envelope(99400, msg, rid))
         try:
+            contract.check_body(contract.DEVICE_BODY[path], request)
             data = DEVICE_CALLS[path](self._backend(), request)
         except EnosprovError as err:
             return _Reply(200, _envelope(_enos_code(err), err.message, rid))
@@ -378,6 +435,7 @@ def create_app(
     token_ttl: int = 7200,
     org_id: str | None = None,
     faults: Faults | None = None,
+    behaviour: Behaviour | None = None,
     clock_skew_ms: int | None = DEFAULT_CLOCK_SKEW_MS,
     log: Callable[[str], None] | None = None,
 ) -> EmulatorApp:
@@ -393,6 +451,7 @@ def create_app(
         token_ttl=token_ttl,
         org_id=org_id,
         faults=faults,
+        behaviour=behaviour,
         clock_skew_ms=clock_skew_ms,
         log=log,
     )

@@ -15,7 +15,14 @@ from dataclasses import dataclass, field
 from ..core import rules
 from ..errors import InvalidArgumentError
 from ..journal import Journal, journal_or_null
-from ..models import BUILTIN_KEYS, Device, RegistrationGroup, string_i18n
+from ..models import (
+    BUILTIN_KEYS,
+    BUILTIN_TYPES,
+    SYSTEM_OWNED_KEYS,
+    Device,
+    RegistrationGroup,
+    string_i18n,
+)
 
 
 @dataclass
@@ -80,6 +87,24 @@ def timezone_value(timezone: str) -> tuple[str | None, str | None]:
     return (None, problem) if problem else (timezone, None)
 
 
+_OPTION_FOR = {"deviceName": "--name", "timezone": "--timezone", "regionId": "--region",
+               "orgId": "--org"}  # fmt: skip
+
+
+def builtin_value(key: str, text: str) -> tuple[object, str | None]:
+    """A built-in master data value (models.BUILTIN_TYPES) from command-line text:
+    (value, None), or (None, why it is not acceptable)."""
+    if key == "deviceName":
+        return name_value(text)
+    if key == "timezone":
+        return timezone_value(text)
+    text = text.strip()
+    if BUILTIN_TYPES[key] == "Boolean":
+        flag = {"true": True, "false": False}.get(text.lower())
+        return (None, f"{key} takes true or false, not {text!r}") if flag is None else (flag, None)
+    return (text, None) if text else (None, f"{key}: the value is empty")
+
+
 def _put(data: dict, problems: list[str], key: str, value, problem: str | None) -> None:
     if problem:
         problems.append(problem)
@@ -92,8 +117,9 @@ def convert_sets(
 ) -> tuple[dict, list[str]]:
     """``--set`` values typed by the group's master data definitions: (deviceData, problems).
 
-    ``builtins`` also accepts deviceName and timezone (checked as --name / --timezone are);
-    otherwise they are refused with a pointer to those options. deviceSn is always refused.
+    ``builtins`` also accepts deviceName, timezone, regionId and orgId (checked as --name,
+    --timezone, --region and --org are); otherwise they are refused with a pointer to those
+    options. deviceSn (the identity) and the keys EnOS owns (assetId) are always refused.
     """
     data: dict = {}
     problems: list[str] = []
@@ -102,12 +128,12 @@ def convert_sets(
         if key in BUILTIN_KEYS:
             if key == "deviceSn":
                 problems.append("--set deviceSn: a device's serial number cannot be changed")
-            elif not builtins:
-                problems.append(f"--set {key}: use --name / --timezone")
-            elif key == "deviceName":
-                _put(data, problems, key, *name_value(raw))
+            elif key in SYSTEM_OWNED_KEYS:
+                problems.append(f"--set {key}: {key} is set by EnOS and cannot be written")
+            elif not builtins and key in _OPTION_FOR:
+                problems.append(f"--set {key}: use {_OPTION_FOR[key]}")
             else:
-                _put(data, problems, key, *timezone_value(raw))
+                _put(data, problems, key, *builtin_value(key, raw))
             continue
         if attrs is None:
             mdg = backend.get_masterdata_group(group.masterdata_group_id)
@@ -154,7 +180,9 @@ def plan_onboarding(
         data.update(converted)
         problems.extend(more)
     target = None
-    if not device.allocated:
+    if bool(region_id) != bool(org_id):
+        problems.append("an allocation target needs both --region and --org")
+    elif not device.allocated:
         region, org = region_id or group.region_id, org_id or group.org_id
         if not region or not org:
             problems.append(
@@ -189,6 +217,8 @@ def _apply_all(backend, plans: Sequence[OnboardPlan], journal: Journal | None):
         "timezone": any("timezone" in p.device_data for p in plans),
         "regionId": first.region_id,
         "orgId": first.org_id,
+        "requested": "update deviceData, then allocate"
+        + (" with deviceData.regionId/orgId" if first.region_id else ""),
     }
     results: list[OnboardResult] = []
     with journal_or_null(journal).begin(
@@ -211,11 +241,15 @@ def _common_group(devices) -> str | None:
 
 def _apply(backend, plan: OnboardPlan, rec) -> OnboardResult:
     dev = plan.device
-    if plan.device_data:
-        backend.update(dev.sn, device_data=plan.device_data)
+    if plan.device_data:  # the full map: right whether EnOS merges or replaces deviceData
+        full = {**dev.copyable_data(), **plan.device_data, "deviceSn": dev.device_sn}
+        backend.update(dev.sn, device_data=full)
         rec.add(dev.sn, dev.device_sn)
     was_allocated = dev.allocated
-    after = backend.allocate(dev.sn, region_id=plan.region_id, org_id=plan.org_id)
+    target = None
+    if plan.region_id and plan.org_id and not was_allocated:
+        target = {"regionId": plan.region_id, "orgId": plan.org_id}  # documented built-ins
+    after = backend.allocate(dev.sn, device_data=target)
     note = None
     if was_allocated:
         note = f"already allocated to {after.region_id} / {after.org_id}; it stays there"

@@ -2,7 +2,7 @@
 
     offset  size  content
     0       4     magic b"ENPV"
-    4       1     layout version, 1
+    4       1     layout version, 2 (1 is read too)
     5       1     profile: 0 bootstrap, 1 triple
     6       1     field count N
     7       ...   N fields: tag u8 (index in FIELDS), length u16, that many UTF-8 bytes
@@ -10,6 +10,10 @@
 
 Fields come in FIELDS order and only when they have a value. The profile is the header byte, so
 tag 0 (``profile``) never appears. Nothing pads or aligns anything.
+
+Layout 2 is layout 1 plus tags 12 (deviceName) and 13 (timezone), which a bootstrap credential
+always has; the version byte lets firmware tell them apart. Version 1 files are still read (tags
+1-11 only): a bootstrap one then fails with the "lacks deviceName, timezone: re-export" error.
 """
 
 from __future__ import annotations
@@ -21,7 +25,8 @@ from ...errors import InputFileError, InvalidArgumentError
 from ..credential import FIELD_NAMES, PROFILES, Credential
 
 MAGIC = b"ENPV"
-VERSION = 1
+VERSION = 2  # written
+LAST_TAG = {1: 11, 2: 13}  # the layout versions read, and the last tag each defines
 HEADER = struct.Struct("<4sBBB")
 FIELD_HEAD = struct.Struct("<BH")
 CRC = struct.Struct("<I")
@@ -57,10 +62,10 @@ def decode(data: bytes, opts=None) -> Credential:
     if size < MIN_SIZE:
         raise InputFileError(f"binary credential truncated: {size} bytes, the smallest is 11")
     _, version, code, count = HEADER.unpack_from(data)
-    if version != VERSION:
+    if version not in LAST_TAG:
         raise InputFileError(
             f"binary credential layout version {version} is not supported "
-            f"(this enosprov reads version {VERSION})"
+            f"(this enosprov reads versions {', '.join(map(str, LAST_TAG))})"
         )
     end = size - CRC.size
     fields: list[tuple[int, bytes]] = []
@@ -87,8 +92,10 @@ def decode(data: bytes, opts=None) -> Credential:
         raise InputFileError(f"binary credential has unknown profile code {code}")
     values = {"profile": PROFILES[code]}
     for tag, raw in fields:
-        if not 0 < tag < len(FIELD_NAMES):
-            raise InputFileError(f"binary credential has unknown field tag {tag}")
+        if not 0 < tag <= LAST_TAG[version]:
+            raise InputFileError(
+                f"binary credential has unknown field tag {tag} (layout version {version})"
+            )
         name = FIELD_NAMES[tag]
         if name in values:
             raise InputFileError(f"binary credential has field {name} (tag {tag}) twice")
@@ -108,3 +115,6 @@ def _truncated(size: int, index: int, count: int) -> InputFileError:
 
 def looks_like(data: bytes) -> bool:
     return data[:4] == MAGIC
+
+
+assert LAST_TAG[VERSION] == len(FIELD_NAMES) - 1  # a new field needs a new layout version

@@ -2,7 +2,7 @@
 
     #ifndef ENOSPROV_CREDENTIAL_H
     #define ENOSPROV_CREDENTIAL_H
-    #define ENOSPROV_CREDENTIAL_VERSION 1
+    #define ENOSPROV_CREDENTIAL_VERSION 2
     #define ENOSPROV_PROFILE "bootstrap"
     #define ENOSPROV_DEVICE_SN "MTR-000000001"
     ...
@@ -12,7 +12,8 @@ Literals hold printable ASCII as is; ``"`` ``\\`` newline, CR and tab as ``\\"``
 ``\\r`` ``\\t``; a ``?`` after a ``?`` as ``\\?`` (no trigraphs); every other byte of the UTF-8
 text as ``\\xNN``. A hex escape followed by a hex digit closes the literal and opens another
 (``"\\xc3\\xa9" "a"``), since C reads as many hex digits as follow. NUL is refused: C strings
-end there.
+end there. Version 2 adds ENOSPROV_DEVICE_NAME and ENOSPROV_TIMEZONE; version 1 headers are read
+too (a bootstrap one then lacks them: re-export).
 """
 
 from __future__ import annotations
@@ -25,7 +26,8 @@ from ._text import text_of
 
 GUARD = "ENOSPROV_CREDENTIAL_H"
 VERSION_MACRO = "ENOSPROV_CREDENTIAL_VERSION"
-VERSION = 1
+VERSION = 2  # written
+READ_VERSIONS = ("1", "2")
 
 
 def macro_name(field: str) -> str:
@@ -168,10 +170,10 @@ def decode(data: bytes, opts=None) -> Credential:
             continue
         if macro == VERSION_MACRO:
             version = rest.split("/")[0].strip()
-            if version != str(VERSION):
+            if version not in READ_VERSIONS:
                 raise InputFileError(
                     f"C header credential version {version!r} is not supported "
-                    f"(this enosprov reads version {VERSION})"
+                    f"(this enosprov reads versions {', '.join(READ_VERSIONS)})"
                 )
             continue
         field = MACROS.get(macro)

@@ -1,6 +1,6 @@
 """key=value lines (INI without sections, or a .env file).
 
-    # enosprov credential v1
+    # enosprov credential v2
     profile=bootstrap
     deviceSn=MTR-000000001
     groupSecret="a b#c"
@@ -20,7 +20,7 @@ from ...errors import InputFileError
 from ..credential import FIELD_NAMES, Credential
 from ._text import first_line, text_of
 
-HEADER = "# enosprov credential v1"
+HEADER = "# enosprov credential v2"  # a comment: the reader ignores it (v1 files read too)
 
 _NEEDS_QUOTES = re.compile(r"""[\s"'#=;\\]""")
 _ESCAPES = {'"': '\\"', "\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t"}
