@@ -465,10 +465,12 @@ class EnosBackend:
 def _signed(body, timestamp: int, sign: str, resign: Resigner | None):
     """Bodies for each attempt of a device call: the caller's signature first, then (when the
     caller can sign again) a fresh signature with a strictly later timestamp per retry."""
-    attempts = iter(range(1 << 30))
+    first = True
 
     def make() -> dict:
-        if next(attempts) == 0 or resign is None:
+        nonlocal first
+        if first or resign is None:
+            first = False
             return body(timestamp, sign)
         return body(*resign())
 

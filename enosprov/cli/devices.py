@@ -152,7 +152,7 @@ def show(
                 ("state", state_label(d)),
                 ("product key", d.product_key),
                 ("device key", d.device_key or "-"),
-                ("target", f"{d.region_id or '-'} / {d.org_id or '-'}"),
+                ("allocated to", f"{d.region_id or '-'} / {d.org_id or '-'}"),
                 ("allocateStatus", d.allocate_status),
                 ("connectStatus", d.connect_status),
                 ("currentStatus", s.current_status),

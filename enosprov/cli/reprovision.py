@@ -92,7 +92,7 @@ def _show_plan(plan) -> None:
     to = f"{plan.region_id} / {plan.org_id}"
     rows = [
         [i.device.sn, i.device.device_sn, i.source, to if i.refused is None else "-",
-         plan.masterdata if i.refused is None else "-", i.refused or "reset"]
+         plan.masterdata if i.refused is None else "-", i.refused or "reset, set target"]
         for i in plan.items
     ]  # fmt: skip
     table(
