@@ -12,6 +12,7 @@ from enosprov.burn.export import Selection, export_burn_files
 from enosprov.core.lineage import device_history
 from enosprov.core.replacement import (
     Outputs,
+    ReplaceRequest,
     plan_replacements,
     read_pairs,
     replace_device,
@@ -505,3 +506,45 @@ def test_replace_with_burn_refuses_first_when_no_timezone_is_known(backend, tmp_
     assert backend.find_by_device_sn("meters-eu", "NOTZ-0001") is not None
     assert backend.find_by_device_sn("meters-eu", "NOTZ-0901") is None
     assert not (tmp_path / "out").exists()
+
+
+def test_concurrent_replaces_of_one_unit_leave_no_orphan(store_path, write_csv):
+    """Two stations replace the same unit at once: one wins, the loser removes the unit it
+    registered and names the winner."""
+    import threading
+
+    from enosprov.backends.local import LocalBackend
+
+    rounds, losers = 8, 0
+    with LocalBackend(store_path) as be:
+        make_group(be)
+        api.register_csv(be, write_csv(meters_rows(rounds)), "meters-eu")
+    for i in range(1, rounds + 1):
+        old = f"SN-{i:06d}"
+        errors: list[Exception] = []
+        barrier = threading.Barrier(2)
+
+        def station(new: str, old=old, errors=errors, barrier=barrier) -> None:
+            with LocalBackend(store_path) as be:
+                plans = plan_replacements(be, [ReplaceRequest(old, new)], group="meters-eu")
+                barrier.wait()
+                try:
+                    replace_devices(be, plans)
+                except Exception as exc:  # the loser
+                    errors.append(exc)
+
+        news = (f"NA-{i:06d}", f"NB-{i:06d}")
+        threads = [threading.Thread(target=station, args=(n,)) for n in news]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        with LocalBackend(store_path) as be:
+            alive = [n for n in news if be.find_by_device_sn("meters-eu", n)]
+            assert be.find_by_device_sn("meters-eu", old) is None
+        assert len(alive) == 1, (old, alive, errors)  # one winner, no orphan
+        (err,) = errors  # both planned before either applied: exactly one loser
+        assert "was just replaced by another station" in err.message, err.message
+        assert alive[0] in err.message and "was removed again" in err.message
+        losers += 1
+    assert losers == rounds

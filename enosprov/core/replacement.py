@@ -274,19 +274,18 @@ def apply_replacement(
     with journal.begin("replace", group_id=old.group_id, detail=detail) as rec:
         rec.add(old.sn, old.device_sn)
         new_sn = plan.new.sn if plan.new else None
-        if new_sn is None:
-            # OLD's master data without the keys EnOS owns (assetId), under NEW's serial
-            data = {**old.copyable_data(), "deviceSn": plan.request.new}
-            new_sn = backend.create(
-                old.group_id, desc=old.desc, batch_tag=old.batch_tag, device_data=data
-            )[0]
-            rec.detail["new"]["sn"] = new_sn
         try:
+            if new_sn is None:
+                # OLD's master data without the keys EnOS owns (assetId), under NEW's serial
+                data = {**old.copyable_data(), "deviceSn": plan.request.new}
+                new_sn = backend.create(
+                    old.group_id, desc=old.desc, batch_tag=old.batch_tag, device_data=data
+                )[0]
+                rec.detail["new"]["sn"] = new_sn
             new = backend.replace(old.sn, new_sn)
         except EnosprovError as exc:
-            if plan.new is not None:
-                raise
-            raise _undo_new(backend, old, new_sn, plan.request.new, exc, rec) from None
+            registered_now = plan.new is None and new_sn is not None
+            raise _failed(backend, journal, plan, new_sn, registered_now, exc, rec) from None
         rec.mark("replaced", old.sn, old.device_sn, old.batch_tag_text)
         rec.request_id = getattr(backend, "last_request_id", None)
         rec.add(new.sn, new.device_sn)
@@ -297,29 +296,56 @@ def apply_replacement(
                     request_id=rec.request_id)  # fmt: skip
 
 
-def _undo_new(backend, old: Device, new_sn: str, new_device_sn: str, exc: EnosprovError, rec):
-    """``replace`` failed after this run registered NEW: remove NEW again, or say plainly that
-    it stays registered and how to continue. Returns the error to raise."""
+def _failed(backend, journal, plan: PlannedReplacement, new_sn: str | None,
+            registered_now: bool, exc: EnosprovError, rec) -> EnosprovError:  # fmt: skip
+    """The error to raise when registering NEW or `replace` failed: says whether OLD was just
+    replaced by another station (and by which unit), and removes the NEW this run registered,
+    or says plainly that it stays registered and how to continue."""
+    old, new_device_sn = plan.old, plan.request.new
+    message, hint = f"replacing {old.device_sn} by {new_device_sn} failed: {exc.message}", None
+    rival = _replaced_meanwhile(backend, journal, old)
+    if rival is not None:
+        message = f"{old.device_sn} was just replaced by another station: {rival}"
+        hint = f"nothing to do for {old.device_sn}; see `enosprov devices history {old.device_sn}`"
+    if registered_now:
+        try:
+            backend.delete(old.group_id, [new_sn])
+        except EnosprovError:
+            rec.detail["newLeftRegistered"] = True
+            rec.add(new_sn, new_device_sn)
+            message += (
+                f"; {new_device_sn} (sn {new_sn}), registered by this run with "
+                f"{old.device_sn}'s details, stays registered"
+            )
+            hint = (
+                f"delete it (enosprov devices delete {new_sn} --yes)"
+                if rival
+                else f"run the same replace again to finish it (it reuses {new_device_sn}), "
+                "or delete it"
+            )
+        else:
+            rec.detail["newRemoved"] = True
+            message += f"; {new_device_sn}, registered by this run, was removed again"
+            hint = hint or "nothing else was changed; fix the cause and run the same replace again"
+    return type(exc)(message, hint=hint or exc.hint, enos_code=exc.enos_code,
+                     request_id=exc.request_id)  # fmt: skip
+
+
+def _replaced_meanwhile(backend, journal, old: Device) -> str | None:
+    """"NEW (sn) at TIME" when OLD is gone because another run replaced it; "a run elsewhere"
+    when OLD is gone and this machine's records do not say by which unit; None when OLD is
+    still there."""
     try:
-        backend.delete(old.group_id, [new_sn])
+        backend.get(old.sn)
+        return None
+    except NotFoundError:
+        pass
     except EnosprovError:
-        rec.detail["newLeftRegistered"] = True
-        rec.add(new_sn, new_device_sn)
-        outcome = (
-            f"{new_device_sn} (sn {new_sn}), registered by this run with {old.device_sn}'s "
-            "details, stays registered"
-        )
-        hint = f"run the same replace again to finish it (it reuses {new_device_sn}), or delete it"
-    else:
-        rec.detail["newRemoved"] = True
-        outcome = f"{new_device_sn}, registered by this run, was removed again"
-        hint = "nothing else was changed; fix the cause and run the same replace again"
-    return type(exc)(
-        f"replacing {old.device_sn} by {new_device_sn} failed: {exc.message}; {outcome}",
-        hint=hint,
-        enos_code=exc.enos_code,
-        request_id=exc.request_id,
-    )
+        return None  # cannot tell: say nothing rather than guess
+    link = replaced_by(backend, journal, old.sn)
+    if link is not None:
+        return f"{link['newDeviceSn']} ({link['newSn']}) at {link['time']}"
+    return "it is no longer registered (replaced or deleted by a run elsewhere)"
 
 
 @dataclass(frozen=True)
