@@ -197,8 +197,10 @@ def export_devices_to(
     *,
     fmt: str | None = None,
     include_secrets: bool = False,
+    raw_csv: bool = False,
 ) -> ExportReport:
-    """Stream the devices matching ``query`` into a CSV / JSON lines file."""
+    """Stream the devices matching ``query`` into a CSV / JSON lines file (a CSV one
+    spreadsheet-safe unless ``raw_csv``: docs/csv-format.md, "Spreadsheet-safe output")."""
     keys: list[str] = []
     if query.group_id:
         grp = backend.get_group(query.group_id)
@@ -212,4 +214,5 @@ def export_devices_to(
         masterdata_keys=keys,
         fmt=fmt,
         include_secrets=include_secrets,
+        raw_csv=raw_csv,
     )

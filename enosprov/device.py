@@ -236,16 +236,8 @@ def device_conninfo(
 
 
 def _resigner(cred: Credential, identity: str, first_ts: int):
-    """Signs a retry of a device call again, each time with a strictly later timestamp, as a
-    device would: never the same signed body twice."""
-    last = first_ts
-
-    def resign() -> tuple[int, str]:
-        nonlocal last
-        last = max(_now(), last + 1)
-        return last, signing.sign(_scheme(cred), identity, last, cred.group_secret)
-
-    return resign
+    """Signs a retry of a device call again, with a strictly later timestamp each time."""
+    return signing.resigner(_scheme(cred), identity, cred.group_secret, first_ts)
 
 
 def _journal(journal, backend, call: str, cred: Credential, info: ConnectionInfo) -> None:

@@ -49,7 +49,9 @@ OPERATIONS = (
     "label-export",
     "onboard",
 )
-OUTCOMES = ("ok", "partial", "failed", "interrupted")
+# "pending": an intent written before changes whose outcome may be lost (EnOS creates in flight
+# at a kill); a later record settles it. Intent records never count as affected devices.
+OUTCOMES = ("ok", "partial", "failed", "interrupted", "pending")
 # Per-device marks kept for batch monitoring (first time each device reached the state); the
 # store knows the other states (allocated, connected, ...) itself.
 MARKS = ("exported", "labelled", "replaced", "deleted")
@@ -108,6 +110,12 @@ BEGIN SELECT RAISE(ABORT, 'the audit journal is append-only'); END
 """
 
 _SECRET_WORDS = ("secret", "password", "token", "sign")
+
+
+def _create_schema(conn: sqlite3.Connection) -> None:
+    for statement in SCHEMA.split(";\n"):
+        if statement.strip():
+            conn.execute(statement)
 
 
 def os_user() -> str:
@@ -336,9 +344,7 @@ class Journal:
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=FULL")
             conn.execute("BEGIN IMMEDIATE")
-            for statement in SCHEMA.split(";\n"):
-                if statement.strip():
-                    conn.execute(statement)
+            _create_schema(conn)
             conn.execute("COMMIT")
         except sqlite3.Error as exc:
             raise StoreError(
@@ -389,29 +395,76 @@ class Journal:
         self, operation, outcome, group_id, count, devices, blob, request_id, error, detail
     ) -> int:
         _check_detail(detail)
-        a = self.actor
-
-        def write(conn) -> int:
-            cur = conn.execute(
-                "INSERT INTO journal (time, user, host, station, backend, profile, operation, "
-                "outcome, group_id, devices, device_list, request_id, error, detail) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    int(time.time() * 1000), a.user, a.host, a.station, a.backend, a.profile,
-                    operation, outcome, group_id, count, blob, request_id, error,
-                    json.dumps(detail, ensure_ascii=False, sort_keys=True),
-                ),
-            )  # fmt: skip
-            if devices:
-                conn.executemany(
-                    "INSERT INTO journal_devices (entry, sn, device_sn) VALUES (?, ?, ?)",
-                    [(cur.lastrowid, sn, dsn) for sn, dsn in devices],
-                )
-            return cur.lastrowid
-
+        row = (operation, outcome, group_id, count, devices, blob, request_id, error, detail)
         return self._transaction(
-            write, f"the {operation} was done, but its audit journal record could not be written"
+            lambda conn: self._insert(conn, *row),
+            f"the {operation} was done, but its audit journal record could not be written",
         )
+
+    def _insert(
+        self, conn, operation, outcome, group_id, count, devices, blob, request_id, error, detail
+    ) -> int:
+        a = self.actor
+        cur = conn.execute(
+            "INSERT INTO journal (time, user, host, station, backend, profile, operation, "
+            "outcome, group_id, devices, device_list, request_id, error, detail) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                int(time.time() * 1000), a.user, a.host, a.station, a.backend, a.profile,
+                operation, outcome, group_id, count, blob, request_id, error,
+                json.dumps(detail, ensure_ascii=False, sort_keys=True),
+            ),
+        )  # fmt: skip
+        if devices:
+            conn.executemany(
+                "INSERT INTO journal_devices (entry, sn, device_sn) VALUES (?, ?, ?)",
+                [(cur.lastrowid, sn, dsn) for sn, dsn in devices],
+            )
+        return cur.lastrowid
+
+    def record_with(
+        self,
+        conn: sqlite3.Connection | None,
+        operation: str,
+        *,
+        outcome: str = "ok",
+        devices: Sequence[tuple[str, str]] = (),
+        group_id: str | None = None,
+        detail: dict | None = None,
+        error: str | None = None,
+    ) -> int:
+        """Append one finished record through ``conn``, inside the caller's open transaction,
+        when ``conn`` is a connection to this journal's own file (the local store keeps its
+        journal in the store file): the record then commits, or rolls back, with the change it
+        describes, and a kill can never separate them. Otherwise (no connection, or another
+        file) the record gets its own transaction, right away."""
+        if operation not in OPERATIONS or outcome not in OUTCOMES:
+            raise ValueError(f"unknown journal operation/outcome {operation!r}/{outcome!r}")
+        detail = detail or {}
+        _check_detail(detail)
+        devices = [(sn or "", dsn or "") for sn, dsn in devices]
+        blob = None
+        if len(devices) > INDEXED_DEVICES:
+            text = "".join(f"{sn}\t{dsn}\n" for sn, dsn in devices)
+            blob, devices_rows = zlib.compress(text.encode("utf-8"), 1), []
+        else:
+            devices_rows = devices
+        row = (operation, outcome, group_id, len(devices), devices_rows, blob, None, error, detail)
+        if self.is_in(conn):
+            return self._insert(conn, *row)
+        return self._append(*row)
+
+    def is_in(self, conn: sqlite3.Connection | None) -> bool:
+        """``conn`` is open on this journal's own file, so a record written through it shares
+        its transaction (the journal tables are created in it first if needed)."""
+        if not isinstance(conn, sqlite3.Connection):
+            return False
+        main = conn.execute("PRAGMA database_list").fetchone()[2]
+        if not main or Path(main).resolve() != self.path.resolve():
+            return False
+        if not conn.execute("SELECT 1 FROM sqlite_master WHERE name='journal'").fetchone():
+            _create_schema(conn)  # inside the caller's transaction: no second writer waits
+        return True
 
     def _write_marks(self, rows: list[tuple]) -> None:
         now = int(time.time() * 1000)
@@ -441,6 +494,20 @@ class Journal:
                 hint="check the disk and the journal file's permissions",
             ) from None
         return result
+
+    def open_intents(self, group_id: str) -> list[Entry]:
+        """The "pending" intents of ``group_id`` that no later record references
+        (``detail.intent``): changes whose outcome a kill may have lost."""
+        conn = self._connect(create=False)
+        if conn is None:
+            return []
+        rows = conn.execute(
+            "SELECT * FROM journal WHERE outcome = 'pending' AND group_id = ? AND id NOT IN "
+            "(SELECT json_extract(detail, '$.intent') FROM journal WHERE outcome <> 'pending' "
+            "AND json_extract(detail, '$.intent') IS NOT NULL) ORDER BY id",
+            (group_id,),
+        ).fetchall()
+        return [self._entry(conn, row) for row in rows]
 
     def batch_marks(self, group_id: str | None = None, batch_tag: str | None = None) -> list:
         """(group_id, batch_tag, mark, count, first time, last time) per batch and mark."""
@@ -513,7 +580,12 @@ class Journal:
             raise InvalidArgumentError(
                 f"unknown operation {unknown[0]!r}", hint="one of: " + ", ".join(OPERATIONS)
             )
-        where, params = [], []
+        # an intent a later record completed says nothing more: shown only while it is open
+        where: list[str] = [
+            "NOT (outcome = 'pending' AND id IN (SELECT json_extract(detail, '$.intent') FROM "
+            "journal WHERE outcome <> 'pending' AND json_extract(detail, '$.intent') IS NOT NULL))"
+        ]
+        params: list = []
         if operations:
             where.append(f"operation IN ({', '.join('?' * len(operations))})")
             params.extend(operations)
@@ -578,6 +650,15 @@ class NullJournal:
 
     def record(self, operation: str, **kw) -> int:
         return 0
+
+    def record_with(self, conn, operation: str, **kw) -> int:
+        return 0
+
+    def is_in(self, conn) -> bool:
+        return False
+
+    def open_intents(self, group_id: str) -> list:
+        return []
 
     def _append(self, *args) -> int:
         return 0

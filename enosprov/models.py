@@ -425,6 +425,7 @@ OUTCOME_CREATED = "created"
 OUTCOME_SKIPPED = "skipped"  # already registered with the same data
 OUTCOME_CONFLICT = "conflict"  # deviceSn registered with different data; left untouched
 OUTCOME_INVALID = "invalid"  # row failed validation (only with --skip-invalid)
+OUTCOME_FAILED = "failed"  # the backend could not be reached for it (EnOS); retrying is safe
 
 
 class RegisterOutcome(NamedTuple):

@@ -69,3 +69,20 @@ def verify(scheme: str, identity: str, timestamp: int, secret: str, signature: s
     """Constant-time check of a signature; hex case is ignored."""
     expected = sign(scheme, identity, timestamp, secret).lower()
     return hmac.compare_digest(expected.encode(), (signature or "").lower().encode())
+
+
+def resigner(
+    scheme: str, identity: str, secret: str, first_ts: int
+) -> Callable[[], tuple[int, str]]:
+    """What a device does to retry a call: sign again, each time with a strictly later
+    timestamp than the one before (never the same signed body twice). () -> (timestamp, sign)."""
+    import time
+
+    last = first_ts
+
+    def resign() -> tuple[int, str]:
+        nonlocal last
+        last = max(int(time.time() * 1000), last + 1)
+        return last, sign(scheme, identity, last, secret)
+
+    return resign

@@ -5,6 +5,8 @@ written from them."""
 from __future__ import annotations
 
 import csv
+import json
+import re
 import time
 from html.parser import HTMLParser
 
@@ -227,3 +229,58 @@ def test_unknown_batch_is_not_found(backend, batches):
 
     with pytest.raises(NotFoundError, match="no batch 'B-9'"):
         find_batch(backend, batches, "B-9")
+
+
+# -- spreadsheet-safe CSV (CSV formula injection) -----------------------------------------------
+
+FORMULA_TAG = "-2+3"
+VALUE_RE = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?|[+-]\d\d:\d\d")
+
+
+def _formula_cells(path) -> list[str]:
+    with path.open(encoding="utf-8-sig", newline="") as fh:
+        cells = [c for r in csv.reader(fh) for c in r]
+    triggers = ("=", "+", "-", "@", "\t", "\r")
+    return [c for c in cells if c.startswith(triggers) and not VALUE_RE.fullmatch(c)]
+
+
+@pytest.fixture
+def formula_batch(backend, group, write_csv, journal):
+    """Batch "-2+3": deviceSns -SN-0001 (replaced by -R-0001), SN-0002, -1234 (a number)."""
+    text = (
+        "deviceSn,deviceName,desc,max_capacity,phase,site\n"
+        "-SN-0001,=1+2,@x,-5,single,+x\n"
+        "SN-0002,+Meter,=B1,40,three,@site\n"
+        "-1234,Meter,plain,40,three,\n"
+    )
+    api.register_csv(backend, write_csv(text), GROUP, batch_tag=FORMULA_TAG, journal=journal)
+    replace_device(backend, "-SN-0001", "-R-0001", journal=journal)
+    return journal
+
+
+def test_batch_csv_is_spreadsheet_safe(backend, formula_batch, tmp_path):
+    detail = show_batch(backend, formula_batch, FORMULA_TAG)
+    path = tmp_path / "safe.csv"
+    assert write_batch_csv(backend, formula_batch, detail, path) == 4
+    assert _formula_cells(path) == []
+    with path.open(encoding="utf-8-sig", newline="") as fh:
+        rows = {r["deviceSn"]: r for r in csv.DictReader(fh)}
+    assert set(rows) == {"'-R-0001", "SN-0002", "-1234", "'-SN-0001"}  # a number stays raw
+    assert rows["'-SN-0001"]["state"] == "replaced"
+    assert rows["'-SN-0001"]["replacedBy"] == "'-R-0001"
+
+    raw = tmp_path / "raw.csv"
+    write_batch_csv(backend, formula_batch, detail, raw, raw_csv=True)
+    assert sorted(_formula_cells(raw)) == ["-R-0001", "-R-0001", "-SN-0001"]
+
+
+def test_batches_report_cli_csv_and_raw_csv(backend, formula_batch, cli, tmp_path):
+    # the CLI reads the store's own journal (not the test's): the units now in DPS only
+    safe, raw = tmp_path / "safe.csv", tmp_path / "raw.csv"
+    for path, extra in ((safe, ()), (raw, ("--raw-csv",))):
+        result = cli("batches", "report", "--out", str(tmp_path / "r.html"), "--csv", str(path),
+                     *extra, "--json", "--", FORMULA_TAG)  # fmt: skip
+        assert result.exit_code == 0, result.stderr
+        assert json.loads(result.stdout)["data"]["csvRows"] == 3
+    assert _formula_cells(safe) == []
+    assert _formula_cells(raw) == ["-R-0001"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -395,6 +396,96 @@ def test_device_bootstrap_and_get_conn(emu):
     assert emu.http.get(emu.url + "/dev/bootstrap").status_code == 405
 
 
+def test_a_device_signature_is_used_once(emu):
+    body = emu.bootstrap_body("SN-000801")
+    first = emu.device("/dev/bootstrap", body).json()
+    assert first["code"] == 0 and first["data"]["ds"]
+    used = "Verify not pass: signature already used"
+    again = emu.device("/dev/bootstrap", body)
+    doc = again.json()
+    assert (again.status_code, doc["code"], doc["msg"], doc["data"]) == (200, 35601, used, None)
+    assert first["data"]["ds"] not in again.text
+    upper = {**body, "dpsSign": body["dpsSign"].upper()}  # the same signature in other letters
+    assert emu.device("/dev/bootstrap", upper).json()["msg"] == used
+    fresh = emu.bootstrap_body("SN-000801", ts=body["dpsSignTimestamp"] + 1)
+    assert emu.device("/dev/bootstrap", fresh).json()["data"] == first["data"]
+
+    sn = first["data"]["sn"]
+    conn = emu.conn_body(sn)
+    assert emu.device("/dev/get/conn", conn).json()["data"] == first["data"]
+    assert emu.device("/dev/get/conn", conn).json()["msg"] == used
+
+    # a refused call does not use its signature: the same body is refused for its own reason
+    registered = emu.create("SN-000802")
+    not_allocated = emu.conn_body(registered)
+    assert emu.device("/dev/get/conn", not_allocated).json()["code"] == 10000
+    assert emu.device("/dev/get/conn", not_allocated).json()["code"] == 10000
+    wrong = emu.bootstrap_body("SN-000803", secret="wrong")
+    for _ in range(2):
+        doc = emu.device("/dev/bootstrap", wrong).json()
+        assert doc["code"] == 35601 and "does not match" in doc["msg"]
+    assert all("signature" not in line.lower() for line in emu.lines)
+
+
+def test_seen_recently_forgets_after_the_window_and_on_discard():
+    from enosprov.emulator.auth import SeenRecently
+
+    now = [1000.0]
+    seen = SeenRecently(lambda: now[0], window_ms=60_000)
+    ts = 1_000_000
+    assert seen.add("a", ts) and not seen.add("a", ts)
+    assert seen.add("b", ts, window_ms=600_000)  # a longer window for this one
+    seen.discard("a")
+    assert seen.add("a", ts) and not seen.add("a", ts)  # used again after a discard
+    now[0] = ts / 1000 + 62  # past a's window, within b's
+    assert seen.add("c", ts + 61_000) and len(seen) == 2  # a forgotten, b and c kept
+    assert not seen.add("b", ts) and seen.add("a", ts)
+
+
+def test_identical_concurrent_bootstraps_return_the_secret_once(emu):
+    body = emu.bootstrap_body("SN-000810")
+    barrier = threading.Barrier(8)
+    docs = []
+
+    def post():
+        with requests.Session() as s:
+            barrier.wait()
+            docs.append(s.post(emu.url + "/dev/bootstrap", json=body, timeout=10).json())
+
+    threads = [threading.Thread(target=post) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(d["code"] for d in docs) == [0] + [35601] * 7
+    assert sum(d["data"] is not None for d in docs) == 1
+
+
+def test_device_retries_after_a_lost_answer_are_accepted(start, tmp_path):
+    """A bootstrap carried out whose answer is lost is retried by the client with a new
+    signature: accepted (the used one would not be)."""
+    from enosprov.backends.enos import EnosBackend
+    from enosprov.backends.enos_config import EnosConfig
+    from enosprov.burn.credential import Credential
+    from enosprov.device import bootstrap_device, device_conninfo
+
+    emu = start(faults=Faults(drop_rate=0.5, seed=3))
+    cfg = EnosConfig(api_url=emu.url, org_id="o1", app_key=KEY, app_secret=SECRET,
+                     dps_url=emu.url, retries=12)  # fmt: skip
+    with EnosBackend(cfg) as enos:
+        for i in range(8):
+            cred = Credential("bootstrap", f"SN-00082{i}", group_id="meters-eu",
+                              group_secret=emu.group.group_secret, dps_url=emu.url,
+                              device_name="Meter", timezone="+08:00")  # fmt: skip
+            session = bootstrap_device(enos, cred)
+            assert session.info.device_secret
+            again = device_conninfo(enos, dataclasses.replace(cred, sn=session.info.sn))
+            assert again.info == session.info
+    lost = [x for x in emu.lines if "/dev/" in x and "fault=drop-after" in x]
+    assert lost  # some calls were carried out and their answer lost, then retried
+    assert not any("code=35601" in x for x in emu.lines)
+
+
 # -- faults ---------------------------------------------------------------------------------
 
 
@@ -538,6 +629,8 @@ def test_serve_command_as_a_process(store_path):
     if sys.platform != "win32":
         assert proc.returncode == 0, err
     assert url in err and str(store_path.resolve()) in err and "meters-eu" in err
+    assert "16 threads, 1000 connections" in err and "bodies up to 1048576 bytes" in err
+    assert data["limits"]["connectionLimit"] == 1000 and data["limits"]["maxBodyBytes"] == 1048576
     assert "token/get status=200 code=0" in err
     assert SECRET not in err + out and doc["data"]["accessToken"] not in err
 

@@ -996,3 +996,160 @@ def test_results_keep_input_order_with_skip_invalid(store, group, write_csv, tmp
     with open(results, encoding="utf-8", newline="") as fh:
         got = [(int(r["row"]), r["outcome"]) for r in csv.DictReader(fh)]
     assert got == [(i + 1, "created" if i % 3 else "invalid") for i in range(1, 13)]
+
+
+# -- spreadsheet-safe output (CSV formula injection) --------------------------------------------
+
+FORMULA_HEADER = METERS_HEADER + ",desc,batchTag"
+FORMULA_ROWS = [  # values that start with = + - @ in every text column, and values that must not
+    '-SN-0001,=1+2,+08:00,-5,single,2026-11-01,"=HYPERLINK(""http://x"")",@SUM(A1),-2+3',
+    "SN-0002,+Meter,-03:30,40,three,,@site,-12.5,=B1",
+    "SN-0003,Meter 3,+08:00,41,single,,Hall 1,plain,B-1",
+]
+TRIGGERS = ("=", "+", "-", "@", "\t", "\r")
+VALUE_RE = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?|[+-]\d\d:\d\d")
+
+
+def formula_cells(path, encoding: str = "utf-8") -> list[str]:
+    """The cells of a CSV file a spreadsheet would run as formulas."""
+    with open(path, encoding=encoding, newline="") as fh:
+        cells = [c for r in csv.reader(fh) for c in r]
+    return [c for c in cells if c.startswith(TRIGGERS) and not VALUE_RE.fullmatch(c)]
+
+
+def csv_dicts(path, encoding: str = "utf-8") -> list[dict]:
+    with open(path, encoding=encoding, newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def test_results_and_export_csv_are_spreadsheet_safe(cli, group, write_csv, tmp_path):
+    src = write_csv(csv_text(*FORMULA_ROWS, header=FORMULA_HEADER))
+    results = tmp_path / "results.csv"
+    data = register_json(cli, src, "--results", str(results))["data"]
+    assert data["created"] == 3
+    export = tmp_path / "export.csv"
+    cli.json("devices", "export", "--group", GROUP, "--out", str(export))
+    for path in (results, export):
+        assert formula_cells(path) == [], path
+    by_sn = {r["deviceSn"]: r for r in csv_dicts(export)}
+    first = by_sn["'-SN-0001"]
+    assert [first[c] for c in ("deviceName", "desc", "batchTag")] == ["'=1+2", "'@SUM(A1)", "'-2+3"]
+    assert first["site"] == """'=HYPERLINK("http://x")"""
+    # numbers and UTC offsets stay as they are: spreadsheets read them as values
+    assert (first["timezone"], first["max_capacity"]) == ("+08:00", "-5")
+    assert (by_sn["SN-0002"]["timezone"], by_sn["SN-0002"]["desc"]) == ("-03:30", "-12.5")
+    assert by_sn["SN-0003"]["desc"] == "plain"
+    rows = csv_dicts(results)
+    assert [r["deviceSn"] for r in rows] == ["'-SN-0001", "SN-0002", "SN-0003"]
+    assert [r["input.deviceSn"] for r in rows] == ["'-SN-0001", "SN-0002", "SN-0003"]
+    assert (rows[0]["deviceName"], rows[0]["timezone"], rows[0]["max_capacity"]) == (
+        "'=1+2", "+08:00", "-5"
+    )  # fmt: skip
+    assert [rows[1][c] for c in ("batchTag", "desc", "timezone")] == ["'=B1", "-12.5", "-03:30"]
+
+
+def test_raw_csv_writes_cells_as_they_are(cli, group, write_csv, tmp_path):
+    src = write_csv(csv_text(*FORMULA_ROWS, header=FORMULA_HEADER))
+    results = tmp_path / "results.csv"
+    register_json(cli, src, "--results", str(results), "--raw-csv")
+    export = tmp_path / "export.csv"
+    cli.json("devices", "export", "--group", GROUP, "--out", str(export), "--raw-csv")
+    first = {r["deviceSn"]: r for r in csv_dicts(export)}["-SN-0001"]
+    assert (first["deviceName"], first["desc"], first["batchTag"]) == ("=1+2", "@SUM(A1)", "-2+3")
+    assert csv_dicts(results)[1]["deviceName"] == "+Meter"
+    assert len(formula_cells(export)) == 8  # deviceSn, deviceName, site, desc, batchTag ...
+    assert len(formula_cells(results)) == 9  # ... and input.deviceSn
+
+
+def test_results_echo_values_read_from_a_safe_file(store, group, write_csv, tmp_path):
+    # a file enosprov wrote (prefixed) gives the same results file as the raw one
+    safe_lines = ["'-SN-0001,'=1+2,+08:00,-5,single,,'+x,'@d,'-2+3"]
+    raw_lines = ["-SN-0001,=1+2,+08:00,-5,single,,+x,@d,-2+3"]
+    outputs = []
+    for name, lines in (("safe", safe_lines), ("raw", raw_lines)):
+        results = tmp_path / f"{name}.csv"
+        api.register_csv(store, write_csv(csv_text(*lines, header=FORMULA_HEADER), f"{name}-in.csv"),
+                         GROUP, results=results)  # fmt: skip
+        outputs.append(csv_dicts(results))
+        jsonl = tmp_path / f"{name}.jsonl"
+        api.register_csv(store, write_csv(csv_text(*lines, header=FORMULA_HEADER), f"{name}-in.csv"),
+                         GROUP, results=jsonl)  # fmt: skip
+        line = json.loads(jsonl.read_text(encoding="utf-8"))
+        assert line["input"]["deviceName"] == "=1+2" and line["outcome"] == "skipped"
+    assert outputs[0][0]["outcome"] == "created" and outputs[1][0]["outcome"] == "skipped"
+    for key in ("deviceSn", "input.deviceSn", "deviceName", "site", "desc", "batchTag"):
+        assert outputs[0][0][key] == outputs[1][0][key]
+    assert outputs[0][0]["site"] == "'+x"
+
+
+def _registration_copy(export, target) -> None:
+    """The registration columns of an export file, cells copied as they are (with their ')."""
+    rows = csv_dicts(export)
+    columns = FORMULA_HEADER.split(",")
+    with open(target, "w", encoding="utf-8", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(columns)
+        writer.writerows([r[c] for c in columns] for r in rows)
+
+
+def test_export_reads_back_through_register_unchanged(cli, store, group, write_csv, tmp_path):
+    src = write_csv(csv_text(*FORMULA_ROWS, header=FORMULA_HEADER))
+    register_json(cli, src)
+    before = {d.device_sn: d.to_dict() for d in store.iter_devices(api.SearchQuery())}
+    export = tmp_path / "export.csv"
+    cli.json("devices", "export", "--group", GROUP, "--out", str(export))
+    again = tmp_path / "again.csv"
+    _registration_copy(export, again)
+    assert "'=1+2" in again.read_text(encoding="utf-8")
+    data = register_json(cli, again)["data"]
+    assert (data["rows"], data["skipped"], data["conflicts"], data["created"]) == (3, 3, 0, 0)
+    assert {d.device_sn: d.to_dict() for d in store.iter_devices(api.SearchQuery())} == before
+    assert before["-SN-0001"]["desc"] == "@SUM(A1)"
+
+
+def test_export_reads_back_through_the_library(store, group, write_csv, tmp_path):
+    report = api.register_csv(
+        store, write_csv(csv_text(*FORMULA_ROWS, header=FORMULA_HEADER)), GROUP
+    )
+    assert report.created == 3
+    export = tmp_path / "export.csv"
+    api.export_devices_to(store, export, api.SearchQuery(group_id=GROUP))
+    assert formula_cells(export) == []
+    again = tmp_path / "again.csv"
+    _registration_copy(export, again)
+    report = api.register_csv(store, again, GROUP)
+    assert (report.skipped, report.conflicts) == (3, 0)
+    raw = tmp_path / "raw.csv"
+    api.export_devices_to(store, raw, api.SearchQuery(group_id=GROUP), raw_csv=True)
+    assert "=1+2" in formula_cells(raw)
+
+
+def test_values_spreadsheets_would_run_are_registered_with_a_warning(cli, group, write_csv):
+    src = write_csv(csv_text(*FORMULA_ROWS, header=FORMULA_HEADER))
+    data = register_json(cli, src)["data"]
+    assert data["created"] == 3 and data["issueCount"] == 0
+    # row 2: deviceSn, site, deviceName, desc, batchTag; row 3: site, deviceName, batchTag
+    assert data["warnings"] == 8
+    assert data["warningRows"] == [2, 3]
+    assert data["warningSamples"] == [
+        {"row": 2, "column": "deviceSn", "value": "-SN-0001"},
+        {"row": 2, "column": "site", "value": '=HYPERLINK("http://x")'},
+        {"row": 2, "column": "deviceName", "value": "=1+2"},
+        {"row": 2, "column": "desc", "value": "@SUM(A1)"},
+        {"row": 2, "column": "batchTag", "value": "-2+3"},
+    ]
+    result = cli("register", "--csv", str(src), "--group", GROUP)  # again: skipped, same warning
+    assert result.exit_code == 0, result.stderr
+    assert (
+        "warning: 8 values start with = + - @ (rows 2, 3): spreadsheets may read them as "
+        "formulas; enosprov's CSV files prefix them with '"
+    ) in " ".join(result.stderr.split())
+    assert "warning" not in result.stdout
+
+
+def test_no_warning_for_numbers_offsets_and_plain_text(cli, group, write_csv):
+    src = write_csv(csv_text(row("SN-0001", tz="-03:30", cap="-7"), row("SN-0002", site="'quoted")))
+    data = register_json(cli, src)["data"]
+    assert (data["warnings"], data["warningRows"], data["warningSamples"]) == (0, [], [])
+    result = cli("register", "--csv", str(src), "--group", GROUP)
+    assert result.exit_code == 0 and "warning" not in result.stderr

@@ -104,10 +104,18 @@ def valid_rows(draw):
     return fields, sn, names, tz, desc, tag, count, label, note, mode, day
 
 
+def _read(cell: str) -> str:
+    """A cell as enosprov reads it: trimmed, its spreadsheet-safe ' removed (enosprov.csvsafe)."""
+    from enosprov import csvsafe
+
+    text = cell.strip()
+    return csvsafe.restore(text) if text else text
+
+
 def expected_data(names, tz, count, label, note, mode, day) -> dict:
     """The deviceData a row describes (docs: values are trimmed, empty cells omitted)."""
     data: dict = {}
-    default, en, zh = (n.strip() for n in names)
+    default, en, zh = (_read(n) for n in names)
     if default or en or zh:
         i18n = {}
         if en:
@@ -119,10 +127,10 @@ def expected_data(names, tz, count, label, note, mode, day) -> dict:
         data["timezone"] = tz
     if count is not None:
         data["count"] = count
-    if label.strip():
-        data["label"] = label.strip()
-    if note.strip():
-        data["note"] = note.strip()
+    if _read(label):
+        data["label"] = _read(label)
+    if _read(note):
+        data["note"] = _read(note)
     if mode:
         data["mode"] = mode
     if day is not None:
@@ -141,8 +149,8 @@ def test_convert_builds_canonical_json(example):
     parsed = json.loads(data_json)
     assert parsed == expected_data(names, tz, count, label, note, mode, day)
     assert data_json == canonical_json(parsed)
-    assert out_desc == (desc.strip() or None)
-    assert out_tag == (tag.strip() or "DEFAULT-TAG")
+    assert out_desc == (_read(desc) or None)
+    assert out_tag == (_read(tag) or "DEFAULT-TAG")
     # the same row again (now served from the per-column caches) gives the same text
     assert SCHEMA.convert(8, fields) == (record, [])
 

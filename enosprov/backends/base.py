@@ -12,7 +12,7 @@ chunk of rows, each row classified as created, skipped (same data) or conflict (
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from ..models import (
     ConnectionInfo,
@@ -31,6 +31,10 @@ MAX_CREATE_COUNT = 1_000_000  # documented DPS create limit
 # A device-side caller's way to sign its request again for a retry: () -> (timestamp, sign),
 # each call with a strictly later timestamp than the one before.
 Resigner = Callable[[], "tuple[int, str]"]
+# Called by register_batch with the chunk's outcomes before they are final: the local store
+# passes its connection inside the chunk's transaction (so an audit record written through it
+# commits with the devices); a backend without one passes None once the calls are done.
+ChunkHook = Callable[[Any, "list[RegisterOutcome]"], None]
 
 
 @runtime_checkable
@@ -87,7 +91,13 @@ class Backend(Protocol):
         *,
         batch_order: int | None = None,
         dry_run: bool = False,
-    ) -> list[RegisterOutcome]: ...
+        on_commit: ChunkHook | None = None,
+    ) -> list[RegisterOutcome]:
+        """Register ``records`` (idempotent): one outcome per record, in order: created,
+        skipped (same data), conflict (other data) or failed (the backend could not be reached
+        for it; only backends that send one call per device report it: the rest of the chunk
+        is still reported). ``on_commit`` sees the outcomes (see ChunkHook)."""
+        ...
 
     # -- device side ----------------------------------------------------------------------------
     def bootstrap(

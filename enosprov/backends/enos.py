@@ -22,6 +22,7 @@ from ..errors import (
     RefusedError,
 )
 from ..models import (
+    OUTCOME_FAILED,
     SORTABLE_FIELDS,
     ConnectionInfo,
     Device,
@@ -35,7 +36,7 @@ from ..models import (
     canonical_json,
 )
 from . import fql
-from .base import MAX_PAGE_SIZE, Resigner, compare_registered
+from .base import MAX_PAGE_SIZE, ChunkHook, Resigner, compare_registered
 from .enos_config import EnosConfig, GroupConfig
 from .http import ApiClient, DeviceClient, OutcomeUnknown, backoff_delay
 
@@ -334,6 +335,7 @@ class EnosBackend:
         *,
         batch_order: int | None = None,
         dry_run: bool = False,
+        on_commit: ChunkHook | None = None,
     ) -> list[RegisterOutcome]:
         existing = self._existing(group_id, [r.device_sn for r in records])
         outcomes: list[RegisterOutcome | None] = []
@@ -349,18 +351,18 @@ class EnosBackend:
                 todo.append((len(outcomes) - 1, rec))
                 continue
             outcomes.append(compare_registered(rec.device_sn, prior, data, rec.desc, tag))
-        if dry_run or not todo:
+        if dry_run:
             return outcomes  # type: ignore[return-value]
         pool = self._executor()
-        futures = [(i, pool.submit(self._register_one, group_id, rec)) for i, rec in todo]
-        failure: Exception | None = None
-        for i, fut in futures:
+        futures = [(i, rec, pool.submit(self._register_one, group_id, rec)) for i, rec in todo]
+        for i, rec, fut in futures:
             try:
                 outcomes[i] = fut.result()
             except (ConflictError, BackendUnavailableError) as exc:
-                failure = failure or exc
-        if failure is not None:
-            raise failure
+                # the others of the chunk still count (and reach the journal)
+                outcomes[i] = RegisterOutcome(rec.device_sn, OUTCOME_FAILED, None, exc.message)
+        if on_commit is not None:
+            on_commit(None, outcomes)
         return outcomes  # type: ignore[return-value]
 
     def _register_one(self, group_id: str, rec: NewDevice) -> RegisterOutcome:

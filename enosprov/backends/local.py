@@ -38,7 +38,7 @@ from ..models import (
     canonical_json,
 )
 from . import local_batches, local_device, local_groups, local_query
-from .base import MAX_CREATE_COUNT, compare_registered
+from .base import MAX_CREATE_COUNT, ChunkHook, compare_registered
 from .local_schema import (
     ADDED_DEVICE_COLUMNS,
     ADDED_GROUP_COLUMNS,
@@ -95,6 +95,15 @@ class LocalBackend:
             if new:
                 # The store holds group and device secrets: owner read/write only where supported.
                 os.close(os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o600))
+            # An existing store (and its WAL files) readable by others is narrowed to 0600,
+            # silently; SQLite creates new -wal/-shm files with the store's own mode.
+            for part in ("", "-wal", "-shm") if os.name == "posix" else ():
+                try:
+                    path = f"{self.path}{part}"
+                    if os.stat(path).st_mode & 0o077:
+                        os.chmod(path, 0o600)
+                except OSError:  # absent, or not ours to change: nothing more to do here
+                    pass
             conn = sqlite3.connect(
                 self.path, isolation_level=None, timeout=self.busy_timeout, check_same_thread=False
             )
@@ -439,6 +448,7 @@ class LocalBackend:
         *,
         batch_order: int | None = None,
         dry_run: bool = False,
+        on_commit: ChunkHook | None = None,
     ) -> list[RegisterOutcome]:
         group = self._group_for_device(group_id)
         if dry_run:
@@ -446,7 +456,10 @@ class LocalBackend:
         with self.write() as conn:
             if batch_order is None:
                 batch_order = self._next_batch_order(conn)
-            return self._classify(conn, group, records, batch_order)
+            outcomes = self._classify(conn, group, records, batch_order)
+            if on_commit is not None:  # in this transaction: commits or rolls back with it
+                on_commit(conn, outcomes)
+            return outcomes
 
     def _classify(self, conn, group, records, batch_order) -> list[RegisterOutcome]:
         """Compare records with what is stored; insert the new ones unless batch_order is None."""

@@ -5,6 +5,13 @@ Selection: a group, narrowed by batch tag, by explicit deviceSns or by a CSV of 
 themselves on bootstrap). Re-running an export rewrites no file that is already correct, and a
 secret is never generated here: it always comes from the store / EnOS.
 
+Output folder: names are checked first (a file name or path longer than the file system allows
+is refused, naming the deviceSns, before anything is written); a run starts by removing the
+temporary files killed runs left (enosprov.atomic); the previous manifest stays while files are
+only found correct and is removed just before the first file is written, the new one written
+atomically at the end (:class:`OutputFolder`). So a manifest never lists a SHA-256 its file
+does not have, even when a run is killed; a re-run skips files already correct.
+
 A bootstrap file carries the deviceName and timezone Bootstrap Device requires: the registered
 deviceName (its defaultValue) else the deviceSn, and deviceData.timezone else the group's default
 timezone. A selection with a device that has neither timezone is refused before any file is
@@ -17,14 +24,15 @@ import csv
 import datetime as dt
 import hashlib
 import json
+import os
 import re
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .. import signing
-from ..atomic import AtomicFile, write_bytes
+from .. import csvsafe, signing
+from ..atomic import AtomicFile, NameLimits, NameProblem, remove_stale_temps, write_bytes
 from ..errors import InputFileError, InvalidArgumentError, NotFoundError
 from ..journal import Journal, journal_or_null
 from ..models import Device, RegistrationGroup, SearchQuery
@@ -268,7 +276,8 @@ def _connection_info(backend, group: RegistrationGroup, dev: Device):
         return backend.connection_info(dev, group)
     ts = int(time.time() * 1000)
     sign = signing.sign(group.sign_scheme, dev.sn, ts, group.group_secret)
-    return backend.get_connection_info(sn=dev.sn, timestamp=ts, sign=sign)
+    resign = signing.resigner(group.sign_scheme, dev.sn, group.group_secret, ts)
+    return backend.get_connection_info(sn=dev.sn, timestamp=ts, sign=sign, resign=resign)
 
 
 def _check_out_dir(out_dir: Path) -> None:
@@ -283,6 +292,98 @@ def _check_out_dir(out_dir: Path) -> None:
         raise InputFileError(
             f"cannot write into {out_dir}: {exc}", hint="check the folder's permissions"
         ) from None
+
+
+def check_file_names(
+    out_dir: Path, named: Iterable[tuple[str, str]], files: Iterable[str] = ()
+) -> None:
+    """Refuse, before anything is written, names the file system cannot hold.
+
+    ``named`` gives (deviceSn, file name) for every device's file, ``files`` the run's own files
+    (the manifest, a labels document). One error names every deviceSn whose file name (or full
+    path, with its temporary file's) is too long, and the limit.
+    """
+    limits = NameLimits(out_dir)
+    bad: dict[str, None] = {}  # deviceSns, in order, once
+    worst: dict[str, NameProblem] = {}  # "name" / "path" -> the longest problem of that kind
+    for device_sn, name in named:
+        problem = limits.problem(name)
+        if problem:
+            bad[device_sn] = None
+            if problem.what not in worst or problem.length > worst[problem.what].length:
+                worst[problem.what] = problem
+    if bad:
+        why = []
+        if "name" in worst:
+            p = worst["name"]
+            why.append(f"{p.length} bytes, at most {p.limit} bytes per file name")
+        if "path" in worst:
+            p = worst["path"]
+            why.append(f"a path of {p.length} {p.unit}, at most {p.limit} {p.unit} per path")
+        s = "s" if len(bad) > 1 else ""
+        raise InvalidArgumentError(
+            f"file name{s} too long for deviceSn{s} {_shown(list(bad))} ({'; '.join(why)}): "
+            "nothing was written",
+            hint="a deviceSn is its file's name, every character but letters, digits, '_', '-' "
+            "and '.' written as %XX per UTF-8 byte: give these devices shorter deviceSns"
+            + (", or choose a shorter --out path" if "path" in worst else ""),
+        )
+    for name in files:
+        problem = limits.problem(name)
+        if problem:
+            raise InvalidArgumentError(
+                f"the output path is too long: {out_dir / name} would be {problem.length} "
+                f"{problem.unit}, at most {problem.limit} {problem.unit}; nothing was written",
+                hint="choose a shorter --out path",
+            )
+
+
+class OutputFolder:
+    """The output folder of a run, written so that its manifest never lists a wrong file.
+
+    :meth:`open` checks the folder (created if missing) and removes the temporary files that
+    killed runs left in it. The previous run's manifest files stay while files are only found
+    already correct (they still describe the folder); just before the first file is written
+    they are removed (:meth:`drop_manifest`), and the run writes its own atomically at the end.
+    A run killed in between leaves no manifest rather than a wrong one.
+    """
+
+    def __init__(
+        self, path: Path, manifests: tuple[str, ...] = (MANIFEST_CSV, MANIFEST_JSON)
+    ) -> None:
+        self.path = path
+        self.manifests = manifests
+        self._dropped = False
+
+    def open(self) -> None:
+        _check_out_dir(self.path)
+        remove_stale_temps(self.path)
+
+    def store(self, name: str, data: bytes, *, private: bool = False) -> os.stat_result | None:
+        """Write file ``name`` unless it already holds ``data``: None when written, else the
+        stat of the file found correct."""
+        path = self.path / name
+        found = _current(path, data)
+        if found is None:
+            self.drop_manifest()
+            write_bytes(path, data, private=private)
+        return found
+
+    def drop_manifest(self) -> None:
+        """Remove the previous manifest files (once), before a file they describe changes."""
+        if self._dropped:
+            return
+        for name in self.manifests:
+            try:
+                os.unlink(self.path / name)
+            except FileNotFoundError:
+                pass
+            except OSError as exc:
+                raise InputFileError(
+                    f"cannot remove the previous {self.path / name}: {exc.strerror or exc}",
+                    hint="close it in the program that has it open, or choose another --out",
+                ) from None
+        self._dropped = True
 
 
 def _previous_times(out_dir: Path) -> dict[tuple[str, str], str]:
@@ -304,11 +405,14 @@ def export_burn_files(
     options=None,
     progress: ProgressFn | None = None,
     journal: Journal | None = None,
+    raw_csv: bool = False,
 ) -> BurnReport:
     """Write one credential file per selected device into ``out_dir`` plus the manifest.
 
-    Appends one "burn-export" record to ``journal``: the devices whose file was written or
-    already correct (sn "" for ``no_register``), and the folder, format and content profile.
+    manifest.csv is spreadsheet-safe (csvsafe: a deviceSn starting with ``-`` gets a leading
+    ``'``) unless ``raw_csv``; manifest.json always holds the values as they are. Appends one
+    "burn-export" record to ``journal``: the devices whose file was written or already correct
+    (sn "" for ``no_register``), and the folder, format and content profile.
     """
     from .formats import FORMATS, FormatOptions
 
@@ -330,49 +434,57 @@ def export_burn_files(
         raise InvalidArgumentError("--no-register exports the bootstrap profile only")
     encoder = FORMATS[fmt]
     extension = encoder.file_extension(options)
-    # A first pass checks what can fail per device (an unallocated device for the triple
-    # profile; a bootstrap device without a timezone; a value the format refuses, a template
-    # field without a value) before any file is touched. JSON, INI, binary and HEX accept any
-    # credential: no pass is needed for them when the group has a default timezone.
+    # A first pass, before any file is touched, names every file (a name or path too long for
+    # the file system is refused) and checks what can fail per device (an unallocated device
+    # for the triple profile; a bootstrap device without a timezone; a value the format
+    # refuses, a template field without a value). JSON, INI, binary and HEX accept any
+    # credential: when nothing else needs checking and the deviceSns were listed, the names
+    # come from the list, with no second pass over the devices.
     needs_timezone = profile == "bootstrap" and not group.timezone
-    if profile == "triple" or fmt in CAN_REFUSE or needs_timezone:
-        no_timezone: list[str] = []
+    per_device = profile == "triple" or fmt in CAN_REFUSE or needs_timezone
+    no_timezone: list[str] = []
+
+    def first_pass() -> Iterator[str]:
+        if not per_device and (selection.device_sns or selection.csv_path):
+            yield from _requested(selection)  # exactly the devices select_devices found
+            return
         for item in items():
+            device_sn = item.device_sn if isinstance(item, Device) else item
             if profile == "triple":
                 if not isinstance(item, Device) or not item.allocated:
-                    name = item.device_sn if isinstance(item, Device) else item
                     raise InvalidArgumentError(
-                        f"device {name} is not allocated: it has no triple yet",
+                        f"device {device_sn} is not allocated: it has no triple yet",
                         hint="allocate it (or let it bootstrap) first, or export the bootstrap "
                         "profile",
                     )
             elif needs_timezone and not timezone_for(group, _device(item)):
-                no_timezone.append(item.device_sn if isinstance(item, Device) else item)
+                no_timezone.append(device_sn)
             elif fmt in CAN_REFUSE:  # encode and drop: a value the format refuses stops it here
                 encoder.encode(credential_for(backend, group, item, profile, url), options)
-        if no_timezone:
-            raise no_timezone_error(group, no_timezone, registered=not selection.no_register)
-    _check_out_dir(out_dir)
+            yield device_sn
+
+    check_file_names(
+        out_dir,
+        ((sn, safe_filename(sn) + extension) for sn in first_pass()),
+        files=(MANIFEST_CSV, MANIFEST_JSON),
+    )
+    if no_timezone:
+        raise no_timezone_error(group, no_timezone, registered=not selection.no_register)
+    folder = OutputFolder(out_dir)
+    folder.open()
     report = BurnReport(str(out_dir), fmt, profile)
     previous = _previous_times(out_dir)
     now = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
     address = f"0x{options.flash_address:X}" if fmt in ("hex", "nvs") else ""
     manifest = []
 
-    def store(path: Path, data: bytes) -> bool:
-        """Write unless already correct; True when written."""
-        if _same_content(path, data):
-            return False
-        write_bytes(path, data, private=True)  # every profile holds a secret
-        return True
-
-    def record(cred: Credential, name: str, digest: str, written: bool) -> None:
-        if written:
+    def record(cred: Credential, name: str, digest: str, found: os.stat_result | None) -> None:
+        if found is None:
             report.written += 1
             when = now
-        else:
+        else:  # already correct: when the previous manifest says, else when it was written
             report.unchanged += 1
-            when = previous.get((name, digest), now)
+            when = previous.get((name, digest)) or _utc(found.st_mtime)
         manifest.append(
             {"deviceSn": cred.device_sn, "sn": cred.sn or "", "file": name, "format": fmt,
              "profile": profile, "flashAddress": address, "sha256": digest, "time": when}
@@ -395,8 +507,9 @@ def export_burn_files(
                 cred = credential_for(backend, group, item, profile, url)
                 data = encoder.encode(cred, options)
                 name = safe_filename(cred.device_sn) + extension
-                record(cred, name, hashlib.sha256(data).hexdigest(), store(out_dir / name, data))
-            report.manifest = _write_manifest(out_dir, manifest)
+                found = folder.store(name, data, private=True)  # every profile holds a secret
+                record(cred, name, hashlib.sha256(data).hexdigest(), found)
+            report.manifest = _write_manifest(out_dir, manifest, raw_csv)
         finally:  # the files written (or found correct) so far, even when it stopped early
             if journal is not None:
                 rec.extend((m["sn"], m["deviceSn"]) for m in manifest)
@@ -411,21 +524,35 @@ def _device(item: Device | str) -> Device | None:
     return item if isinstance(item, Device) else None
 
 
-def _same_content(path: Path, data: bytes) -> bool:
+def _utc(timestamp: float) -> str:
+    return dt.datetime.fromtimestamp(timestamp, dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def _current(path: Path, data: bytes) -> os.stat_result | None:
+    """The stat of ``path`` when it holds exactly ``data``, else None."""
     try:
-        if path.stat().st_size != len(data):
-            return False
-        return path.read_bytes() == data
+        st = path.stat()
+        if st.st_size != len(data):
+            return None
+        return st if path.read_bytes() == data else None
     except OSError:
-        return False
+        return None
 
 
-def _write_manifest(out_dir: Path, rows: Iterable[dict]) -> list[str]:
+def write_csv_manifest(
+    path: Path, rows: Iterable[dict], columns: tuple[str, ...], raw_csv: bool = False
+) -> None:
+    """``rows`` as a CSV file written atomically, its text cells spreadsheet-safe (csvsafe)
+    unless ``raw_csv``."""
+    with AtomicFile(path) as fh:
+        writer = csv.writer(fh)
+        writer.writerow(columns)
+        writer.writerows(csvsafe.row((r.get(c, "") for c in columns), raw=raw_csv) for r in rows)
+
+
+def _write_manifest(out_dir: Path, rows: Iterable[dict], raw_csv: bool = False) -> list[str]:
     rows = list(rows)
-    with AtomicFile(out_dir / MANIFEST_CSV) as fh:
-        writer = csv.DictWriter(fh, fieldnames=MANIFEST_COLUMNS)
-        writer.writeheader()
-        writer.writerows(rows)
+    write_csv_manifest(out_dir / MANIFEST_CSV, rows, MANIFEST_COLUMNS, raw_csv)
     with AtomicFile(out_dir / MANIFEST_JSON) as fh:  # one entry a line: diffable, and fast
         fh.write("[\n" + ",\n".join(json.dumps(r, ensure_ascii=False) for r in rows) + "\n]\n")
     return [str(out_dir / MANIFEST_CSV), str(out_dir / MANIFEST_JSON)]

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from .options import JsonOpt, OptionalGroupOpt, state
+from .options import JsonOpt, OptionalGroupOpt, RawCsvOpt, state
 from .output import emit, handled, key_values, say, table
 
 app = typer.Typer(
@@ -206,11 +206,13 @@ def report(
     ] = None,
     group: OptionalGroupOpt = None,
     stale: StaleOpt = "7d",
+    raw_csv: RawCsvOpt = False,
     json_: JsonOpt = False,
 ) -> None:
     """Write a self-contained HTML report of one batch (counts, activations over time, stuck
     devices, replacement lineage; inline SVG charts, no script, nothing loaded from the
-    network) that can be opened or mailed; --csv adds a per-device spreadsheet.
+    network) that can be opened or mailed; --csv adds a per-device spreadsheet (text that would
+    start a formula, such as a deviceSn -A1, gets a leading ', unless --raw-csv).
 
     Example: enosprov batches report B-2026-11-A --out b-2026-11-a.html --csv b-2026-11-a.csv
     """
@@ -227,7 +229,11 @@ def report(
         detail = show_batch(backend, journal, tag, group=group, stale=stale, stuck_limit=1000)
         html = write_batch_html(detail, out, generated_ms=int(time.time() * 1000),
                                 backend_label=label)  # fmt: skip
-        rows = write_batch_csv(backend, journal, detail, csv_path) if csv_path else None
+        rows = (
+            write_batch_csv(backend, journal, detail, csv_path, raw_csv=raw_csv)
+            if csv_path
+            else None
+        )
     result = {"html": str(html), "csv": str(csv_path) if csv_path else None, "csvRows": rows,
               "batch": detail.summary.to_dict()}  # fmt: skip
     emit(

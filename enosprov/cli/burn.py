@@ -8,7 +8,15 @@ from typing import Annotated
 import typer
 
 from ..errors import EXIT_MISMATCH
-from .options import BatchTagFilterOpt, CsvSelectOpt, DeviceSnOpt, GroupOpt, JsonOpt, state
+from .options import (
+    BatchTagFilterOpt,
+    CsvSelectOpt,
+    DeviceSnOpt,
+    GroupOpt,
+    JsonOpt,
+    RawCsvOpt,
+    state,
+)
 from .output import emit, handled, key_values, progress_bar, say, table
 
 app = typer.Typer(
@@ -72,12 +80,14 @@ def export(
     template: Annotated[
         Path | None, typer.Option("--template", help="Template file for --format template.")
     ] = None,
+    raw_csv: RawCsvOpt = False,
     json_: JsonOpt = False,
 ) -> None:
     """Write one credential file per device, plus manifest.csv / manifest.json (SHA-256 each).
 
     Files are written atomically and owner-only; re-running rewrites nothing that is already
-    correct. Bootstrap files carry the deviceName (the registered one, else the deviceSn) and
+    correct. A run stopped midway (even by kill -9) leaves no manifest rather than a wrong one:
+    re-run it. A file name too long for the file system is refused before anything is written. Bootstrap files carry the deviceName (the registered one, else the deviceSn) and
     the timezone (the device's, else the group's default) that Bootstrap Device requires; a
     device with no timezone stops the export before anything is written. Formats and layouts:
     docs/burn-formats.md.
@@ -112,7 +122,7 @@ def export(
     with state(ctx).open() as (backend, journal), progress_bar(not json_, "burn") as progress:
         report = export_burn_files(
             backend, selection, out, fmt=fmt, profile=content, dps_url=dps_url,
-            options=options, progress=progress, journal=journal,
+            options=options, progress=progress, journal=journal, raw_csv=raw_csv,
         )  # fmt: skip
     emit(
         report,

@@ -12,7 +12,7 @@ import typer
 
 from ..backends.enos_config import DEFAULT_RETRIES, DEFAULT_TIMEOUT, DEFAULT_WORKERS
 from .options import JsonOpt, state
-from .output import emit, handled, key_values, say, table
+from .output import emit, handled, key_values, printable, say, table
 
 app = typer.Typer(
     help="Configuration profiles: how to reach a real EnOS OU (API gateway, OU, service account, "
@@ -467,7 +467,7 @@ def delete(
                 f"not deleting profile {name!r} without confirmation",
                 hint="pass --yes (there is no terminal to ask on)",
             )
-        if not typer.confirm(f"Delete profile {name}?", default=False):
+        if not typer.confirm(printable(f"Delete profile {name}?"), default=False):
             raise RefusedError(f"profile {name!r} not deleted")
     with _warnings_to_stderr():
         was_current = profiles.delete_profile(name)

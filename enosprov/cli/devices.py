@@ -13,6 +13,7 @@ from .options import (
     JsonOpt,
     OptionalGroupOpt,
     OrgOpt,
+    RawCsvOpt,
     RegionOpt,
     state,
 )
@@ -200,9 +201,13 @@ def export(
             help="Also write each device secret (the file is created owner-only).",
         ),
     ] = False,
+    raw_csv: RawCsvOpt = False,
     json_: JsonOpt = False,
 ) -> None:
     """Export devices to CSV or JSON lines, streamed and written atomically.
+
+    A CSV file is spreadsheet-safe: text that would start a formula (=1+2, -A1, @x) gets a
+    leading ' (`enosprov register` reads it back unchanged), unless --raw-csv.
 
     Example: enosprov devices export --group meters-eu --batch-tag B-1 --out devices-b1.csv
     """
@@ -219,7 +224,9 @@ def export(
             device_sn,
             sorters=(Sorter("createTime", "ASC"),),
         )
-        report = api.export_devices_to(store, out, query, fmt=fmt, include_secrets=include_secrets)
+        report = api.export_devices_to(
+            store, out, query, fmt=fmt, include_secrets=include_secrets, raw_csv=raw_csv
+        )
     emit(
         report,
         json_,

@@ -140,7 +140,7 @@ def _render(entries: list, journal) -> None:
     rows = []
     for e in entries:
         if 0 < e.device_count <= SHOWN_DEVICES:
-            devices = "\n".join(dsn or sn for sn, dsn in e.devices)
+            devices = [dsn or sn for sn, dsn in e.devices]  # one line each
         else:
             devices = str(e.device_count)
         outcome = e.outcome + (f": {e.error}" if e.error and e.outcome != "ok" else "")

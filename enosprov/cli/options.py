@@ -71,3 +71,14 @@ class CliState:
 
 def state(ctx: typer.Context) -> CliState:
     return ctx.find_root().obj
+
+
+# CSV written for people is spreadsheet-safe (enosprov.csvsafe); this keeps it raw.
+RawCsvOpt = Annotated[
+    bool,
+    typer.Option(
+        "--raw-csv",
+        help="Write CSV cells as they are, without the ' that keeps spreadsheets from running "
+        "formulas (for machine use).",
+    ),
+]

@@ -2,19 +2,56 @@
 
 ``--json``: stdout carries exactly one JSON document, ``{"data": ...}`` or ``{"error": {...}}``.
 Otherwise results go to stdout and errors, hints and progress to stderr (progress only on a TTY).
+
+Every value shown to a person goes through :func:`printable` here, once: control characters
+(C0 including tab and newline, DEL, C1, bidi controls; core.rules.CONTROL_RE) are shown escaped,
+``\\n``, ``\\t``, ``\\r``, ``\\x1b``, ``\\u202e``, and values are printed as plain text, never
+as rich markup or emoji codes. A cell given as a list is deliberately multi-line: one line per
+item. ``--json`` output is exact JSON (its escaping covers control characters).
 """
 
 from __future__ import annotations
 
 import functools
 import json
+import re
 import sys
 from collections.abc import Callable
 from contextlib import contextmanager
 
 import typer
 
+from ..core.rules import CONTROL_RE
 from ..errors import EXIT_FAILED, EXIT_INTERRUPTED, EnosprovError, ValidationFailedError
+
+_NAMED_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def _escape_char(m: re.Match) -> str:
+    ch = m.group()
+    named = _NAMED_ESCAPES.get(ch)
+    if named:
+        return named
+    code = ord(ch)
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def printable(value: object) -> str:
+    """``value`` as one line of inert text for a terminal: every control character (C0 with
+    tab and newline, DEL, C1, bidi controls, U+2028/U+2029) shown as an escape, e.g. ESC as
+    ``\\x1b``, a newline as ``\\n``, U+202E as ``\\u202e``. None is the empty string."""
+    text = "" if value is None else str(value)
+    return CONTROL_RE.sub(_escape_char, text)
+
+
+def _text(value: object, style: str = ""):
+    """A rich Text of ``value``: escaped, never parsed as markup or emoji. A list or tuple is
+    deliberately multi-line (one line per item, each escaped)."""
+    from rich.text import Text
+
+    if isinstance(value, (list, tuple)):
+        return Text("\n".join(printable(v) for v in value), style=style)
+    return Text(printable(value), style=style)
 
 
 def _console(stderr: bool = False):
@@ -36,18 +73,18 @@ def print_error(err: EnosprovError, as_json: bool) -> None:
     if as_json:
         sys.stdout.write(json.dumps({"error": err.to_dict()}, ensure_ascii=False) + "\n")
         return
+    from rich.text import Text
+
     out = _console(stderr=True)
     if isinstance(err, ValidationFailedError):
         for issue in err.issues:
-            out.print(f"  {issue}", markup=False)
+            out.print(_text(f"  {issue}"))
         if err.total > len(err.issues):
-            out.print(f"  ... and {err.total - len(err.issues)} more", markup=False)
+            out.print(_text(f"  ... and {err.total - len(err.issues)} more"))
     code = f" [{err.enos_code}]" if err.enos_code is not None else ""
-    out.print(f"[bold red]error{code}:[/] ", end="")
-    out.print(err.message, markup=False)
+    out.print(Text.assemble(_text(f"error{code}:", "bold red"), " ", _text(err.message)))
     if err.hint:
-        out.print("[dim]hint:[/] ", end="")
-        out.print(err.hint, markup=False, style="dim")
+        out.print(Text.assemble(_text("hint:", "dim"), " ", _text(err.hint, "dim")))
 
 
 def handled(fn):
@@ -62,7 +99,7 @@ def handled(fn):
             print_error(err, as_json)
             raise typer.Exit(err.exit_code) from None
         except KeyboardInterrupt:
-            _console(stderr=True).print("interrupted", markup=False)
+            say("interrupted", stderr=True)
             raise typer.Exit(EXIT_INTERRUPTED) from None
         except (typer.Exit, typer.Abort, SystemExit):
             raise
@@ -101,14 +138,14 @@ def table(
     not a terminal (a file, a pipe, grep), as wide as the rows need instead of 80 columns."""
     from rich.table import Table
 
-    cells = [["" if v is None else str(v) for v in r] for r in rows]
-    t = Table(title=title, show_lines=False, header_style="bold")
+    cells = [[_text(v) for v in r] for r in rows]
+    t = Table(title=_text(title) if title else None, show_lines=False, header_style="bold")
     for i, c in enumerate(columns):
         if c in KEEP_WHOLE:
-            width = max([len(c), *(len(r[i]) for r in cells)])
-            t.add_column(c, no_wrap=True, min_width=width)
+            width = max([len(c), *(_width(r[i]) for r in cells)])
+            t.add_column(_text(c), no_wrap=True, min_width=width)
         else:
-            t.add_column(c, no_wrap=c in no_wrap, overflow="fold")
+            t.add_column(_text(c), no_wrap=c in no_wrap, overflow="fold")
     for r in cells:
         t.add_row(*r)
     console = _console()
@@ -117,8 +154,16 @@ def table(
     console.print(t)
 
 
+def _width(text) -> int:
+    """Terminal columns of a Text's widest line."""
+    from rich.cells import cell_len
+
+    return max(cell_len(line) for line in text.plain.split("\n"))
+
+
 def say(text: str, stderr: bool = False) -> None:
-    _console(stderr=stderr).print(text, markup=False)
+    """One line of text (control characters escaped, no markup)."""
+    _console(stderr=stderr).print(_text(text))
 
 
 def key_values(pairs: list[tuple[str, object]]) -> None:
@@ -128,7 +173,7 @@ def key_values(pairs: list[tuple[str, object]]) -> None:
     t.add_column(style="bold")
     t.add_column(overflow="fold")
     for k, v in pairs:
-        t.add_row(k, "" if v is None else str(v))
+        t.add_row(_text(k), _text(v))
     _console().print(t)
 
 
@@ -138,6 +183,7 @@ def progress_bar(enabled: bool, description: str):
     if not enabled or not sys.stderr.isatty():
         yield None
         return
+    from rich.markup import escape
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     with Progress(
@@ -152,7 +198,8 @@ def progress_bar(enabled: bool, description: str):
 
         def update(phase: str, done: int, total: int | None) -> None:
             if phase not in tasks:
-                tasks[phase] = bar.add_task(f"{description}: {phase}", total=total)
+                label = escape(printable(f"{description}: {phase}"))  # a markup column
+                tasks[phase] = bar.add_task(label, total=total)
             bar.update(tasks[phase], completed=done, total=total)
 
         yield update
@@ -172,5 +219,5 @@ def confirm_or_refuse(question: str, *, yes: bool, what: str, dry_run: bool = Tr
             hint="pass --yes (there is no terminal to ask on)"
             + (", or --dry-run to see the plan" if dry_run else ""),
         )
-    if not typer.confirm(question, default=False, err=True):
+    if not typer.confirm(printable(question), default=False, err=True):
         raise RefusedError(f"cancelled: nothing was changed (did not {what})")

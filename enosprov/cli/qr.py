@@ -16,10 +16,11 @@ from .options import (
     GroupOpt,
     JsonOpt,
     OrgOpt,
+    RawCsvOpt,
     RegionOpt,
     state,
 )
-from .output import emit, handled, key_values, progress_bar, say, table
+from .output import emit, handled, key_values, printable, progress_bar, say, table
 
 app = typer.Typer(
     help="QR code labels that identify devices (never a secret), and scanning them back.\n\n"
@@ -66,14 +67,16 @@ def batch(
             "{deviceSn} {sn} {batchTag} {shortCode}. Default: the ENP1 payload.",
         ),
     ] = None,
+    raw_csv: RawCsvOpt = False,
     json_: JsonOpt = False,
 ) -> None:
     """Write one QR label per device (PNG and/or SVG, or one labels.pdf / labels.zpl laid out by
     a label template), plus manifest.csv / manifest.json.
 
     Every symbol is decoded back and compared with its payload before its file is written.
-    Files are written atomically; re-running rewrites nothing already correct. Payload format:
-    docs/qr-payload.md.
+    Files are written atomically; re-running rewrites nothing already correct. A run stopped
+    midway (even by kill -9) leaves no manifest rather than a wrong one: re-run it. Payload
+    format: docs/qr-payload.md.
 
     Example: enosprov qr batch --group meters-eu --batch-tag B-2026-11-A --format both
     --size-mm 20 --dpi 300 --ec Q --out labels/
@@ -92,7 +95,7 @@ def batch(
     )
     with state(ctx).open() as (backend, journal), progress_bar(not json_, "qr") as progress:
         report = qr_batch(backend, selection, out, fmt=fmt, options=options, progress=progress,
-                          template=template, journal=journal)  # fmt: skip
+                          template=template, journal=journal, raw_csv=raw_csv)  # fmt: skip
     emit(
         report,
         json_,
@@ -188,7 +191,7 @@ def scan(
                         hint="pass --yes (there is no terminal to ask on)",
                     )
                 shown = ", ".join(f"{d.group_id}/{d.device_sn}" for d in devices)
-                if not typer.confirm(f"Onboard {len(devices)} devices ({shown})?", default=False):
+                if not typer.confirm(printable(f"Onboard {len(devices)} devices ({shown})?")):
                     raise RefusedError("nothing onboarded")
             results = onboard_devices(backend, devices, name=name, timezone=timezone,
                                       values=values, region_id=region, org_id=org,

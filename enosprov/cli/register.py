@@ -8,8 +8,10 @@ from typing import Annotated
 import typer
 
 from ..errors import EXIT_OK, EXIT_PARTIAL
-from .options import GroupOpt, JsonOpt, state
+from .options import GroupOpt, JsonOpt, RawCsvOpt, state
 from .output import emit, handled, progress_bar, say, table
+
+# Also used by `devices export` and `batches report`.
 
 
 @handled
@@ -45,6 +47,7 @@ def register(
     chunk_size: Annotated[
         int, typer.Option("--chunk-size", help="Rows per database transaction.", min=1)
     ] = 10000,
+    raw_csv: RawCsvOpt = False,
     json_: JsonOpt = False,
 ) -> None:
     """Register the devices of a CSV file into a registration group.
@@ -53,7 +56,9 @@ def register(
     --skip-invalid). Re-running the same file is safe: registered rows are skipped, rows whose
     deviceSn exists with other data are reported as conflicts. Exit codes: 0 all rows registered
     or already there, 1 invalid input (nothing written), 5 finished with conflicts or with rows
-    left out by --skip-invalid.
+    left out by --skip-invalid. Values that spreadsheets would read as formulas (=1+2) are
+    registered as they are, with a warning; a CSV --results file prefixes them with ' unless
+    --raw-csv.
 
     Example: enosprov register --csv devices.csv --group meters-eu --batch-tag B-2026-11-A
     --results results.csv
@@ -74,6 +79,7 @@ def register(
             delimiter=delimiter,
             progress=progress,
             journal=journal,
+            raw_csv=raw_csv,
         )
     emit(report, json_, _render)
     raise typer.Exit(EXIT_OK if report.complete else EXIT_PARTIAL)
@@ -92,5 +98,18 @@ def _render(report) -> None:
         say(f"  conflict: deviceSn {c.device_sn} (sn {c.sn}): {c.error}", stderr=True)
     if report.conflicts > len(report.conflict_samples):
         say(f"  ... {report.conflicts - len(report.conflict_samples)} more conflicts", stderr=True)
+    if report.warnings:
+        say(_warning_line(report), stderr=True)
     if report.results_file:
         say(f"results: {report.results_file}")
+
+
+def _warning_line(report) -> str:
+    """One line on the values a spreadsheet would read as formulas (the JSON has examples)."""
+    n, rows = report.warnings, report.warning_rows
+    more = ", ..." if report.warning_row_count > len(rows) else ""
+    where = f" (row{'s' * (len(rows) != 1)} {', '.join(map(str, rows))}{more})" if rows else ""
+    return (
+        f"warning: {n} value{'s start' if n != 1 else ' starts'} with = + - @{where}: "
+        "spreadsheets may read them as formulas; enosprov's CSV files prefix them with '"
+    )

@@ -11,6 +11,11 @@ from .output import emit, handled, say
 
 KEY_ENV = "ENOSPROV_SERVE_APP_KEY"
 SECRET_ENV = "ENOSPROV_SERVE_APP_SECRET"
+# the defaults of enosprov.emulator (app.DEFAULT_MAX_BODY_BYTES, server.DEFAULT_*), repeated here
+# so that `--help` does not import the emulator; tests/test_emulator_limits.py checks they agree
+THREADS = 16
+CONNECTION_LIMIT = 1000
+MAX_BODY_BYTES = 1024 * 1024
 
 
 @handled
@@ -42,7 +47,33 @@ def serve(
         str | None,
         typer.Option("--org", help="Only accept this orgId (default: any; 35603 otherwise)."),
     ] = None,
-    threads: Annotated[int, typer.Option("--threads", min=1, help="Worker threads.")] = 8,
+    threads: Annotated[
+        int,
+        typer.Option(
+            "--threads",
+            min=1,
+            help="Worker threads: requests served at once (more connections than threads just "
+            "queue; --latency-ms sleeps in a thread, so throughput tops out at threads/latency).",
+        ),
+    ] = THREADS,
+    connection_limit: Annotated[
+        int,
+        typer.Option(
+            "--connection-limit",
+            min=1,
+            help="[ENOSPROV] Open connections accepted at once (an EnOS client keeps up to "
+            "workers + 6 open); idle ones are closed after 60 s.",
+        ),
+    ] = CONNECTION_LIMIT,
+    max_body_bytes: Annotated[
+        int,
+        typer.Option(
+            "--max-body-bytes",
+            min=1,
+            help="[ENOSPROV] Largest request body accepted; a larger one is refused with HTTP "
+            "413 before it is read.",
+        ),
+    ] = MAX_BODY_BYTES,
     latency_ms: Annotated[
         int, typer.Option("--latency-ms", min=0, help="Fault: delay added to every DPS call.")
     ] = 0,
@@ -98,6 +129,10 @@ def serve(
     store, for offline client and firmware tests. Logs one line per request on stderr; stops
     on Ctrl+C.
 
+    [ENOSPROV] A signed request, token encryption or device signature is accepted once: the
+    gateway refuses a replay with 1001, bootstrap and get/conn with 35601 "signature already
+    used" (a device signs every attempt afresh).
+
     Example: ENOSPROV_SERVE_APP_SECRET=s3cret enosprov serve --app-key demo --port 8080
     """
     import logging
@@ -107,6 +142,7 @@ def serve(
 
     from ..emulator import Behaviour, Faults, create_app
     from ..emulator import serve as run_server
+    from ..emulator.server import DEFAULT_CHANNEL_TIMEOUT
     from ..errors import InvalidArgumentError
 
     if not app_key or not app_secret:
@@ -127,7 +163,7 @@ def serve(
         log.propagate = False
     app = create_app(
         store, app_key=app_key, app_secret=app_secret, token_ttl=token_ttl, org_id=org,
-        faults=faults, behaviour=behaviour, log=log.info,
+        faults=faults, behaviour=behaviour, log=log.info, max_body_bytes=max_body_bytes,
     )  # fmt: skip
     groups = app.groups()
 
@@ -151,6 +187,12 @@ def serve(
                 "dropRate": drop_rate,
                 "seed": seed,
             },
+            "limits": {
+                "threads": threads,
+                "connectionLimit": connection_limit,
+                "idleTimeoutS": DEFAULT_CHANNEL_TIMEOUT,
+                "maxBodyBytes": max_body_bytes,
+            },
         }
         names = ", ".join(f"{g.group_id} ({g.name})" for g in groups)
         for line in (
@@ -164,6 +206,8 @@ def serve(
             f"  groups        {names or 'none yet (create one: enosprov group create ...)'}",
             f"  faults        {faults.describe()}",
             f"  behaviour     {behaviour.describe()}",
+            f"  limits        {threads} threads, {connection_limit} connections (idle ones closed"
+            f" after {DEFAULT_CHANNEL_TIMEOUT} s), bodies up to {max_body_bytes} bytes",
             "Ctrl+C stops it.",
         ):
             say(line, stderr=True)
@@ -175,7 +219,10 @@ def serve(
         # `kill`/terminate(): stop as cleanly as Ctrl+C (the store connections are closed)
         signal.signal(signal.SIGTERM, _interrupt)
     try:
-        run_server(app, host=host, port=port, threads=threads, on_ready=ready)
+        run_server(
+            app, host=host, port=port, threads=threads, connection_limit=connection_limit,
+            max_body_bytes=max_body_bytes, on_ready=ready,
+        )  # fmt: skip
     except OSError as exc:
         raise InvalidArgumentError(
             f"cannot listen on {host}:{port}: {exc.strerror or exc}",

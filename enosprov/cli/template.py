@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from .options import GroupOpt, JsonOpt, state
-from .output import emit, handled
+from .output import emit, handled, say
 
 app = typer.Typer(
     help="Input templates.\n\nExample: enosprov template csv --group meters-eu > devices.csv",
@@ -47,4 +47,4 @@ def csv_(
     elif out is None:
         typer.echo(buf.getvalue(), nl=False)
     else:
-        typer.echo(f"wrote {out} ({len(columns)} columns)", err=True)
+        say(f"wrote {out} ({len(columns)} columns)", stderr=True)

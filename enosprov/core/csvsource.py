@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from .. import csvsafe
 from ..errors import InputFileError
 
 DELIMITERS = (",", ";", "\t")
@@ -117,7 +118,8 @@ def read_columns(
     Each wanted column is a tuple of accepted header names, the first found wins (e.g.
     ``("sn", "deviceSn")``). A missing column, or an empty cell in a row that has data, is an
     InputFileError naming the file, the row and the column; ``hint`` says what the header
-    should be. Streamed: one row in memory at a time.
+    should be. A value enosprov wrote spreadsheet-safe (``'-A1``, enosprov.csvsafe) reads back
+    as it was (``-A1``). Streamed: one row in memory at a time.
     """
     source = CsvSource(path)
     with source.rows() as rows:
@@ -136,5 +138,7 @@ def read_columns(
                 value = fields[i].strip() if len(fields) > i else ""
                 if not value:
                     raise InputFileError(f"{path}, row {rowno}, column {name}: empty", hint=hint)
+                if value[0] == csvsafe.PREFIX:
+                    value = csvsafe.restore(value)
                 values.append(value)
             yield rowno, values

@@ -1,6 +1,9 @@
 """Export devices to CSV or JSON lines, streamed, written atomically.
 
 Secrets (device secret) are only written when asked for; such a file is created owner-only.
+A CSV export is spreadsheet-safe (enosprov.csvsafe: text that would start a formula, such as a
+desc ``=1+2``, gets a leading ``'``) unless ``raw_csv``; ``enosprov register`` reads it back
+unchanged.
 """
 
 from __future__ import annotations
@@ -11,9 +14,14 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from .. import csvsafe
 from ..atomic import AtomicFile
 from ..errors import InputFileError
 from ..models import Device
+
+# csvsafe.cell changes only text that starts with one of these: a cheap test per cell first
+# halves the cost of a spreadsheet-safe export (measured: 100,000 devices).
+_LOOK = frozenset((csvsafe.PREFIX, *csvsafe.TRIGGERS))
 
 BASE_COLUMNS = (
     "sn",
@@ -90,6 +98,13 @@ def _csv_row(dev: Device, md_keys: list[str], include_secrets: bool) -> list:
     return row
 
 
+def _safe(cells: list) -> list:
+    """csvsafe.row(cells), about twice as fast: only cells that start with ' or a trigger go
+    through csvsafe.cell."""
+    cell = csvsafe.cell
+    return [cell(c) if c.__class__ is str and c and c[0] in _LOOK else c for c in cells]
+
+
 def export_devices(
     devices: Iterable[Device],
     out: str | Path,
@@ -97,8 +112,11 @@ def export_devices(
     masterdata_keys: list[str] | None = None,
     fmt: str | None = None,
     include_secrets: bool = False,
+    raw_csv: bool = False,
 ) -> ExportReport:
-    """Write ``devices`` to ``out``. Master data keys become CSV columns; JSON lines hold everything."""
+    """Write ``devices`` to ``out``. Master data keys become CSV columns; JSON lines hold everything.
+
+    CSV cells are spreadsheet-safe (enosprov.csvsafe) unless ``raw_csv``."""
     out = Path(out)
     fmt = export_format(out, fmt)
     md_keys = list(masterdata_keys or [])
@@ -109,7 +127,8 @@ def export_devices(
             header = [*BASE_COLUMNS, *md_keys] + (["deviceSecret"] if include_secrets else [])
             writer.writerow(header)
             for dev in devices:
-                writer.writerow(_csv_row(dev, md_keys, include_secrets))
+                row = _csv_row(dev, md_keys, include_secrets)
+                writer.writerow(row if raw_csv else _safe(row))
                 count += 1
         else:
             for dev in devices:

@@ -21,13 +21,19 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .. import csvsafe
 from ..backends.base import Backend
-from ..errors import InvalidArgumentError, ValidationFailedError
+from ..errors import (
+    BackendUnavailableError,
+    EnosprovError,
+    InvalidArgumentError,
+    ValidationFailedError,
+)
 from ..journal import NO_JOURNAL, Journal, journal_or_null
 from ..models import RegisterOutcome
 from .csvsource import CsvSource
 from .results import ResultsWriter
-from .rows import RowIssue, RowSchema, to_new_device
+from .rows import RowIssue, RowSchema, RowWarning, to_new_device
 
 DEFAULT_CHUNK_SIZE = 10000
 STAGE_CHUNK = 1000  # rows per marshal record in the staging file
@@ -47,16 +53,23 @@ class RegisterReport:
     skipped: int = 0
     conflicts: int = 0
     invalid: int = 0
+    failed: int = 0
     dry_run: bool = False
     batch_order: int | None = None
     results_file: str | None = None
     issues: list[RowIssue] = field(default_factory=list)
     issue_count: int = 0
     conflict_samples: list[RegisterOutcome] = field(default_factory=list)
+    # values accepted that a spreadsheet would read as formulas (=1+2, -2+3): how many, the
+    # first few, the rows they are in (the first few, and how many)
+    warnings: int = 0
+    warning_samples: list[RowWarning] = field(default_factory=list)
+    warning_rows: list[int] = field(default_factory=list)
+    warning_row_count: int = 0
 
     @property
     def complete(self) -> bool:
-        return self.conflicts == 0 and self.invalid == 0
+        return self.conflicts == 0 and self.invalid == 0 and self.failed == 0
 
     def to_dict(self) -> dict:
         return {
@@ -68,6 +81,7 @@ class RegisterReport:
             "skipped": self.skipped,
             "conflicts": self.conflicts,
             "invalid": self.invalid,
+            "failed": self.failed,
             "batchOrder": self.batch_order,
             "resultsFile": self.results_file,
             "issueCount": self.issue_count,
@@ -76,6 +90,9 @@ class RegisterReport:
                 {"deviceSn": o.device_sn, "sn": o.sn, "error": o.error}
                 for o in self.conflict_samples
             ],
+            "warnings": self.warnings,
+            "warningRows": self.warning_rows,
+            "warningSamples": [w.to_dict() for w in self.warning_samples],
         }
 
 
@@ -93,13 +110,20 @@ def register_csv(
     delimiter: str | None = None,
     progress: ProgressFn | None = None,
     journal: Journal | None = None,
+    raw_csv: bool = False,
 ) -> RegisterReport:
     """Register every device of a CSV file into a registration group. See docs/registration.md.
 
+    Text values a spreadsheet would read as formulas (``=1+2``) are registered as they are and
+    counted in ``report.warnings``. A CSV ``results`` file is spreadsheet-safe (enosprov.csvsafe)
+    unless ``raw_csv``.
+
     Raises ValidationFailedError (nothing written) when a row is invalid and skip_invalid is off.
-    A run that writes (not ``dry_run``) appends one "register" record to ``journal`` listing the
-    devices it created: "ok", "partial" (conflicts or invalid rows), or "failed"/"interrupted"
-    with the devices created before it stopped.
+    A run that writes (not ``dry_run``) appends one "register" record to ``journal`` per chunk
+    (see :class:`ChunkAudit`), listing the devices the chunk created: "ok", "partial"
+    (conflicts or invalid rows) or "failed" (rows the backend could not be reached for: the
+    run then stops with its counts in BackendUnavailableError and the results so far). A file
+    without data rows changes nothing (no batch order is taken, nothing is journaled).
     """
     if chunk_size < 1:
         raise InvalidArgumentError("chunk size must be at least 1")
@@ -131,50 +155,162 @@ def register_csv(
             )
 
         # Pass 2: write (or classify, for a dry run) in chunks, from the staged records.
-        if not dry_run:
+        to_write = total - len(bad_rows)
+        if not dry_run and to_write > 0:  # nothing to write (no data rows): nothing changes
             report.batch_order = backend.next_batch_order()
-        writer = ResultsWriter(results) if results else None
-        journal_ = NO_JOURNAL if dry_run else journal_or_null(journal)
-        detail = {"file": str(path), "batchOrder": report.batch_order, "batchTag": batch_tag}
+        writer = ResultsWriter(results, raw_csv=raw_csv) if results else None
+        journal_ = NO_JOURNAL if dry_run or to_write == 0 else journal_or_null(journal)
+        audit = ChunkAudit(journal_, backend, grp.group_id, {
+            "file": str(path), "batchOrder": report.batch_order, "batchTag": batch_tag,
+        })  # fmt: skip
         try:
-            with journal_.begin("register", group_id=grp.group_id, detail=detail) as rec:
-                try:
-                    if writer:
-                        writer.open(header)
-                    _write_chunks(backend, grp.group_id, staging, bad_rows, chunk_size, report,
-                                  writer, progress, total,
-                                  None if journal_ is NO_JOURNAL else rec)  # fmt: skip
-                    if writer:
-                        report.results_file = writer.commit()
-                finally:
-                    rec.detail.update(
-                        created=report.created, skipped=report.skipped,
-                        conflicts=report.conflicts, invalid=report.invalid,
-                    )  # fmt: skip
-                rec.commit("ok" if report.complete else "partial")
+            if writer:
+                writer.open(header)
+            _write_chunks(backend, grp.group_id, staging, bad_rows, chunk_size, report, writer,
+                          progress, total, audit)  # fmt: skip
+            if writer:
+                report.results_file = writer.commit()
+        except KeyboardInterrupt:
+            audit.stopped("interrupted", "interrupted")
+            raise
+        except EnosprovError as exc:
+            audit.stopped("failed", exc.message)
+            if isinstance(exc, BackendUnavailableError):  # the rows done so far still count
+                raise _stopped(exc, report, writer) from None
+            raise
         finally:
             if writer:
                 writer.abort()
     return report
 
 
+class ChunkAudit:
+    """The audit trail of a registration: one "register" journal record per chunk, with the
+    devices that chunk created, its counts and the run it belongs to (``detail.run``,
+    ``detail.part``), so that every committed device has its record whatever happens next.
+
+    On the local store, whose journal is in the store file, the record is written through the
+    store's connection inside the chunk's own transaction: the devices and their record commit
+    together. Elsewhere (EnOS), an intent record (outcome "pending", the chunk's deviceSns) is
+    written before the chunk's creates and referenced by the chunk's record; an intent left
+    without one (a kill while creates were in flight) is settled by the next run of the group
+    (:func:`settle_intents`), which records the devices EnOS holds.
+    """
+
+    def __init__(self, journal, backend, group_id: str, detail: dict) -> None:
+        import secrets
+
+        self.journal = journal
+        self.group_id = group_id
+        self.detail = {**detail, "run": secrets.token_hex(6)}
+        self.part = 0
+        self.invalid = 0  # rows of the current chunk left out as invalid
+        self.intent: int | None = None
+        self.last: str | None = None  # outcome of the last chunk record
+        # Probe for the one case where the record can share the change's transaction.
+        self.atomic = journal is NO_JOURNAL or journal.is_in(getattr(backend, "conn", None))
+        if not self.atomic:
+            settle_intents(backend, journal, group_id)
+
+    def before(self, records, invalid: int) -> None:
+        self.part += 1
+        self.invalid = invalid
+        self.intent = None
+        if not self.atomic and records:
+            self.intent = self.journal.record_with(
+                None, "register", outcome="pending", group_id=self.group_id,
+                devices=[("", r.device_sn) for r in records],
+                detail={**self.detail, "part": self.part},
+            )  # fmt: skip
+
+    def __call__(self, conn, outcomes: list[RegisterOutcome]) -> None:
+        """The chunk's record (the backend's on_commit hook)."""
+        counts = collections.Counter(o.outcome for o in outcomes)
+        created = [(o.sn, o.device_sn) for o in outcomes if o.outcome == "created"]
+        if counts["failed"]:
+            outcome = "failed"
+        elif counts["conflict"] or self.invalid:
+            outcome = "partial"
+        else:
+            outcome = "ok"
+        detail = {**self.detail, "part": self.part, "created": counts["created"],
+                  "skipped": counts["skipped"], "conflicts": counts["conflict"],
+                  "failed": counts["failed"], "invalid": self.invalid}  # fmt: skip
+        if self.intent is not None:
+            detail["intent"] = self.intent
+        error = next((o.error for o in outcomes if o.outcome == "failed"), None)
+        self.journal.record_with(conn, "register", outcome=outcome, devices=created,
+                                 group_id=self.group_id, detail=detail, error=error)  # fmt: skip
+        self.last = outcome
+
+    def stopped(self, outcome: str, error: str) -> None:
+        """The run stopped (an error, Ctrl-C): the chunks done have their records; one more
+        says where and why it stopped, unless the last chunk's record already says it failed.
+        An intent of the chunk in progress stays open, to be settled by the next run."""
+        if self.last == "failed":
+            return
+        try:
+            self.journal.record_with(None, "register", outcome=outcome, group_id=self.group_id,
+                                     error=error, detail={**self.detail, "part": self.part})  # fmt: skip
+        except Exception:  # best effort: the error that stopped the run matters more
+            pass
+
+
+def settle_intents(backend, journal, group_id: str) -> int:
+    """Record the devices that runs killed with creates in flight left in the backend: for each
+    intent of ``group_id`` that no chunk record references, the intended deviceSns that exist
+    and were created after the intent are recorded as created (``detail.settles``). Returns how
+    many devices were recorded."""
+    from ..models import SearchQuery
+
+    settled = 0
+    for intent in journal.open_intents(group_id):
+        device_sns = [dsn for _, dsn in intent.devices]
+        found: list[tuple[str, str]] = []
+        for start in range(0, len(device_sns), 500):
+            query = SearchQuery(
+                group_id=group_id, device_sns=tuple(device_sns[start : start + 500])
+            )
+            found.extend(
+                (d.sn, d.device_sn)
+                for d in backend.iter_devices(query)
+                if d.create_time is None or d.create_time >= intent.time - INTENT_SKEW_MS
+            )
+        kept = {k: intent.detail.get(k) for k in ("run", "part", "file", "batchOrder", "batchTag")}
+        detail = {**kept, "intent": intent.id, "settles": intent.id, "created": len(found)}
+        journal.record_with(
+            None, "register", outcome="ok", devices=found, group_id=group_id, detail=detail
+        )
+        settled += len(found)
+    return settled
+
+
+INTENT_SKEW_MS = 60_000  # a device created up to a minute before its intent's clock still counts
+
+
 def _write_chunks(backend, group_id, staging, bad_rows, size, report, writer, progress, total,
-                  journal_rec):  # fmt: skip
+                  audit):  # fmt: skip
     """Pass 2: hand the staged rows to the backend chunk by chunk (one transaction each).
 
     Sequential on purpose: a writer thread overlapping SQLite with the Python work measured no
     faster here (GIL contention), and a failed chunk must stop everything after it. Rows left
     out by --skip-invalid travel in their chunk with a ready outcome, so results stay in order.
-    The devices each chunk created go to the journal record ``journal_rec`` (when there is one) as soon
-    as the chunk is written.
+    Each chunk's journal record is written by ``audit`` (in the chunk's transaction where the
+    backend allows it). A chunk whose rows could not all be registered (EnOS unreachable) is
+    counted, journaled and written to the results, then the run stops with its counts.
     """
     get_outcome = operator.attrgetter("outcome")
-    get_sn, get_device_sn = operator.itemgetter(2), operator.itemgetter(0)  # RegisterOutcome
     for chunk in _chunks(staging, bad_rows, size):
         records = [to_new_device(rec) for _, rec, _, ready in chunk if ready is None]
+        if not report.dry_run:
+            audit.before(records, len(chunk) - len(records))
         outcomes = (
             backend.register_batch(
-                group_id, records, batch_order=report.batch_order, dry_run=report.dry_run
+                group_id,
+                records,
+                batch_order=report.batch_order,
+                dry_run=report.dry_run,
+                on_commit=None if report.dry_run else audit,
             )
             if records
             else []
@@ -184,19 +320,35 @@ def _write_chunks(backend, group_id, staging, bad_rows, size, report, writer, pr
             outcomes = [ready or next(it) for _, _, _, ready in chunk]
         counts = collections.Counter(map(get_outcome, outcomes))
         _count(report, outcomes, counts)
-        if journal_rec is not None and counts["created"]:
-            created = (
-                outcomes
-                if counts["created"] == len(outcomes)
-                else [o for o in outcomes if o.outcome == "created"]
-            )
-            # zip hands out (sn, deviceSn) without a new tuple per row once unpacked
-            journal_rec.extend(zip(map(get_sn, created), map(get_device_sn, created)))
         if writer:
             for (rowno, _, fields, _), outcome in zip(chunk, outcomes):
                 writer.write(rowno, fields, outcome)
         if progress:
             progress("register", report.rows, total)
+        if counts["failed"]:
+            _stop_failed(report, outcomes)
+
+
+def _stop_failed(report: RegisterReport, outcomes: list[RegisterOutcome]) -> None:
+    """Stop after a chunk some of whose rows failed (EnOS could not be reached for them)."""
+    first = next(o for o in outcomes if o.outcome == "failed")
+    raise BackendUnavailableError(
+        f"{report.failed} row(s) could not be registered ({first.device_sn}: {first.error})"
+    )
+
+
+def _stopped(exc: BackendUnavailableError, report: RegisterReport, writer):
+    """The error that stops a run, with its counts and the results of the rows it got to."""
+    if writer and report.rows:
+        report.results_file = writer.commit()
+    where = f"; results so far in {report.results_file}" if report.results_file else ""
+    return type(exc)(
+        f"{exc.message}; the run stopped after {report.rows} rows: {report.created} created, "
+        f"{report.skipped} skipped, {report.conflicts} conflicts, {report.failed} failed{where}",
+        hint="running the same file again is safe: registered rows are skipped",
+        enos_code=exc.enos_code,
+        request_id=exc.request_id,
+    )
 
 
 def _validate(source, grp, mdg, batch_tag, report, progress, staging, keep_fields):
@@ -219,7 +371,7 @@ def _validate(source, grp, mdg, batch_tag, report, progress, staging, keep_field
                 bad_rows.add(rowno)
                 for issue in issues:
                     _add_issue(report, issue)
-                sn = fields[i_sn].strip() if len(fields) > i_sn else ""
+                sn = csvsafe.restore(fields[i_sn].strip()) if len(fields) > i_sn else ""
                 record = (sn, None, None, _describe(issues))
             elif record is None:  # blank line
                 continue
@@ -234,6 +386,9 @@ def _validate(source, grp, mdg, batch_tag, report, progress, staging, keep_field
                     progress("validate", count, None)
         if chunk:
             _stage(staging, chunk)
+        report.warnings, report.warning_samples = schema.warning_count, schema.warnings
+        report.warning_rows = schema.warning_rows
+        report.warning_row_count = schema.warning_row_count
     _find_duplicates(staging, hashes, bad_rows, report)
     return bad_rows, count, source.header
 
@@ -317,6 +472,7 @@ def _count(report: RegisterReport, outcomes: list[RegisterOutcome], counts) -> N
     report.skipped += counts["skipped"]
     report.invalid += counts["invalid"]
     report.conflicts += counts["conflict"]
+    report.failed += counts["failed"]
     if counts["conflict"] and len(report.conflict_samples) < 20:
         conflicts = [o for o in outcomes if o.outcome == "conflict"]
         report.conflict_samples.extend(conflicts[: 20 - len(report.conflict_samples)])

@@ -332,7 +332,7 @@ def _failed(backend, journal, plan: PlannedReplacement, new_sn: str | None,
 
 
 def _replaced_meanwhile(backend, journal, old: Device) -> str | None:
-    """"NEW (sn) at TIME" when OLD is gone because another run replaced it; "a run elsewhere"
+    """ "NEW (sn) at TIME" when OLD is gone because another run replaced it; "a run elsewhere"
     when OLD is gone and this machine's records do not say by which unit; None when OLD is
     still there."""
     try:

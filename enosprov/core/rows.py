@@ -4,6 +4,10 @@ Columns (docs/csv-format.md): ``deviceSn`` (required), ``deviceName``, ``deviceN
 ``deviceName.zh_CN``, ``timezone``, ``regionId`` and ``orgId`` (together), ``desc``,
 ``batchTag``, and one column per master data attribute of the group's master data group, named
 by its identifier.
+
+Cells enosprov itself wrote with the spreadsheet-safe ``'`` prefix (enosprov.csvsafe) read back as
+the value it was given. Text values a spreadsheet would take for a formula (``=1+2``, ``-2+3``)
+are accepted and counted as warnings (``RowSchema.warning_count``, a few in ``warnings``).
 """
 
 from __future__ import annotations
@@ -12,12 +16,23 @@ import functools
 import json
 from dataclasses import dataclass
 
+from .. import csvsafe
 from ..models import TARGET_KEYS, MasterDataGroup, NewDevice, RegistrationGroup
 from . import rules
 
 # The string escaper json uses with ensure_ascii=False (C-accelerated where available).
 _json_str = json.encoder.encode_basestring
 _CACHE_LIMIT = 4096  # distinct values remembered per column
+MAX_WARNING_SAMPLES = 5  # warnings kept as examples; the count covers them all
+MAX_WARNING_ROWS = 10  # rows with warnings listed; warning_row_count covers them all
+
+# A cell is looked at closer only when its first character asks for it (a cheap guard per cell):
+# "'" may be enosprov's spreadsheet-safe prefix, a trigger may start a formula.
+_PREFIX = csvsafe.PREFIX
+_TRIGGERS = frozenset(csvsafe.TRIGGERS)
+_LOOK = _TRIGGERS | {_PREFIX}
+_restore = csvsafe.restore
+_is_risky = csvsafe.is_risky
 
 FIXED_COLUMNS = (
     "deviceSn",
@@ -48,6 +63,22 @@ class RowIssue:
         return {"row": self.row, "column": self.column, "message": self.message}
 
 
+@dataclass(frozen=True)
+class RowWarning:
+    """A value registered as it is that a spreadsheet would read as a formula."""
+
+    row: int
+    column: str
+    value: str
+
+    def __str__(self) -> str:
+        # escaped as a JSON string: a leading tab or carriage return stays visible
+        return f"row {self.row}, column {self.column}: {_json_str(self.value)}"
+
+    def to_dict(self) -> dict:
+        return {"row": self.row, "column": self.column, "value": self.value}
+
+
 def template_columns(masterdata: MasterDataGroup) -> list[str]:
     """The CSV header for a group: fixed columns (without the optional per-device target
     regionId/orgId), then its master data identifiers."""
@@ -69,7 +100,12 @@ class RowSchema:
         self.header = header
         self.width = len(header)
         self.default_batch_tag = default_batch_tag
+        self._default_tag_risky = bool(default_batch_tag) and _is_risky(default_batch_tag)
         self.header_issues: list[RowIssue] = []
+        self.warning_count = 0  # values of valid rows that start a spreadsheet formula
+        self.warnings: list[RowWarning] = []  # the first MAX_WARNING_SAMPLES of them
+        self.warning_row_count = 0  # rows with such values
+        self.warning_rows: list[int] = []  # the first MAX_WARNING_ROWS of them
         self._sn_problem_pattern = group.sn_pattern
         self._sn_ok = rules.sn_matcher(group.sn_pattern)
         self._build(header, masterdata)
@@ -145,9 +181,12 @@ class RowSchema:
                 )
             ]
         issues: list[RowIssue] = []
+        risky: list[tuple[str, str]] = []  # (column, value) a spreadsheet would run
         sn = fields[self.i_sn].strip()
         if not sn and not any(f.strip() for f in fields):
             return None, []  # a row of empty cells, as spreadsheets write for empty lines
+        if sn and sn[0] in _LOOK:
+            sn = _cell_value("deviceSn", sn, risky)
         if not self._sn_ok(sn) or len(sn) > rules.DEVICE_SN_MAX:
             problem = rules.sn_problem(sn, self._sn_problem_pattern) or "invalid deviceSn"
             issues.append(RowIssue(rowno, "deviceSn", problem))
@@ -163,16 +202,21 @@ class RowSchema:
                 if required:
                     issues.append(RowIssue(rowno, key, "a value is required"))
                 continue
+            flagged = False
+            if text[0] in _LOOK:
+                n = len(risky)
+                text = _cell_value(key, text, risky)
+                flagged = len(risky) > n  # not cached: every row with it is counted
             value, problem = convert(text)
             if problem:
                 issues.append(RowIssue(rowno, key, problem))
             else:
                 frag = _fragment(key, value)
                 frags[key] = frag
-                if len(cache) < _CACHE_LIMIT:
+                if not flagged and len(cache) < _CACHE_LIMIT:
                     cache[raw] = frag
         if self.has_name:
-            name = self._device_name(rowno, fields, issues)
+            name = self._device_name(rowno, fields, issues, risky)
             if name:
                 frags["deviceName"] = name
         if self.i_tz is not None:
@@ -180,6 +224,8 @@ class RowSchema:
             frag = self._tz_fragments.get(raw)
             if frag is None and raw.strip():
                 tz = raw.strip()
+                if tz[0] == _PREFIX:
+                    tz = _restore(tz)
                 problem = rules.timezone_problem(tz)
                 if problem:
                     issues.append(RowIssue(rowno, "timezone", problem))
@@ -194,6 +240,8 @@ class RowSchema:
         desc = None
         if self.i_desc is not None:
             desc = fields[self.i_desc].strip() or None
+            if desc and desc[0] in _LOOK:
+                desc = _cell_value("desc", desc, risky)
             if desc and len(desc) > rules.DEVICE_DESC_MAX:
                 issues.append(
                     RowIssue(
@@ -203,8 +251,11 @@ class RowSchema:
                     )
                 )
         tag = self.default_batch_tag
-        if self.i_tag is not None:
-            tag = fields[self.i_tag].strip() or tag
+        text = fields[self.i_tag].strip() if self.i_tag is not None else ""
+        if text:
+            tag = _cell_value("batchTag", text, risky) if text[0] in _LOOK else text
+        elif self._default_tag_risky:
+            risky.append(("batchTag", tag))
         if tag and len(tag) > rules.BATCH_TAG_MAX:
             issues.append(
                 RowIssue(
@@ -215,13 +266,28 @@ class RowSchema:
             )
         if issues:
             return None, issues
+        if risky:
+            self._warn(rowno, risky)
         data_json = "{" + ",".join([frags[k] for k in sorted(frags)]) + "}"
         return (sn, data_json, desc, tag), issues
+
+    def _warn(self, rowno: int, risky: list[tuple[str, str]]) -> None:
+        self.warning_count += len(risky)
+        self.warning_row_count += 1
+        if len(self.warning_rows) < MAX_WARNING_ROWS:
+            self.warning_rows.append(rowno)
+        room = MAX_WARNING_SAMPLES - len(self.warnings)
+        if room > 0:
+            self.warnings.extend(RowWarning(rowno, col, value) for col, value in risky[:room])
 
     def _target(self, rowno: int, fields: list[str], frags: dict, issues: list[RowIssue]) -> None:
         """A row's own allocation target, built-in master data regionId/orgId (both or none:
         then the group's target applies)."""
         region, org = fields[self.i_region].strip(), fields[self.i_org].strip()
+        if region[:1] == _PREFIX:
+            region = _restore(region)
+        if org[:1] == _PREFIX:
+            org = _restore(org)
         if bool(region) != bool(org):
             column = "orgId" if region else "regionId"
             issues.append(RowIssue(rowno, column, "give regionId and orgId together, or neither"))
@@ -229,13 +295,22 @@ class RowSchema:
             frags["regionId"] = _fragment("regionId", region)
             frags["orgId"] = _fragment("orgId", org)
 
-    def _device_name(self, rowno: int, fields: list[str], issues: list[RowIssue]) -> str | None:
-        """The deviceName StringI18n as a JSON fragment, or None when the row names nothing."""
+    def _device_name(
+        self, rowno: int, fields: list[str], issues: list[RowIssue], risky: list
+    ) -> str | None:
+        """The deviceName StringI18n as a JSON fragment, or None when the row names nothing.
+        Names a spreadsheet would run as formulas go to ``risky`` as (column, value)."""
         default = fields[self.i_name].strip() if self.i_name is not None else ""
         en = fields[self.i_name_en].strip() if self.i_name_en is not None else ""
         zh = fields[self.i_name_zh].strip() if self.i_name_zh is not None else ""
         if not (default or en or zh):
             return None
+        if default and default[0] in _LOOK:
+            default = _cell_value("deviceName", default, risky)
+        if en and en[0] in _LOOK:
+            en = _cell_value("deviceName.en_US", en, risky)
+        if zh and zh[0] in _LOOK:
+            zh = _cell_value("deviceName.zh_CN", zh, risky)
         limit = rules.DEVICE_NAME_MAX
         if len(default) > limit or len(en) > limit or len(zh) > limit:
             for col, text in (
@@ -261,6 +336,17 @@ class RowSchema:
             + ",".join(i18n)
             + "}}"
         )
+
+
+def _cell_value(column: str, text: str, risky: list) -> str:
+    """The value of a non-empty cell ``text`` that starts with ``'`` or a trigger: enosprov's
+    spreadsheet-safe prefix removed, and (column, value) added to ``risky`` when the value would
+    start a formula in a spreadsheet."""
+    if text[0] == _PREFIX:
+        text = _restore(text)
+    if text[0] in _TRIGGERS and _is_risky(text):
+        risky.append((column, text))
+    return text
 
 
 def _fragment(key: str, value: object) -> str:

@@ -39,14 +39,42 @@ _INT_RE = re.compile(r"[+-]?[0-9]{1,19}")
 _DATE_RE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 _OFFSET_RE = re.compile(r"[+-](?:0[0-9]|1[0-4]):[0-5][0-9]")
 
+# Characters that are never part of an identifier and never reach a terminal or a label raw: C0
+# controls (tab, newline and CR included), DEL, C1 controls (U+0080-U+009F), the Unicode bidi
+# controls that reorder what is shown (U+061C, U+200E, U+200F, U+202A-U+202E, U+2066-U+2069) and
+# the line and paragraph separators U+2028, U+2029. The CLI shows them escaped (cli/output.py),
+# labels as a space (qr/render.py, qr/labels.py), and a deviceSn never holds one.
+CONTROL_CHARS = r"\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028-\u202e\u2066-\u2069"
+CONTROL_RE = re.compile(f"[{CONTROL_CHARS}]")
+# Whatever a group's pattern says, a deviceSn is non-empty, holds no control character and
+# neither starts nor ends with whitespace (str.isspace: space, tab, newline, NBSP...).
+_SN_GUARD = re.compile(rf"[^\s{CONTROL_CHARS}](?:[^{CONTROL_CHARS}]*[^\s{CONTROL_CHARS}])?")
+_DEFAULT_SN_MATCH = re.compile(DEFAULT_SN_PATTERN).fullmatch
+
 
 @lru_cache(maxsize=32)
 def sn_matcher(pattern: str | None) -> Callable[[str], object]:
-    """A fullmatch function for a deviceSn pattern (None = default)."""
+    """A fast check for a deviceSn pattern (None = default): truthy when the value is
+    acceptable. It also refuses, whatever the pattern, an empty value, a control character and
+    whitespace at either end (:func:`sn_problem` says which)."""
+    if not pattern:
+        return _DEFAULT_SN_MATCH  # its alphabet already excludes all of them
     try:
-        return re.compile(pattern or DEFAULT_SN_PATTERN).fullmatch
+        match = re.compile(pattern).fullmatch
     except re.error as exc:
         raise InvalidArgumentError(f"invalid deviceSn pattern {pattern!r}: {exc}") from None
+    guard = _SN_GUARD.fullmatch
+
+    def check(value: str) -> object:
+        return guard(value) and match(value)
+
+    return check
+
+
+def control_char_problem(value: str) -> str | None:
+    """Which control character ``value`` holds (see CONTROL_RE), or None."""
+    m = CONTROL_RE.search(value)
+    return None if m is None else f"a control character (U+{ord(m.group()):04X})"
 
 
 def sn_problem(value: str, pattern: str | None = None) -> str | None:
@@ -55,6 +83,11 @@ def sn_problem(value: str, pattern: str | None = None) -> str | None:
         return "deviceSn is empty"
     if len(value) > DEVICE_SN_MAX:
         return f"deviceSn is {len(value)} characters long; the limit is {DEVICE_SN_MAX}"
+    bad = control_char_problem(value)
+    if bad:
+        return f"deviceSn {value!r} contains {bad}; a deviceSn is one line of visible characters"
+    if value[0].isspace() or value[-1].isspace():
+        return f"deviceSn {value!r} starts or ends with whitespace"
     if not sn_matcher(pattern)(value):
         if pattern:
             return f"deviceSn {value!r} does not match the group's pattern {pattern}"

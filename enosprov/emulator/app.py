@@ -29,6 +29,13 @@ whether the call happened. Seen by ``requests`` (measured, see tests/test_emulat
 
 The reset form needs waitress (it raises waitress's ``ClientDisconnected``). With a ``seed`` the
 fault decisions follow a fixed sequence in the order requests arrive (five draws per call).
+
+Limits [ENOSPROV]: a request announcing a body larger than ``max_body_bytes`` (default 1 MiB) is
+refused with HTTP 413 and 99400 before its body is read (waitress refuses it even earlier, with
+its own 413, when started by enosprov.emulator.server); a body without ``Content-Length`` is read
+as empty. A device signature (bootstrap ``dpsSign``, get/conn ``self.sign``, for that identity and
+timestamp) is used once: sent again while its timestamp is still accepted, it is refused with 35601
+"Verify not pass: signature already used", and no secret is returned.
 """
 
 from __future__ import annotations
@@ -52,16 +59,18 @@ from ..errors import EnosprovError, InvalidArgumentError, NotFoundError
 from ..models import RegistrationGroup
 from . import contract
 from .actions import ACTIONS, DEVICE_CALLS
-from .auth import INVALID_PARAMETER, TOKEN_EXPIRED, Gateway, Rejected
+from .auth import INVALID_PARAMETER, TOKEN_EXPIRED, Gateway, Rejected, SeenRecently
 
 APP_PATH = "/dps-service/v2.5/pvs/device"
 TOKEN_PATHS = (apim.TOKEN_GET_PATH, apim.TOKEN_REFRESH_PATH)
 KNOWN_PATHS = (APP_PATH, *TOKEN_PATHS, *DEVICE_CALLS)
 CONTENT_TYPE = apim.CONTENT_TYPE
+DEFAULT_MAX_BODY_BYTES = 1024 * 1024  # [ENOSPROV] the largest request body accepted: 1 MiB
+SIGNATURE_USED = "Verify not pass: signature already used"
 logger = logging.getLogger("enosprov.serve")
 
 _REASONS = {200: "OK", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found",
-            405: "Method Not Allowed",
+            405: "Method Not Allowed", 413: "Request Entity Too Large",
             429: "Too Many Requests", 500: "Internal Server Error"}  # fmt: skip
 
 
@@ -192,15 +201,36 @@ def _json_object(body: bytes) -> dict | None:
     return value if isinstance(value, dict) else None
 
 
-def _read_body(environ: dict) -> bytes:
-    stream = environ.get("wsgi.input")
+def _content_length(environ: dict) -> int:
+    """The announced body length; 0 when absent or not a number (the body is then not read)."""
     try:
-        length = int(environ.get("CONTENT_LENGTH") or 0)
+        return max(int(environ.get("CONTENT_LENGTH") or 0), 0)
     except ValueError:
-        length = 0
+        return 0
+
+
+def _read_body(environ: dict, length: int) -> bytes:
+    stream = environ.get("wsgi.input")
     if stream is None or length <= 0:
         return b""
     return stream.read(length)
+
+
+def _device_signature(path: str, body: dict) -> tuple[str, int] | None:
+    """``(key, timestamp)`` naming the signature of a device call (identity, timestamp and
+    signature; hex compared case-blind, as the check does), or None when a field is missing."""
+    if path == "/dev/bootstrap":
+        auth, names = body, ("deviceSn", "dpsSignTimestamp", "dpsSign")
+    else:
+        auth, names = body.get("self"), ("sn", "timestamp", "sign")
+    if not isinstance(auth, dict):
+        return None
+    identity, ts, sign = (auth.get(n) for n in names)
+    if not (isinstance(identity, str) and isinstance(sign, str) and sign):
+        return None
+    if not isinstance(ts, int) or isinstance(ts, bool):
+        return None
+    return f"{identity}\n{ts}\n{sign.lower()}", ts
 
 
 def _safe(text: str) -> str:
@@ -223,7 +253,13 @@ class EmulatorApp:
         behaviour: Behaviour | None = None,
         clock_skew_ms: int | None = DEFAULT_CLOCK_SKEW_MS,
         log: Callable[[str], None] | None = None,
+        max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     ) -> None:
+        if isinstance(max_body_bytes, bool) or not isinstance(max_body_bytes, int):
+            raise InvalidArgumentError("the body size limit must be a whole number of bytes")
+        if max_body_bytes < 1:
+            raise InvalidArgumentError("the body size limit must be at least 1 byte")
+        self.max_body_bytes = max_body_bytes
         self.store_path = Path(store_path)
         self.behaviour = behaviour or Behaviour()
         self.gateway = Gateway(app_key, app_secret, token_ttl=token_ttl)
@@ -233,6 +269,7 @@ class EmulatorApp:
         self.log = log or logger.info
         self._rng = random.Random(self.faults.seed)
         self._rng_lock = threading.Lock()
+        self._device_signatures = SeenRecently(time.time, DEFAULT_CLOCK_SKEW_MS)
         self._local = threading.local()
         self._backends: list[LocalBackend] = []
         self._backends_lock = threading.Lock()
@@ -275,9 +312,14 @@ class EmulatorApp:
         path = environ.get("PATH_INFO") or "/"
         query = dict(parse_qsl(environ.get("QUERY_STRING", ""), keep_blank_values=True))
         plan = _Plan()
+        length = _content_length(environ)
         try:
-            body = _read_body(environ)
-            reply, plan = self._route(method, path, query, body, environ, rid)
+            if length > self.max_body_bytes:  # refused unread: the announced length suffices
+                msg = f"Invalid Argument: request body larger than {self.max_body_bytes} bytes"
+                reply = _Reply(413, _envelope(99400, msg, rid))
+            else:
+                body = _read_body(environ, length)
+                reply, plan = self._route(method, path, query, body, environ, rid)
         except Exception:
             logger.exception("internal error (requestId %s)", rid)
             reply = _Reply(500, _envelope(99500, "Internal error", rid))
@@ -412,10 +454,29 @@ class EmulatorApp:
             return _Reply(200, _envelope(99400, msg, rid))
         try:
             contract.check_body(contract.DEVICE_BODY[path], request)
-            data = DEVICE_CALLS[path](self._backend(), request)
         except EnosprovError as err:
             return _Reply(200, _envelope(_enos_code(err), err.message, rid))
+        signature = _device_signature(path, request)
+        if signature is not None and not self._use_signature(*signature):
+            return _Reply(200, _envelope(35601, SIGNATURE_USED, rid))
+        try:
+            data = DEVICE_CALLS[path](self._backend(), request)
+        except BaseException as err:
+            if signature is not None:  # refused or failed: the signature was not used
+                self._device_signatures.discard(signature[0])
+            if isinstance(err, EnosprovError):
+                return _Reply(200, _envelope(_enos_code(err), err.message, rid))
+            raise
         return _Reply(200, _envelope(0, "OK", rid, data))
+
+    def _use_signature(self, key: str, ts_ms: int) -> bool:
+        """Reserve a device signature: False if it was used (or is in use) already. It is
+        remembered while its timestamp is within the accepted skew; with the skew check off,
+        for the default skew after it was used."""
+        skew = self.clock_skew_ms
+        if not skew:
+            skew, ts_ms = DEFAULT_CLOCK_SKEW_MS, max(ts_ms, int(time.time() * 1000))
+        return self._device_signatures.add(key, ts_ms, skew)
 
 
 def _reset_connection() -> None:
@@ -438,11 +499,14 @@ def create_app(
     behaviour: Behaviour | None = None,
     clock_skew_ms: int | None = DEFAULT_CLOCK_SKEW_MS,
     log: Callable[[str], None] | None = None,
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
 ) -> EmulatorApp:
     """The emulator WSGI application over the store at ``store_path`` (created if missing).
 
     ``log`` receives one line per request (default: the ``enosprov.serve`` logger at INFO);
-    ``clock_skew_ms`` is the accepted skew of device signature timestamps.
+    ``clock_skew_ms`` is the accepted skew of device signature timestamps; a request announcing
+    a body over ``max_body_bytes`` is refused (413, 99400) without reading it (the servers of
+    enosprov.emulator.server take the same limit from the app).
     """
     return EmulatorApp(
         store_path,
@@ -454,4 +518,5 @@ def create_app(
         behaviour=behaviour,
         clock_skew_ms=clock_skew_ms,
         log=log,
+        max_body_bytes=max_body_bytes,
     )

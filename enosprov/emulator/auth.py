@@ -15,12 +15,12 @@ refresh names a token: unknown gives 1204, expired 1203. Tokens are valid only w
 
 from __future__ import annotations
 
+import heapq
 import hmac
 import math
 import secrets
 import threading
 import time
-from collections import deque
 from collections.abc import Callable, Mapping
 
 from ..backends import apim
@@ -46,26 +46,48 @@ class Rejected(Exception):
 
 
 class SeenRecently:
-    """Values seen while their timestamp is still acceptable (thread-safe, memory bounded)."""
+    """Values seen while their timestamp is still acceptable (thread-safe, memory bounded).
 
-    def __init__(self, clock: Callable[[], float]) -> None:
+    A value signed at ``ts_ms`` is remembered until ``ts_ms + window_ms`` (plus one second), after
+    which the timestamp check refuses it anyway. Used for the gateway's token encryptions and
+    request signatures (1001) and for the device signatures of bootstrap and get/conn (35601).
+    """
+
+    def __init__(self, clock: Callable[[], float], window_ms: int = WINDOW_MS) -> None:
         self.clock = clock
-        self._seen: set[str] = set()
-        self._order: deque[tuple[float, str]] = deque()  # (forget after, value), by arrival
+        self.window_ms = window_ms
+        self._seen: dict[str, float] = {}  # value -> forget after (epoch seconds)
+        self._expiry: list[tuple[float, str]] = []  # heap of (forget after, value)
         self._lock = threading.Lock()
 
-    def add(self, value: str, ts_ms: int) -> bool:
-        """Remember ``value`` signed at ``ts_ms``; False if it was seen before. It is kept until
-        its timestamp leaves the window, after which the timestamp check refuses it anyway."""
-        now = self.clock()
+    def __len__(self) -> int:
         with self._lock:
-            while self._order and self._order[0][0] < now:
-                self._seen.discard(self._order.popleft()[1])
+            return len(self._seen)
+
+    def add(self, value: str, ts_ms: int, window_ms: int | None = None) -> bool:
+        """Remember ``value`` signed at ``ts_ms``; False if it is remembered already. It is kept
+        until its timestamp leaves the window (``window_ms``, default the instance's)."""
+        now = self.clock()
+        window = self.window_ms if window_ms is None else window_ms
+        forget_after = (ts_ms + window) / 1000 + 1
+        with self._lock:
+            self._prune(now)
             if value in self._seen:
                 return False
-            self._seen.add(value)
-            self._order.append(((ts_ms + WINDOW_MS) / 1000 + 1, value))
+            self._seen[value] = forget_after
+            heapq.heappush(self._expiry, (forget_after, value))
             return True
+
+    def discard(self, value: str) -> None:
+        """Forget ``value`` (a call that was refused after all: its signature was not used)."""
+        with self._lock:
+            self._seen.pop(value, None)
+
+    def _prune(self, now: float) -> None:
+        while self._expiry and self._expiry[0][0] < now:
+            forget_after, value = heapq.heappop(self._expiry)
+            if self._seen.get(value) == forget_after:  # not discarded and added again since
+                del self._seen[value]
 
 
 def _timestamp(value: object) -> int:

@@ -6,18 +6,30 @@ the run before any file is touched). The second pass renders each label, decodes
 compares it with its payload, and only then writes its files atomically; a file already correct
 is not rewritten. One label at a time is held in memory. The manifest (manifest.csv and
 manifest.json) lists deviceSn, sn, payload, short code and file names, to reprint one label.
+
+The output folder is handled as by `burn export` (enosprov.burn.export.OutputFolder): file names
+too long for the file system are refused in the first pass, temporary files of killed runs are
+removed, and the previous manifest is removed before the first file changes, so that it never
+describes files that are no longer what it says. manifest.csv is spreadsheet-safe (csvsafe)
+unless ``raw_csv``.
 """
 
 from __future__ import annotations
 
-import csv
 import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..atomic import AtomicFile, write_bytes
-from ..burn.export import Selection, _check_out_dir, _same_content, safe_filename, select_devices
+from ..atomic import AtomicFile
+from ..burn.export import (
+    OutputFolder,
+    Selection,
+    check_file_names,
+    safe_filename,
+    select_devices,
+    write_csv_manifest,
+)
 from ..errors import InvalidArgumentError
 from ..journal import Journal, journal_or_null
 from ..models import Device
@@ -77,15 +89,20 @@ def qr_batch(
     progress=None,
     template=None,
     journal: Journal | None = None,
+    raw_csv: bool = False,
 ) -> QrReport:
     """Write one label per selected device into ``out_dir`` plus the manifest.
 
     ``fmt`` "pdf" or "zpl" writes one document of labels laid out by ``template`` (see
-    :func:`enosprov.qr.sheet.qr_sheet`). Appends one "label-export" record to ``journal``: the
-    devices labelled, the folder, the format and the label template (pdf/zpl).
+    :func:`enosprov.qr.sheet.qr_sheet`). manifest.csv is spreadsheet-safe (a batch tag
+    starting with ``=`` gets a leading ``'``) unless ``raw_csv``. Appends one "label-export"
+    record to ``journal``: the devices labelled, the folder, the format and the label template
+    (pdf/zpl).
     """
     if fmt in ("pdf", "zpl"):
-        return _sheet(backend, selection, out_dir, fmt, template, options, progress, journal)
+        return _sheet(
+            backend, selection, out_dir, fmt, template, options, progress, journal, raw_csv
+        )
     t0 = time.perf_counter()
     if fmt not in FORMATS:
         raise InvalidArgumentError(
@@ -101,21 +118,28 @@ def qr_batch(
             p = payload_for(group.group_id, item, selection.batch_tag)
             yield p, render_payload(p, options.template)
 
-    # First pass: every payload fits its symbol at this size (nothing written yet).
-    for p, text in payloads():
-        symbol = encode(text, options.ec, p.device_sn)
-        options.scale(symbol.size, p.device_sn)
+    extensions = {"png": (".png",), "svg": (".svg",), "both": (".png", ".svg")}[fmt]
 
-    _check_out_dir(out_dir)
+    def first_pass():
+        """Every payload fits its symbol at this size; (deviceSn, file name) of every file."""
+        for p, text in payloads():
+            symbol = encode(text, options.ec, p.device_sn)
+            options.scale(symbol.size, p.device_sn)
+            base = safe_filename(p.device_sn)
+            yield from ((p.device_sn, base + ext) for ext in extensions)
+
+    # Nothing is written before the first pass is through.
+    check_file_names(out_dir, first_pass(), files=(MANIFEST_CSV, MANIFEST_JSON))
+    folder = OutputFolder(out_dir, (MANIFEST_CSV, MANIFEST_JSON))
+    folder.open()
     report = QrReport(str(out_dir), fmt)
     manifest = []
 
-    def store(path: Path, data: bytes) -> None:
-        if _same_content(path, data):
-            report.unchanged += 1
-        else:
-            write_bytes(path, data)  # a label holds no secret
+    def store(name: str, data: bytes) -> None:
+        if folder.store(name, data) is None:  # a label holds no secret
             report.written += 1
+        else:
+            report.unchanged += 1
 
     detail = _detail(out_dir, fmt, None, options)
     with journal_or_null(journal).begin(
@@ -132,10 +156,10 @@ def qr_batch(
                 names = {"png": "", "svg": ""}
                 if fmt in ("png", "both"):
                     names["png"] = base + ".png"
-                    store(out_dir / names["png"], png)
+                    store(names["png"], png)
                 if fmt in ("svg", "both"):
                     names["svg"] = base + ".svg"
-                    store(out_dir / names["svg"], to_svg(symbol, options, caption))
+                    store(names["svg"], to_svg(symbol, options, caption))
                 manifest.append(
                     {"deviceSn": p.device_sn, "sn": p.sn or "", "batchTag": p.batch_tag or "",
                      "payload": text, "shortCode": p.short_code, "ecLevel": options.ec,
@@ -144,7 +168,7 @@ def qr_batch(
                 report.devices += 1
                 if progress and report.devices % 100 == 0:
                     progress("qr", report.devices, None)
-            report.manifest = _write_manifest(out_dir, manifest)
+            report.manifest = _write_manifest(out_dir, manifest, raw_csv=raw_csv)
         finally:  # the devices labelled so far, even when it stopped early
             if journal is not None:
                 _record_labels(rec, manifest)
@@ -167,7 +191,9 @@ def _detail(out_dir, fmt: str, template: str | None, options: QrOptions | None) 
     return detail
 
 
-def _sheet(backend, selection, out_dir, fmt, template, options, progress, journal) -> QrReport:
+def _sheet(
+    backend, selection, out_dir, fmt, template, options, progress, journal, raw_csv=False
+) -> QrReport:
     """A pdf/zpl document of labels, journaled from the manifest it wrote."""
     from .labels import LabelTemplate, load_template
     from .sheet import qr_sheet
@@ -179,7 +205,7 @@ def _sheet(backend, selection, out_dir, fmt, template, options, progress, journa
         "label-export", group_id=group.group_id, detail=detail
     ) as rec:
         report = qr_sheet(backend, selection, out_dir, fmt=fmt, template=tpl, options=options,
-                          progress=progress)  # fmt: skip
+                          progress=progress, raw_csv=raw_csv)  # fmt: skip
         rec.detail.update(written=report.written, unchanged=report.unchanged)
         if journal is not None:
             rows = json.loads(Path(report.manifest[-1]).read_text(encoding="utf-8"))
@@ -188,12 +214,13 @@ def _sheet(backend, selection, out_dir, fmt, template, options, progress, journa
 
 
 def _write_manifest(
-    out_dir: Path, rows: list[dict], columns: tuple[str, ...] = MANIFEST_COLUMNS
+    out_dir: Path,
+    rows: list[dict],
+    columns: tuple[str, ...] = MANIFEST_COLUMNS,
+    *,
+    raw_csv: bool = False,
 ) -> list[str]:
-    with AtomicFile(out_dir / MANIFEST_CSV) as fh:
-        writer = csv.DictWriter(fh, fieldnames=columns)
-        writer.writeheader()
-        writer.writerows(rows)
+    write_csv_manifest(out_dir / MANIFEST_CSV, rows, columns, raw_csv)
     with AtomicFile(out_dir / MANIFEST_JSON) as fh:
         fh.write("[\n" + ",\n".join(json.dumps(r, ensure_ascii=False) for r in rows) + "\n]\n")
     return [str(out_dir / MANIFEST_CSV), str(out_dir / MANIFEST_JSON)]

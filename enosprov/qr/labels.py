@@ -13,6 +13,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..core.rules import CONTROL_RE
 from ..errors import InvalidArgumentError
 
 if sys.version_info >= (3, 11):
@@ -104,7 +105,8 @@ class LabelTemplate:
         )
 
     def text_lines(self, values: dict[str, str]) -> list[str]:
-        return [line.format(**values) for line in self.lines]
+        """The template's text lines filled with ``values``; each one line (:func:`label_text`)."""
+        return [label_text(line.format(**values)) for line in self.lines]
 
     def module_mm(self, modules: int) -> float:
         """Module width of a ``modules``-wide symbol in the reserved square (quiet zone in)."""
@@ -114,6 +116,14 @@ class LabelTemplate:
         return {"path": self.path, "name": self.name, "page": [self.page_w, self.page_h],
                 "grid": [self.columns, self.rows], "label": [self.label_w, self.label_h],
                 "qrSize": self.qr_size, "dpi": self.dpi}  # fmt: skip
+
+
+def label_text(value: str) -> str:
+    """``value`` as text printed on a label: one line, every control character (newline, tab,
+    ESC, bidi controls...: core.rules.CONTROL_RE) replaced by a space. Stored values may predate
+    the deviceSn rules, and a text field is drawn as given, so a newline would otherwise break
+    the layout (or the renderer)."""
+    return CONTROL_RE.sub(" ", value)
 
 
 def resolve_template(spec: str | Path | None, fmt: str) -> Path:

@@ -1,8 +1,9 @@
 """One label: a QR Code Model 2 symbol (zxing-cpp) as a 1-bit PNG (Pillow) and as SVG.
 
-The human-readable line (deviceSn and short code) sits under the symbol. Every raster label is
-decoded back with zxing-cpp, restricted to QR Model 2 (the generic setting also accepts Micro
-QR), and compared with its payload; a mismatch raises :class:`VerifyError`.
+The human-readable line (deviceSn and short code) sits under the symbol, always one line:
+control characters in it (a newline, say) are drawn as spaces (labels.label_text). Every raster
+label is decoded back with zxing-cpp, restricted to QR Model 2 (the generic setting also accepts
+Micro QR), and compared with its payload; a mismatch raises :class:`VerifyError`.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from functools import lru_cache
 from xml.sax.saxutils import escape as xml_escape
 
 from ..errors import EnosprovError, InvalidArgumentError
+from .labels import label_text
 
 EC_LEVELS = ("L", "M", "Q", "H")
 MM_PER_INCH = 25.4
@@ -129,6 +131,7 @@ def to_image(symbol: Symbol, options: QrOptions, caption: str | None = None, dev
     text_h = 0
     font = None
     width = side
+    caption = label_text(caption or "")
     if caption and options.label:
         font = _font(max(10, min(48, 2 * scale + 6)))
         box = font.getbbox(caption)
@@ -184,8 +187,9 @@ def to_svg(symbol: Symbol, options: QrOptions, caption: str | None = None) -> by
     """
     q = options.quiet_zone
     side = symbol.size + 2 * q
+    caption = label_text(caption or "")
     text_h = 3 if caption and options.label else 0
-    caption_w = 0.62 * 1.6 * len(caption or "") + 2 if text_h else 0
+    caption_w = 0.62 * 1.6 * len(caption) + 2 if text_h else 0
     width = max(side, caption_w)
     x0 = (width - side) / 2 + q
     parts = []
@@ -215,7 +219,7 @@ def to_svg(symbol: Symbol, options: QrOptions, caption: str | None = None) -> by
     if text_h:
         out.append(
             f'<text x="{_n(width / 2)}" y="{side + 2}" font-family="monospace" font-size="1.6" '
-            f'text-anchor="middle" fill="#000">{xml_escape(caption or "")}</text>\n'
+            f'text-anchor="middle" fill="#000">{xml_escape(caption)}</text>\n'
         )
     out.append("</svg>\n")
     return "".join(out).encode("utf-8")

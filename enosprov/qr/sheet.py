@@ -9,6 +9,15 @@ stops the run with nothing written. The document is then written atomically (not
 already identical; the PDF is produced in reportlab's invariant mode, so the same input gives
 the same bytes), followed by the manifest (deviceSn, payload, file, page, row, column).
 
+Large batches encode and verify in a pool of worker processes (:func:`_pool`). A worker never
+outlives the run: on Linux the kernel kills it when its parent dies (PR_SET_PDEATHSIG), even by
+SIGKILL; elsewhere a thread in the worker watches the parent and ends the worker within a
+second. Workers point their stdin, stdout and stderr at the null device, so a killed run's
+caller (``$(enosprov qr batch ...)``) sees end of file at once; results and errors come back
+through the pool's own pipes.
+
+The output folder is handled as by `burn export` (enosprov.burn.export.OutputFolder).
+
 PDF: the symbol is vector rectangles (one per run of dark modules in a row) in one path per
 label; the text lines are real PDF text in a standard font. Pages are filled row by row,
 left to right. ZPL: see enosprov.qr.zpl.
@@ -16,17 +25,20 @@ left to right. ZPL: see enosprov.qr.zpl.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import itertools
 import os
 import re
+import sys
+import threading
 import time
 from pathlib import Path
 
-from ..atomic import write_bytes
-from ..burn.export import Selection, _check_out_dir, _same_content, select_devices
+from ..atomic import pid_running
+from ..burn.export import OutputFolder, Selection, check_file_names, select_devices
 from ..errors import InvalidArgumentError
-from .batch import QrReport, _write_manifest, payload_for
+from .batch import MANIFEST_CSV, MANIFEST_JSON, QrReport, _write_manifest, payload_for
 from .labels import PT_PER_MM, LabelTemplate, load_template
 from .payload import render_payload
 from .render import QrOptions, VerifyError, create_barcode
@@ -38,6 +50,7 @@ SHEET_MANIFEST_COLUMNS = ("deviceSn", "sn", "batchTag", "payload", "shortCode", 
 MIN_MODULE_MM = 0.15  # a smaller module is unreliable to print and to scan
 VERIFY_SCALE = 2  # pixels per module of the image decoded back
 CHUNK = 500  # labels per worker task
+WATCH_SECONDS = 0.5  # how often a worker without PR_SET_PDEATHSIG checks its parent
 _DARK_RUN = re.compile(b"\x00+")
 
 
@@ -103,17 +116,92 @@ def _encoded(items, group_id: str, selection: Selection, options: QrOptions):
         for p, text in first:
             yield p, text, encode_verified(text, options.ec, p.device_sn)
         return
+    with _pool(workers) as pool:
+        window: deque = deque()
+        try:
+            for chunk in itertools.chain([first], it):
+                texts = [t for _, t in chunk]
+                window.append((chunk, pool.submit(_encode_chunk, texts, options.ec)))
+                while len(window) > 2 * workers:
+                    yield from _drain(window.popleft(), options.ec)
+            while window:
+                yield from _drain(window.popleft(), options.ec)
+        except BaseException:  # an error, or the caller stopped: drop the chunks not started
+            pool.shutdown(wait=True, cancel_futures=True)
+            raise
+
+
+def _pool(workers: int):
+    """A process pool whose workers end with this process and hold none of its std streams."""
+    import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
-    with ProcessPoolExecutor(workers) as pool:
-        window: deque = deque()
-        for chunk in itertools.chain([first], it):
-            texts = [t for _, t in chunk]
-            window.append((chunk, pool.submit(_encode_chunk, texts, options.ec)))
-            while len(window) > 2 * workers:
-                yield from _drain(window.popleft(), options.ec)
-        while window:
-            yield from _drain(window.popleft(), options.ec)
+    ctx = multiprocessing.get_context()
+    return ProcessPoolExecutor(
+        workers,
+        mp_context=ctx,
+        initializer=_worker_init,
+        initargs=(os.getpid(), ctx.get_start_method()),
+    )
+
+
+def _worker_init(main_pid: int, start_method: str) -> None:
+    """Run first in every pool worker. Never raises: a failing initializer breaks the pool."""
+    with contextlib.suppress(Exception):
+        _detach_std_streams()
+    with contextlib.suppress(Exception):
+        _end_with_parent(main_pid, start_method)
+
+
+def _detach_std_streams() -> None:
+    """Point fds 0, 1 and 2 at the null device: the worker holds none of the caller's pipes or
+    terminal. Results and exceptions still reach the parent through the pool's pipes."""
+    fd = os.open(os.devnull, os.O_RDWR)
+    try:
+        for target in (0, 1, 2):
+            os.dup2(fd, target)
+    finally:
+        if fd > 2:
+            os.close(fd)
+
+
+def _end_with_parent(main_pid: int, start_method: str) -> None:
+    """End this worker when the process that made the pool ends, however it ends.
+
+    Linux: the kernel sends the worker SIGKILL when its parent dies (PR_SET_PDEATHSIG; with the
+    forkserver start method the parent is the fork server, which ends with ``main_pid``).
+    Elsewhere, or when prctl fails: a daemon thread checks the parent every WATCH_SECONDS and
+    ends the worker with os._exit.
+    """
+    parent = main_pid if start_method != "forkserver" else os.getppid()
+    if sys.platform.startswith("linux") and _set_pdeathsig():
+        if os.getppid() != parent or not pid_running(main_pid):
+            os._exit(1)  # the parent died before prctl took effect
+        return
+    watcher = threading.Thread(
+        target=_watch_parent, args=(main_pid, parent), name="enosprov-parent-watch", daemon=True
+    )
+    watcher.start()
+
+
+def _set_pdeathsig() -> bool:
+    """prctl(PR_SET_PDEATHSIG, SIGKILL) through ctypes (Linux); True when it took effect."""
+    import ctypes
+    import signal
+
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        ul = ctypes.c_ulong
+        return libc.prctl(ctypes.c_int(1), ul(signal.SIGKILL), ul(0), ul(0), ul(0)) == 0
+    except (OSError, AttributeError):
+        return False
+
+
+def _watch_parent(main_pid: int, parent: int) -> None:
+    """Return never: end the process once its parent is gone (reparented, or not running)."""
+    while os.getppid() == parent and pid_running(main_pid):
+        time.sleep(WATCH_SECONDS)
+    os._exit(1)
 
 
 def _drain(entry, ec: str):
@@ -197,12 +285,14 @@ def qr_sheet(
     template: str | Path | LabelTemplate | None = None,
     options: QrOptions | None = None,
     progress=None,
+    raw_csv: bool = False,
 ) -> QrReport:
     """Write ``labels.pdf`` or ``labels.zpl`` (one label per selected device) plus the manifest.
 
     ``template`` is a label template file, a bare name in templates/labels/, or None for the
     default of the format. Of ``options``, the error-correction level and the payload template
-    apply; the symbol's size and quiet zone come from the label template.
+    apply; the symbol's size and quiet zone come from the label template. manifest.csv is
+    spreadsheet-safe (csvsafe) unless ``raw_csv``.
     """
     t0 = time.perf_counter()
     if fmt not in SHEET_FORMATS:
@@ -215,6 +305,7 @@ def qr_sheet(
     group = backend.get_group(selection.group)
     items = select_devices(backend, group, selection)
     name = FILE_NAMES[fmt]
+    check_file_names(out_dir, (), files=(name, MANIFEST_CSV, MANIFEST_JSON))
     if fmt == "pdf":
         writer = PdfSheet(tpl)
     else:
@@ -236,13 +327,13 @@ def qr_sheet(
             progress("qr", report.devices, None)
     data = writer.finish()
     # Everything is built and verified: only now is the folder touched.
-    _check_out_dir(out_dir)
-    if _same_content(out_dir / name, data):
-        report.unchanged += 1
-    else:
-        write_bytes(out_dir / name, data)
+    folder = OutputFolder(out_dir, (MANIFEST_CSV, MANIFEST_JSON))
+    folder.open()
+    if folder.store(name, data) is None:
         report.written += 1
+    else:
+        report.unchanged += 1
     report.document = str(out_dir / name)
-    report.manifest = _write_manifest(out_dir, manifest, SHEET_MANIFEST_COLUMNS)
+    report.manifest = _write_manifest(out_dir, manifest, SHEET_MANIFEST_COLUMNS, raw_csv=raw_csv)
     report.seconds = time.perf_counter() - t0
     return report

@@ -25,7 +25,7 @@ import math
 import re
 
 from ..errors import InvalidArgumentError
-from .labels import LabelTemplate
+from .labels import LabelTemplate, label_text
 
 ESCAPE_CHAR = "_"
 _PLAIN = re.compile(r"[ -\]`-}]")  # printable ASCII minus ^ (0x5E), _ (0x5F), ~ (0x7E)
@@ -97,7 +97,7 @@ class ZplDocument:
         x = dots(t.qr_x, t.dpi) + t.quiet_zone * mag
         y = dots(t.qr_y, t.dpi) + t.quiet_zone * mag
         out = [self.header, f"^FO{x},{y}^BQN,2,{mag}^FH_^FD{self.ec}A,{zpl_escape(payload)}^FS\n"]
-        for ty, line in zip(self.text_y, lines):
+        for ty, line in zip(self.text_y, map(label_text, lines)):
             if line:
                 out.append(f"^FO{self.text_x},{ty}^A0N,{self.font_h},{self.font_h}"
                            f"^FH_^FD{zpl_escape(line)}^FS\n")  # fmt: skip

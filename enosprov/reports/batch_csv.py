@@ -2,7 +2,9 @@
 
 Why a CSV beside the HTML report: the report shows the figures; the spreadsheet lets a production
 manager filter and chase single units (which ones are stuck, which were replaced and by what). It
-is written for Excel: UTF-8 with a byte order mark and a header row, times in ISO 8601 UTC.
+is written for Excel: UTF-8 with a byte order mark and a header row, times in ISO 8601 UTC, and
+spreadsheet-safe (enosprov.csvsafe: a deviceSn such as ``-A1`` that a spreadsheet would read as a
+formula gets a leading ``'``) unless ``raw_csv``.
 
 The batch's devices are streamed from the backend (:func:`enosprov.core.batches.batch_devices`)
 and written as they come; only the batch's journal marks are held in memory (a few dozen bytes a
@@ -17,6 +19,7 @@ import datetime as dt
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from .. import csvsafe
 from ..atomic import AtomicFile
 from ..core.batches import BatchDetail, batch_devices, is_stuck
 from ..journal import Journal, NullJournal, journal_or_null
@@ -68,13 +71,16 @@ def write_batch_csv(
     journal: Journal | NullJournal | None,
     detail: BatchDetail,
     path: str | Path,
+    *,
+    raw_csv: bool = False,
 ) -> int:
     """Write the batch's per-device CSV to ``path`` atomically; the number of rows written
     (the header not counted).
 
     One row per device now in DPS (oldest first), then one per unit replaced or deleted (in the
     order it happened). ``stuck`` follows :func:`enosprov.core.batches.show_batch`: exported or
-    labelled before ``detail.now - detail.stale_ms`` and never bootstrapped (:func:`enosprov.core.batches.is_stuck`)."""
+    labelled before ``detail.now - detail.stale_ms`` and never bootstrapped (:func:`enosprov.core.batches.is_stuck`).
+    Cells are spreadsheet-safe (enosprov.csvsafe) unless ``raw_csv``."""
     journal = journal_or_null(journal)
     s = detail.summary
     cutoff = detail.now - detail.stale_ms
@@ -95,12 +101,16 @@ def write_batch_csv(
         fh.write("\ufeff")  # utf-8-sig: Excel reads the file as UTF-8
         out = csv.writer(fh, lineterminator="\r\n")
         out.writerow(CSV_COLUMNS)
+
+        def writerow(cells: tuple) -> None:
+            out.writerow(csvsafe.row(cells, raw=raw_csv))
+
         for d in batch_devices(backend, s):
             exported, labelled = marks.get(d.sn, (None, None))
             reached = [ms for ms in (exported, labelled) if ms is not None]
             stuck = is_stuck(d, min(reached) if reached else None, cutoff)
             reprovisioned = (d.reprovision_time or d.update_time) if d.reprovisioning else None
-            out.writerow((
+            writerow((
                 d.device_sn, d.sn, device_state(d), _iso(d.create_time), _iso(exported),
                 _iso(labelled), _iso(d.status.allocated_time if d.allocated else None),
                 _iso(d.status.connected_time if d.connect_status == "connected" else None), _iso(reprovisioned),
@@ -110,7 +120,7 @@ def write_batch_csv(
             rows += 1
         for sn, (mark, dsn, _ms) in sorted(gone.items(), key=lambda item: item[1][2]):
             exported, labelled = marks.get(sn, (None, None))
-            out.writerow((
+            writerow((
                 dsn, sn, mark, "", _iso(exported), _iso(labelled), "", "", "", "no",
                 replaced_by.get(sn, "") if mark == "replaced" else "",
             ))  # fmt: skip
