@@ -19,7 +19,7 @@ from .core.device_ops import allocate_devices, delete_devices, update_device
 from .core.exporting import ExportReport, export_devices
 from .core.lineage import device_history
 from .core.masterdata_file import load_masterdata_group
-from .core.registration import RegisterReport, register_csv
+from .core.registration import RegisterReport, register_csv, register_records, register_stream
 from .core.replacement import (
     Outputs,
     ReplaceRequest,
@@ -72,6 +72,8 @@ __all__ = [
     "plan_reprovision",
     "read_pairs",
     "register_csv",
+    "register_records",
+    "register_stream",
     "replace_device",
     "replace_devices",
     "reprovision",

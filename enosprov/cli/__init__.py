@@ -24,6 +24,7 @@ from . import (
     qr,
     register,
     serve,
+    station,
     template,
 )
 from . import history as history_cmd
@@ -109,6 +110,7 @@ app.command("reprovision")(reprovision_cmd.reprovision)
 app.command("replace")(replace_cmd.replace)
 devices.app.command("history")(history_cmd.history)
 app.command("serve")(serve.serve)
+app.command("station")(station.station)
 app.command("log")(log.log)
 
 

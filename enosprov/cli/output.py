@@ -166,6 +166,12 @@ def say(text: str, stderr: bool = False) -> None:
     _console(stderr=stderr).print(_text(text))
 
 
+def status_line(text: str, ok: bool) -> None:
+    """One result line, green or red on a terminal (plain text in a pipe), flushed at once."""
+    _console().print(_text(text, style="green" if ok else "bold red"))
+    sys.stdout.flush()
+
+
 def key_values(pairs: list[tuple[str, object]]) -> None:
     from rich.table import Table
 

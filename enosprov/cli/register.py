@@ -17,11 +17,29 @@ from .output import emit, handled, progress_bar, say, table
 @handled
 def register(
     ctx: typer.Context,
-    csv_file: Annotated[
-        Path,
-        typer.Option("--csv", help="CSV file of devices (docs/csv-format.md).", show_default=False),
-    ],
     group: GroupOpt,
+    csv_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--csv",
+            help="CSV file of devices (docs/csv-format.md); - reads standard input.",
+            show_default=False,
+        ),
+    ] = None,
+    device_sn: Annotated[
+        str | None,
+        typer.Option("--device-sn", help="One unit, without a CSV: its deviceSn."),
+    ] = None,
+    name: Annotated[str | None, typer.Option("--name", help="One unit: its deviceName.")] = None,
+    timezone: Annotated[
+        str | None,
+        typer.Option("--timezone", help="One unit: its timezone (+08:00, Asia/Shanghai)."),
+    ] = None,
+    set_: Annotated[
+        list[str] | None,
+        typer.Option("--set", help="One unit: master data key=value (repeatable)."),
+    ] = None,
+    desc: Annotated[str | None, typer.Option("--desc", help="One unit: its description.")] = None,
     batch_tag: Annotated[
         str | None,
         typer.Option("--batch-tag", help="Batch tag for rows whose batchTag column is empty."),
@@ -50,7 +68,8 @@ def register(
     raw_csv: RawCsvOpt = False,
     json_: JsonOpt = False,
 ) -> None:
-    """Register the devices of a CSV file into a registration group.
+    """Register the devices of a CSV file (or standard input, --csv -), or one unit given by
+    --device-sn [--name] [--timezone] [--set key=value ...], into a registration group.
 
     The whole file is validated first; any invalid row means nothing is registered (unless
     --skip-invalid). Re-running the same file is safe: registered rows are skipped, rows whose
@@ -62,25 +81,43 @@ def register(
 
     Example: enosprov register --csv devices.csv --group meters-eu --batch-tag B-2026-11-A
     --results results.csv
-    """
-    from .. import api
 
-    with state(ctx).open() as (store, journal), progress_bar(not json_, "register") as progress:
-        report = api.register_csv(
-            store,
-            csv_file,
-            group,
-            batch_tag=batch_tag,
-            skip_invalid=skip_invalid,
-            dry_run=dry_run,
-            results=results,
-            chunk_size=chunk_size,
-            encoding=encoding,
-            delimiter=delimiter,
-            progress=progress,
-            journal=journal,
-            raw_csv=raw_csv,
+    Example: enosprov register --group meters-eu --device-sn MTR-2026-000123 --name 'Meter 123'
+    --timezone +01:00 --set max_capacity=60 --set phase=single --batch-tag B-2026-11-A
+    """
+    import sys
+
+    from .. import api
+    from ..errors import InvalidArgumentError
+
+    unit = {"--name": name, "--timezone": timezone, "--set": set_, "--desc": desc}
+    if (csv_file is None) == (device_sn is None):
+        raise InvalidArgumentError(
+            "give either --csv FILE (or --csv - for standard input) or --device-sn SN",
+            hint="one unit: register --group G --device-sn SN [--name N] [--timezone TZ] "
+            "[--set key=value]",
         )
+    if csv_file is not None and any(v for v in unit.values()):
+        used = ", ".join(k for k, v in unit.items() if v)
+        raise InvalidArgumentError(f"{used} describe one unit: use them with --device-sn, "
+                                   "not with --csv (put them in the CSV's columns)")  # fmt: skip
+    with state(ctx).open() as (store, journal), progress_bar(not json_, "register") as progress:
+        kw = dict(batch_tag=batch_tag, skip_invalid=skip_invalid, dry_run=dry_run,
+                  results=results, chunk_size=chunk_size, progress=progress, journal=journal,
+                  raw_csv=raw_csv)  # fmt: skip
+        if device_sn is not None:
+            from ..qr.onboard import parse_sets
+
+            row = {"deviceSn": device_sn, "deviceName": name, "timezone": timezone,
+                   "desc": desc, **parse_sets(set_)}  # fmt: skip
+            row = {k: v for k, v in row.items() if v is not None}
+            report = api.register_records(store, [row], group, name=f"unit {device_sn}", **kw)
+        elif str(csv_file) == "-":
+            report = api.register_stream(store, sys.stdin.buffer, group, encoding=encoding,
+                                         delimiter=delimiter, **kw)  # fmt: skip
+        else:
+            report = api.register_csv(store, csv_file, group, encoding=encoding,
+                                      delimiter=delimiter, **kw)  # fmt: skip
     emit(report, json_, _render)
     raise typer.Exit(EXIT_OK if report.complete else EXIT_PARTIAL)
 

@@ -7,6 +7,7 @@ when a quoted field spans several lines. Nothing here holds more than one row in
 from __future__ import annotations
 
 import csv
+import io
 import itertools
 import sys
 from collections.abc import Iterator
@@ -50,6 +51,10 @@ class CsvSource:
                 hint="use ',' ';' or 'tab'",
             )
         self._delimiter = "\t" if delimiter in ("\\t", "tab") else delimiter
+        self._text: str | None = None
+        self.name = str(self.path)
+        if self.path == Path("-"):
+            return  # from_text() fills it
         try:
             if not self.path.is_file():
                 raise InputFileError(
@@ -59,11 +64,21 @@ class CsvSource:
             raise InputFileError(f"{self.path}: {exc.strerror or exc}") from None
         self.header: list[str] = []
 
+    @classmethod
+    def from_text(cls, text: str, name: str) -> CsvSource:
+        """A CSV held in memory (a few rows built by a command), named ``name`` in messages."""
+        source = cls("-")
+        source._text, source.name = text, name
+        return source
+
     @contextmanager
     def rows(self) -> Iterator[Iterator[tuple[int, list[str]]]]:
         """Yield an iterator of (row number, fields) for the data rows; sets ``self.header``."""
         try:
-            fh = open(self.path, encoding=self.encoding, newline="")
+            if self._text is not None:
+                fh = io.StringIO(self._text, newline="")
+            else:
+                fh = open(self.path, encoding=self.encoding, newline="")
         except LookupError:
             raise InputFileError(f"unknown encoding {self.encoding!r}") from None
         except OSError as exc:
@@ -75,7 +90,7 @@ class CsvSource:
                 raise self._decode_error(1) from None
             if not first.strip():
                 raise InputFileError(
-                    f"{self.path}: the file is empty or its first line is blank",
+                    f"{self.name}: the file is empty or its first line is blank",
                     hint="the first line must be the header (see `enosprov template csv`)",
                 )
             delimiter = self._delimiter or detect_delimiter(first.splitlines()[0])
@@ -86,7 +101,7 @@ class CsvSource:
                 if self.header:  # a BOM survives an explicit --encoding utf-8
                     self.header[0] = self.header[0].lstrip("\ufeff").strip()
             except csv.Error as exc:
-                raise InputFileError(f"{self.path}, row 1: malformed CSV header ({exc})") from None
+                raise InputFileError(f"{self.name}, row 1: malformed CSV header ({exc})") from None
             yield self._records(reader)
 
     def _records(self, reader) -> Iterator[tuple[int, list[str]]]:
@@ -99,13 +114,13 @@ class CsvSource:
             raise self._decode_error(rowno + 1) from None
         except csv.Error as exc:
             raise InputFileError(
-                f"{self.path}, row {rowno + 1}: malformed CSV ({exc})",
+                f"{self.name}, row {rowno + 1}: malformed CSV ({exc})",
                 hint="check quotes: a field containing the delimiter or a newline must be quoted",
             ) from None
 
     def _decode_error(self, rowno: int) -> InputFileError:
         return InputFileError(
-            f"{self.path}, row {rowno}: the file is not valid {self.encoding}",
+            f"{self.name}, row {rowno}: the file is not valid {self.encoding}",
             hint="save it as UTF-8, or pass --encoding (e.g. --encoding gbk for a Chinese Excel export)",
         )
 

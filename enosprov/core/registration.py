@@ -12,14 +12,18 @@ reports conflicts (other data), so every row ends up registered exactly once.
 from __future__ import annotations
 
 import collections
+import csv
+import io
 import itertools
 import marshal
 import operator
+import shutil
 import tempfile
 from array import array
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO
 
 from .. import csvsafe
 from ..backends.base import Backend
@@ -98,7 +102,7 @@ class RegisterReport:
 
 def register_csv(
     backend: Backend,
-    path: str | Path,
+    path: str | Path | CsvSource,
     group: str,
     *,
     batch_tag: str | None = None,
@@ -112,7 +116,8 @@ def register_csv(
     journal: Journal | None = None,
     raw_csv: bool = False,
 ) -> RegisterReport:
-    """Register every device of a CSV file into a registration group. See docs/registration.md.
+    """Register every device of a CSV file (a path, or a :class:`CsvSource` such as one built
+    by :func:`register_records`) into a registration group. See docs/registration.md.
 
     Text values a spreadsheet would read as formulas (``=1+2``) are registered as they are and
     counted in ``report.warnings``. A CSV ``results`` file is spreadsheet-safe (enosprov.csvsafe)
@@ -129,8 +134,12 @@ def register_csv(
         raise InvalidArgumentError("chunk size must be at least 1")
     grp = backend.get_group(group)
     mdg = backend.get_masterdata_group(grp.masterdata_group_id)
-    source = CsvSource(path, encoding=encoding, delimiter=delimiter)
-    report = RegisterReport(file=str(path), group_id=grp.group_id, dry_run=dry_run)
+    if isinstance(path, CsvSource):
+        source = path
+    else:
+        source = CsvSource(path, encoding=encoding, delimiter=delimiter)
+    path = source.name
+    report = RegisterReport(file=path, group_id=grp.group_id, dry_run=dry_run)
 
     # Pass 1: validate everything and stage the converted rows in a temporary file.
     with tempfile.TemporaryFile(prefix="enosprov-stage-") as staging:
@@ -182,6 +191,58 @@ def register_csv(
             if writer:
                 writer.abort()
     return report
+
+
+def register_records(
+    backend: Backend,
+    records: Iterable[Mapping[str, object]],
+    group: str,
+    *,
+    name: str = "<records>",
+    **kw,
+) -> RegisterReport:
+    """Register devices given in memory, one mapping per device with the CSV columns
+    (docs/csv-format.md: ``deviceSn``, ``deviceName``, ``timezone``, ``batchTag``, ``desc``,
+    master data identifiers...), with exactly the validation, idempotency and journal of a
+    CSV row. ``kw`` as for :func:`register_csv` (``batch_tag``, ``journal``, ...)."""
+    rows = [{k: "" if v is None else str(v) for k, v in r.items()} for r in records]
+    columns = list(dict.fromkeys(k for r in rows for k in r))
+    buf = io.StringIO()
+    out = csv.writer(buf, lineterminator="\n")
+    out.writerow(columns)
+    for r in rows:  # written spreadsheet-safe: the reader gives every value back exactly
+        out.writerow(csvsafe.row(r.get(c, "") for c in columns))
+    try:
+        return register_csv(backend, CsvSource.from_text(buf.getvalue(), name), group, **kw)
+    except ValidationFailedError as exc:
+        if len(rows) != 1:
+            raise
+        # one record: its problems in one line, by field name (no rows, no header talk)
+        problems = "; ".join(_field_problem(i) for i in exc.issues)
+        raise ValidationFailedError(f"{name}: {problems}; nothing was registered", [],
+                                    hint=exc.hint) from None  # fmt: skip
+
+
+def _field_problem(issue: RowIssue) -> str:
+    message = issue.message
+    if message.startswith("required master data column"):
+        return f"{message.split(chr(39))[1]}: a value is required"
+    return f"{issue.column}: {message}" if issue.column else message
+
+
+def register_stream(
+    backend: Backend, stream: BinaryIO, group: str, *, name: str = "<stdin>", **kw
+) -> RegisterReport:
+    """Register the CSV read from ``stream`` (standard input): copied to a temporary file as
+    it arrives (never whole in memory), then registered like a file."""
+    with tempfile.TemporaryDirectory(prefix="enosprov-stdin-") as tmp:
+        path = Path(tmp) / "input.csv"
+        with open(path, "wb") as fh:
+            shutil.copyfileobj(stream, fh, 1 << 20)
+        source = CsvSource(path, encoding=kw.pop("encoding", None),
+                           delimiter=kw.pop("delimiter", None))  # fmt: skip
+        source.name = name
+        return register_csv(backend, source, group, **kw)
 
 
 class ChunkAudit:
