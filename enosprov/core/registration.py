@@ -219,8 +219,11 @@ def register_records(
             raise
         # one record: its problems in one line, by field name (no rows, no header talk)
         problems = "; ".join(_field_problem(i) for i in exc.issues)
-        raise ValidationFailedError(f"{name}: {problems}; nothing was registered", [],
-                                    hint=exc.hint) from None  # fmt: skip
+        raise ValidationFailedError(
+            f"{name}: {problems}; nothing was registered",
+            [],
+            hint="give the values as --set key=value (a station: SN,key=value on the line)",
+        ) from None
 
 
 def _field_problem(issue: RowIssue) -> str:
