@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 endif
 DEMO := demo-out
 
-.PHONY: demo test bench lint clean
+.PHONY: demo test bench torture lint clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -74,10 +74,15 @@ test: $(VENV)/.installed
 bench: $(VENV)/.installed
 	$(BIN)/python benchmarks/run.py
 
+# kill -9, concurrent stations, API faults, hostile input (docs/torture.md); `make test` runs
+# the quick mode (tests/test_torture.py)
+torture: $(VENV)/.installed
+	$(BIN)/python benchmarks/torture.py
+
 lint: $(VENV)/.installed
 	$(BIN)/python -m pip install --quiet ruff
 	$(BIN)/python -m ruff check enosprov tests benchmarks
 	$(BIN)/python -m ruff format --check enosprov tests benchmarks
 
 clean:
-	rm -rf $(VENV) $(DEMO) bench-out *.egg-info
+	rm -rf $(VENV) $(DEMO) bench-out torture-out *.egg-info

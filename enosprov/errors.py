@@ -14,6 +14,7 @@ EXIT_USAGE = 2  # Click's own code for bad command-line usage
 EXIT_UNAVAILABLE = 3  # backend unreachable or busy; safe to retry
 EXIT_MISMATCH = 4  # a verification found a difference
 EXIT_PARTIAL = 5  # a batch finished but some rows were conflicts or skipped as invalid
+EXIT_PRINTER = 6  # labels not (all) printed: the printer refused, timed out or reported a problem
 EXIT_INTERRUPTED = 130
 
 
@@ -125,6 +126,21 @@ class BackendUnavailableError(EnosprovError):
 
     code = "backend_unavailable"
     exit_code = EXIT_UNAVAILABLE
+
+
+class PrinterError(EnosprovError):
+    """A label was not printed: the printer refused the connection, did not answer in time,
+    closed the connection early or reported a problem, or ``lp`` failed (enosprov.printing).
+
+    ``what`` names the label (a deviceSn, a document). A partial failure is never success: the
+    commands that print exit with :data:`EXIT_PRINTER` when any label was not printed."""
+
+    code = "printer_failed"
+    exit_code = EXIT_PRINTER
+
+    def __init__(self, message: str, *, what: str | None = None, **kw) -> None:
+        super().__init__(message, **kw)
+        self.what = what
 
 
 # EnOS code -> exception class, used by the backends to raise consistently.

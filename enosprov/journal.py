@@ -495,6 +495,20 @@ class Journal:
             ) from None
         return result
 
+    def printed(self, sn: str) -> bool:
+        """A label of device ``sn`` was sent to a printer (a "label-export" record with a
+        ``printer``, listing the device by row: records of up to 1,000 devices)."""
+        conn = self._connect(create=False)
+        if conn is None:
+            return False
+        row = conn.execute(
+            "SELECT 1 FROM journal_devices d JOIN journal j ON j.id = d.entry WHERE d.sn = ? "
+            "AND j.operation = 'label-export' AND j.outcome IN ('ok', 'partial') "
+            "AND json_extract(j.detail, '$.printer') IS NOT NULL LIMIT 1",
+            (sn,),
+        ).fetchone()
+        return row is not None
+
     def open_intents(self, group_id: str) -> list[Entry]:
         """The "pending" intents of ``group_id`` that no later record references
         (``detail.intent``): changes whose outcome a kill may have lost."""
@@ -655,6 +669,9 @@ class NullJournal:
         return 0
 
     def is_in(self, conn) -> bool:
+        return False
+
+    def printed(self, sn: str) -> bool:
         return False
 
     def open_intents(self, group_id: str) -> list:

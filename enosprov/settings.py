@@ -20,6 +20,7 @@ from pathlib import Path
 STORE_ENV = "ENOSPROV_STORE"
 STORE_FILENAME = "store.db"
 PROFILE_ENV = "ENOSPROV_PROFILE"  # also profiles.PROFILE_ENV (kept here: no import at start-up)
+CACHE_ENV = "ENOSPROV_CACHE_DIR"  # the cache folder (API tokens), over the per-OS default
 
 
 def user_data_dir(env: Mapping[str, str] = os.environ) -> Path:
@@ -30,6 +31,20 @@ def user_data_dir(env: Mapping[str, str] = os.environ) -> Path:
     if sys.platform == "darwin":
         return Path.home() / "Library" / "Application Support" / "enosprov"
     base = env.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "enosprov"
+
+
+def user_cache_dir(env: Mapping[str, str] = os.environ) -> Path:
+    """The per-user cache folder (what may be lost at any time): ``$ENOSPROV_CACHE_DIR``, else
+    %LOCALAPPDATA%\\enosprov\\Cache, ~/Library/Caches/enosprov or $XDG_CACHE_HOME/enosprov."""
+    if env.get(CACHE_ENV):
+        return Path(env[CACHE_ENV])
+    if sys.platform == "win32":
+        base = env.get("LOCALAPPDATA") or str(Path.home() / "AppData" / "Local")
+        return Path(base) / "enosprov" / "Cache"
+    if sys.platform == "darwin":
+        return Path.home() / "Library" / "Caches" / "enosprov"
+    base = env.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     return Path(base) / "enosprov"
 
 
@@ -106,9 +121,8 @@ class Settings:
         if self.backend == "enos":
             from . import profiles
 
-            config = profiles.to_enos_config(
-                self.profile, self.config_path, os.environ if self.env is None else self.env
-            )
+            env = os.environ if self.env is None else self.env
+            config = profiles.to_enos_config(self.profile, self.config_path, env)
             try:
                 from .backends.enos import EnosBackend
             except ModuleNotFoundError as exc:
@@ -120,7 +134,11 @@ class Settings:
                     "this enosprov has no EnOS API backend yet",
                     hint="use the local store: `enosprov config use --local` or --store",
                 ) from None
-            return EnosBackend(config)
+            from .backends.http import ApiClient
+            from .token_cache import default_token_cache
+
+            # the access token is shared by this user's processes (ENOSPROV_TOKEN_CACHE=0: not)
+            return EnosBackend(config, api=ApiClient(config, token_cache=default_token_cache(env)))
         from .backends.local import LocalBackend
 
         return LocalBackend(self.store)

@@ -284,3 +284,135 @@ def test_batches_report_cli_csv_and_raw_csv(backend, formula_batch, cli, tmp_pat
         assert json.loads(result.stdout)["data"]["csvRows"] == 3
     assert _formula_cells(safe) == []
     assert _formula_cells(raw) == ["-R-0001"]
+
+
+# -- production by station ------------------------------------------------------------------------
+
+
+class ProductionReader(HTMLParser):
+    """The production section: ``tr.station`` rows (station -> output -> text) and
+    ``tr.period`` rows ((period, station) -> output -> text)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stations: dict[str, dict[str, str]] = {}
+        self.periods: dict[tuple[str, str], dict[str, str]] = {}
+        self.charts: list[str] = []
+        self._row: dict[str, str] | None = None
+        self._cell: str | None = None
+
+    def handle_starttag(self, tag, attrs):
+        a = dict(attrs)
+        classes = (a.get("class") or "").split()
+        if tag == "svg":
+            self.charts += classes
+        if tag == "tr" and "station" in classes:
+            self._row = self.stations.setdefault(a["data-station"], {})
+        elif tag == "tr" and "period" in classes:
+            self._row = self.periods.setdefault((a["data-period"], a["data-station"]), {})
+        elif tag == "td" and self._row is not None and a.get("data-output"):
+            self._cell = a["data-output"]
+            self._row[self._cell] = ""
+
+    def handle_data(self, data):
+        if self._row is not None and self._cell:
+            self._row[self._cell] += data
+
+    def handle_endtag(self, tag):
+        if tag == "td":
+            self._cell = None
+        elif tag == "tr":
+            self._row = None
+
+
+OUTPUTS = ("registered", "burned", "labelled", "printed", "failed")
+
+
+@pytest.fixture
+def stations(backend, batches, tmp_path):
+    """The batches of ``batches`` (all at station line-3), then more work on B-1 at other
+    stations: pack-1 labels 2 and 3 and prints 2 (a record shaped as printing writes it),
+    burn-2 burns 6 and 7 and, out of B-1, 9."""
+    pack = Journal(batches.path, Actor.current(backend.name, station="pack-1"))
+    burn = Journal(batches.path, Actor.current(backend.name, station="burn-2"))
+    qr_batch(backend, Selection(GROUP, device_sns=sns(2, 3)), tmp_path / "labels-pack",
+             fmt="png", journal=pack)  # fmt: skip
+    two = backend.find_by_device_sn(GROUP, "SN-000002")
+    pack.record("label-export", group_id=GROUP, devices=[(two.sn, two.device_sn)],
+                detail={"outDir": "-", "format": "zpl", "printer": "zebra-1"})  # fmt: skip
+    export_burn_files(backend, Selection(GROUP, device_sns=sns(6, 7, 9)), tmp_path / "burn-2",
+                      dps_url=DPS, journal=burn)  # fmt: skip
+    yield batches
+    pack.close()
+    burn.close()
+
+
+def test_show_batch_production_by_station(backend, stations):
+    detail = show_batch(backend, stations, "B-1", now=FAR)
+    got = {s.station: {o: s.counts[o] for o in OUTPUTS} for s in detail.production.stations}
+    assert got == {
+        # 8 registered (1 since replaced, 8 deleted: still made here), 5 burned, 4 labelled
+        "line-3": {"registered": 8, "burned": 5, "labelled": 4, "printed": 0, "failed": 0},
+        "pack-1": {"registered": 0, "burned": 0, "labelled": 2, "printed": 1, "failed": 0},
+        "burn-2": {"registered": 0, "burned": 2, "labelled": 0, "printed": 0, "failed": 0},
+    }
+    assert list(got) == ["burn-2", "line-3", "pack-1"]  # by station name
+    data = detail.to_dict()["production"]
+    assert data["unit"] == "hour" and [s["station"] for s in data["stations"]] == list(got)
+    b2 = {s.station: s.counts["burned"] for s in show_batch(backend, stations, "B-2")
+          .production.stations}  # fmt: skip
+    assert b2 == {"burn-2": 1, "line-3": 0}  # B-2: registered at line-3, 9 burned at burn-2
+
+
+def test_html_report_has_production_by_station(backend, stations):
+    detail = show_batch(backend, stations, "B-1", now=FAR)
+    text = render_batch_html(detail, generated_ms=FAR, backend_label=backend.name)
+    reader = ProductionReader()
+    reader.feed(text)
+    reader.close()
+    expected = {
+        s.station_text: {o: str(s.counts[o]) for o in OUTPUTS} for s in detail.production.stations
+    }
+    assert {k: {o: v[o] for o in OUTPUTS} for k, v in reader.stations.items()} == expected
+    assert reader.stations["pack-1"]["printed"] == "1"
+    assert reader.stations["line-3"]["unitsPerHour"] == "—"  # all within a minute
+    assert len(reader.periods) == len(detail.production.periods)
+    for period, station in reader.periods:
+        assert period.endswith(":00Z") and station in expected
+    totals = {o: sum(int(r[o]) for r in reader.periods.values()) for o in OUTPUTS}
+    assert totals == {o: sum(int(v[o]) for v in expected.values()) for o in OUTPUTS}
+    assert "stations" in reader.charts and "Production by station" in text
+    assert "<script" not in text.lower()
+
+
+def test_html_report_without_production_says_so(backend, batches):
+    from enosprov.journal import NO_JOURNAL
+
+    detail = show_batch(backend, NO_JOURNAL, "B-1")
+    assert detail.production.stations == []
+    text = render_batch_html(detail, generated_ms=0, backend_label="x")
+    assert "No production of this batch is recorded in this journal." in text
+    assert detail.to_dict()["production"] == {"unit": "day", "stations": [], "periods": []}
+
+
+def test_failed_registrations_count_at_their_station(backend, group, write_csv, tmp_path):
+    """EnOS failing every call: the run stops before any create, with a failed record of the
+    batch (a failed run at its station; no row has a failed count: none was attempted)."""
+    if backend.name != "enos":
+        pytest.skip("the emulator's faults make the registration fail")
+    from enosprov.emulator.app import Faults
+    from enosprov.errors import BackendUnavailableError
+
+    journal = Journal(tmp_path / "j.db", Actor.current(backend.name, station="line-9"))
+    api.register_csv(backend, write_csv(meters_rows(3)), GROUP, batch_tag="B-F", journal=journal)
+    backend.app.faults = Faults(fail_rate=1.0, seed=1)
+    with pytest.raises(BackendUnavailableError):
+        api.register_csv(backend, write_csv(meters_rows(4, start=20), name="f.csv"), GROUP,
+                         batch_tag="B-F", journal=journal)  # fmt: skip
+    backend.app.faults = Faults()
+    [st] = show_batch(backend, journal, "B-F", group=GROUP).production.stations
+    assert (st.station, st.counts["registered"], st.counts["failed"]) == ("line-9", 3, 0)
+    assert st.failed_runs == 1
+    assert [p.counts["registered"] for p in show_batch(backend, journal, "B-F").production.periods
+            ] == [3]  # fmt: skip
+    journal.close()

@@ -226,3 +226,194 @@ def test_show_counts_in_its_own_pass_match_list(backend, group, write_csv, tmp_p
         assert shown.to_dict() == listed.to_dict()
     with pytest.raises(NotFoundError):
         show_batch(backend, j, "B-404", group=group.group_id)
+
+
+# -- production by station ------------------------------------------------------------------------
+
+
+@pytest.fixture
+def stations(cli, store, write_csv, tmp_path, monkeypatch):
+    """Batch B-1 of meters-eu made at several stations, through the CLI (--station), plus B-2."""
+    monkeypatch.delenv("ENOSPROV_STATION", raising=False)
+    make_group(store)
+    cli.json("--station", "line-1", "register", "--csv", str(write_csv(meters_rows(6))),
+             "--group", "meters-eu", "--batch-tag", "B-1")  # fmt: skip
+    cli.json("--station", "line-2", "register", "--csv",
+             str(write_csv(meters_rows(4, start=10), name="l2.csv")), "--group", "meters-eu",
+             "--batch-tag", "B-1")  # fmt: skip
+    cli.json("--station", "line-2", "register", "--csv",
+             str(write_csv(meters_rows(3, start=50), name="b2.csv")), "--group", "meters-eu",
+             "--batch-tag", "B-2")  # fmt: skip
+    burn = tmp_path / "burn"
+    for _ in range(2):  # the same files twice: each unit counts once at that station
+        cli.json("--station", "burn-a", "burn", "export", "--group", "meters-eu", "--batch-tag",
+                 "B-1", "--out", str(burn), "--dps-url", DPS)  # fmt: skip
+    cli.json("--station", "burn-b", "burn", "export", "--group", "meters-eu", "--device-sn",
+             "SN-000001", "--device-sn", "SN-000002", "--out", str(tmp_path / "burn-b"),
+             "--dps-url", DPS)  # fmt: skip
+    cli.json(
+        "--station",
+        "burn-b",
+        "burn",
+        "export",
+        "--group",
+        "meters-eu",
+        "--batch-tag",
+        "B-2",
+        "--out",
+        str(tmp_path / "burn-b2"),
+        "--dps-url",
+        DPS,
+    )  # other batch
+    cli.json("--station", "pack", "qr", "batch", "--group", "meters-eu", "--batch-tag", "B-1",
+             "--device-sn", "SN-000001", "--device-sn", "SN-000002", "--device-sn", "SN-000003",
+             "--format", "png", "--out", str(tmp_path / "labels"))  # fmt: skip
+    monkeypatch.setenv("ENOSPROV_STATION", "pack-env")  # the station from the environment
+    cli.json("qr", "batch", "--group", "meters-eu", "--batch-tag", "B-1", "--device-sn",
+             "SN-000004", "--format", "png", "--out", str(tmp_path / "labels-2"))  # fmt: skip
+    monkeypatch.delenv("ENOSPROV_STATION")
+    cli.json(
+        "qr",
+        "batch",
+        "--group",
+        "meters-eu",
+        "--batch-tag",
+        "B-1",
+        "--device-sn",
+        "SN-000005",
+        "--format",
+        "png",
+        "--out",
+        str(tmp_path / "labels-3"),
+    )  # no station
+    # labels sent to a printer: two printed (a file printer), one refused (nothing listens)
+    cli.json("--station", "pack", "qr", "batch", "--group", "meters-eu", "--device-sn",
+             "SN-000001", "--device-sn", "SN-000002", "--printer",
+             f"file:{tmp_path / 'spool.zpl'}", "--out", str(tmp_path / "print-1"))  # fmt: skip
+    cli.json("--station", "pack", "qr", "batch", "--group", "meters-eu", "--device-sn",
+             "SN-000010", "--printer", "tcp://127.0.0.1:1", "--out", str(tmp_path / "print-2"),
+             expect=6)  # fmt: skip
+    # A registration chunk whose creates failed (EnOS unreachable mid-run), as ChunkAudit
+    # records it: the local store never fails a create by itself.
+    from enosprov.journal import Actor, Journal
+
+    journal = Journal(store.path, Actor.current("local", station="line-2"))
+    journal.record(
+        "register", outcome="failed", group_id="meters-eu", error="EnOS did not answer",
+        detail={"run": "r1", "part": 1, "batchTag": "B-1", "created": 0, "skipped": 0,
+                "conflicts": 0, "failed": 3, "invalid": 0},
+    )  # fmt: skip
+    journal.close()
+    return burn
+
+
+def by_station(production: dict) -> dict:
+    return {s["station"]: s for s in production["stations"]}
+
+
+def test_show_gives_production_by_station(cli, stations):
+    data = cli.json("batches", "show", "B-1", "--group", "meters-eu")["data"]
+    prod = data["production"]
+    assert prod["unit"] == "hour"  # everything happened within two days
+    got = by_station(prod)
+    assert list(got) == ["burn-a", "burn-b", "line-1", "line-2", "pack", "pack-env", None]
+    outputs = ("registered", "burned", "labelled", "printed", "failed")
+    table = {k: tuple(v[o] for o in outputs) for k, v in got.items()}
+    assert table == {
+        "line-1": (6, 0, 0, 0, 0),
+        "line-2": (4, 0, 0, 0, 3),  # B-2's three units are another batch
+        "burn-a": (0, 10, 0, 0, 0),  # exported twice, ten units
+        "burn-b": (0, 2, 0, 0, 0),  # its B-2 export is another batch
+        # labels 1, 2, 3 (png), 1, 2 printed, 10: label file written, not printed (failed)
+        "pack": (0, 0, 4, 2, 1),
+        "pack-env": (0, 0, 1, 0, 0),  # $ENOSPROV_STATION
+        None: (0, 0, 1, 0, 0),  # no station: "(none)" in the tables
+    }
+    assert got["line-2"]["failedRuns"] == 1 and got["pack"]["failedRuns"] == 1
+    assert got["line-1"]["failedRuns"] == 0
+    assert got["pack"]["units"] == 4 and got["burn-a"]["units"] == 10
+    for s in got.values():
+        assert s["first"] <= s["last"]
+        assert s["unitsPerHour"] is None  # all within a minute: no rate
+    # the periods add up to the station totals
+    for station, s in got.items():
+        rows = [p for p in prod["periods"] if p["station"] == station]
+        assert rows and all(p["period"].endswith(":00Z") for p in rows)
+        assert {o: sum(p[o] for p in rows) for o in outputs} == {o: s[o] for o in outputs}
+    # the same journal, batch B-2: only its own work
+    other = by_station(cli.json("batches", "show", "B-2")["data"]["production"])
+    assert {k: (v["registered"], v["burned"]) for k, v in other.items()} == {
+        "line-2": (3, 0), "burn-b": (0, 3)
+    }  # fmt: skip
+
+
+def test_show_prints_the_production_tables(cli, stations):
+    text = cli("batches", "show", "B-1", "--group", "meters-eu").stdout
+    assert "production by station" in text and "production per hour (UTC)" in text
+    lines = {line.split("│")[1].strip(): line for line in text.splitlines() if "│" in line}
+    cells = [c.strip() for c in lines["line-2"].split("│")[2:8]]
+    assert cells == ["4", "0", "0", "0", "3", "1"]  # registered..failed, failed runs
+    assert "(none)" in lines and "pack-env" in lines
+
+
+def test_production_counts_replaced_and_deleted_units(cli, lived):
+    """Units that left DPS (replaced, deleted) still count where they were made."""
+    prod = cli.json("batches", "show", "B-1", "--group", "meters-eu")["data"]["production"]
+    [only] = prod["stations"]
+    assert only["station"] is None
+    # 6 registered (the replacement unit came from `replace`, not a registration), 7 burned
+    # (the 6 and the replacement unit's file, `replace --out`), 2 labelled
+    assert (only["registered"], only["burned"], only["labelled"]) == (6, 7, 2)
+
+
+def test_production_per_day_and_units_per_hour(tmp_path, monkeypatch):
+    """A batch made within two days is shown per hour, over more days per day; a station's rate
+    is its units over the time between its first and last record."""
+    import datetime as dt
+    import types
+
+    from enosprov import journal as journal_mod
+    from enosprov.core.batches import BatchSummary, batch_production
+    from enosprov.journal import Actor, Journal
+
+    start = dt.datetime(2026, 9, 21, 8, 30, tzinfo=dt.timezone.utc).timestamp()
+    clock = {"now": start}
+    monkeypatch.setattr(journal_mod, "time", types.SimpleNamespace(time=lambda: clock["now"]))
+    journal = Journal(tmp_path / "j.db", Actor.current("local", station="line-1"))
+
+    def register(first: int, n: int, tag: str = "B", **detail) -> None:
+        journal.record("register", group_id="g",
+                       devices=[(f"s{i}", f"D{i}") for i in range(first, first + n)],
+                       detail={"batchTag": tag, "created": n, **detail})  # fmt: skip
+
+    register(0, 10)
+    register(100, 1, tag="other")  # another batch's record
+    journal.record(
+        "register",
+        group_id="g",
+        outcome="pending",
+        devices=[("", "D99")],
+        detail={"batchTag": "B", "part": 3},
+    )  # an open intent counts nothing
+    clock["now"] = start + 2 * 3600
+    register(10, 5, failed=1)
+    members = {f"s{i}" for i in range(15)}
+    prod = batch_production(journal, BatchSummary("g", "B"), members)
+    assert prod.unit == "hour"
+    [st] = prod.stations
+    assert (st.station, st.counts["registered"], st.counts["failed"], st.units) == (
+        "line-1", 15, 1, 15
+    )  # fmt: skip
+    assert st.units_per_hour == 7.5  # 15 units in two hours
+    assert [(p.period, p.counts["registered"], p.counts["failed"]) for p in prod.periods] == [
+        ("2026-09-21T08:00Z", 10, 0), ("2026-09-21T10:00Z", 5, 1)
+    ]  # fmt: skip
+
+    clock["now"] = start + 50 * 3600
+    register(15, 2)
+    prod = batch_production(journal, BatchSummary("g", "B"), members | {"s15", "s16"})
+    assert prod.unit == "day"
+    assert [(p.period, p.counts["registered"]) for p in prod.periods] == [
+        ("2026-09-21", 15), ("2026-09-23", 2)
+    ]  # fmt: skip
+    journal.close()

@@ -595,7 +595,10 @@ def test_template_field_without_value():
 @pytest.mark.parametrize("name", ["credentials.h.tmpl", "credentials.conf.tmpl",
                                   "credentials.yaml.tmpl"])  # fmt: skip
 def test_example_templates(name):
-    text = (ROOT / "templates" / "burn" / name).read_text(encoding="utf-8")
+    from enosprov.burn.formats.template import read_template
+
+    text, shipped_name = read_template(name)  # shipped in the package (enosprov/templates/burn/)
+    assert shipped_name == name
     opts = FormatOptions(template=text, template_name=name)
     out = FORMATS["template"].encode(BOOT, opts).decode()
     assert BOOT.group_secret in out and BOOT.dps_url in out and "{" not in out

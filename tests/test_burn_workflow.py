@@ -162,12 +162,11 @@ def test_cli_burn_export_and_verify(cli, backend, registered, tmp_path):
 
 
 def test_template_export_and_unknown_field(backend, registered, tmp_path):
-    from conftest import ROOT
-
     from enosprov.burn.formats import FormatOptions
+    from enosprov.burn.formats.template import read_template
 
-    tmpl = ROOT / "templates" / "burn" / "credentials.h.tmpl"
-    opts = FormatOptions(template=tmpl.read_text(encoding="utf-8"), template_name=tmpl.name)
+    text, name = read_template("credentials.h")  # the shipped one
+    opts = FormatOptions(template=text, template_name=name)
     out = tmp_path / "tmpl"
     report = export(backend, out, fmt="template", options=opts)
     assert report.written == 4

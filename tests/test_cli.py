@@ -19,6 +19,8 @@ COMMANDS = [
     ["masterdata", "list"],
     ["masterdata", "show"],
     ["template", "csv"],
+    ["template", "label"],
+    ["template", "burn"],
     ["register"],
     ["devices", "list"],
     ["devices", "show"],
@@ -28,6 +30,7 @@ COMMANDS = [
     ["burn", "verify"],
     ["qr", "batch"],
     ["qr", "scan"],
+    ["qr", "print"],
     ["serve"],
     ["config", "create"],
     ["config", "add-group"],
@@ -48,6 +51,7 @@ COMMANDS = [
     ["batches", "list"],
     ["batches", "show"],
     ["batches", "report"],
+    ["station"],
 ]
 
 

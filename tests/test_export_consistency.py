@@ -186,7 +186,8 @@ def test_killed_pdf_batch_leaves_no_worker_and_no_open_pipe(store_path, tmp_path
     out = tmp_path / "labels"
     with LocalBackend(store_path) as be:  # the previous export: error correction M
         qr_batch(be, Selection(group="meters-eu"), out, fmt="pdf")
-    reference = (out / "labels.pdf").read_bytes()
+    document = out / "labels-meters-eu.pdf"  # named after the selection (the group)
+    reference = document.read_bytes()
     seed = random.randrange(1 << 30)
     rng = random.Random(seed)
     stats = {"kills": 0, "workers seen": 0, "alive after 5 s": 0, "pipe EOF s": 0.0,
@@ -194,7 +195,7 @@ def test_killed_pdf_batch_leaves_no_worker_and_no_open_pipe(store_path, tmp_path
              "temps left": 0}  # fmt: skip
     for pdeathsig in (True, False):
         proc = _enosprov(store_path, "qr", "batch", "--group", "meters-eu", "--out", str(out),
-                         "--format", "pdf", "--ec", "Q", pdeathsig=pdeathsig)  # fmt: skip
+                         "--format", "pdf", "--ec", "Q", "--force", pdeathsig=pdeathsig)  # fmt: skip
         deadline = time.monotonic() + 20
         workers: list[int] = []
         while len(workers) < 2:  # the pool's workers: the run's session, but not the run
@@ -216,10 +217,10 @@ def test_killed_pdf_batch_leaves_no_worker_and_no_open_pipe(store_path, tmp_path
         stats[key] = round(time.monotonic() - t0, 3)
         stats["alive after 5 s"] += len(_alive(workers))
         stats["temps left"] += len(_temps(out))
-        # The manifest, when there is one, describes the labels.pdf that is there.
+        # The manifest, when there is one, describes the document that is there.
         if (out / "manifest.json").exists():
             rows = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
-            ec = "M" if (out / "labels.pdf").read_bytes() == reference else "Q"
+            ec = "M" if document.read_bytes() == reference else "Q"
             assert len(rows) == N_QR and {r["ecLevel"] for r in rows} == {ec}
     print(f"\nqr batch --format pdf kill test (seed {seed}): {stats}")
     assert stats["alive after 5 s"] == 0, stats
@@ -227,7 +228,7 @@ def test_killed_pdf_batch_leaves_no_worker_and_no_open_pipe(store_path, tmp_path
 
     with LocalBackend(store_path) as be:
         report = qr_batch(
-            be, Selection(group="meters-eu"), out, fmt="pdf", options=QrOptions(ec="Q")
+            be, Selection(group="meters-eu"), out, fmt="pdf", options=QrOptions(ec="Q"), force=True
         )
     assert report.devices == N_QR and _temps(out) == []
     rows = json.loads((out / "manifest.json").read_text(encoding="utf-8"))

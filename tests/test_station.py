@@ -154,3 +154,104 @@ def test_station_refuses_a_retired_unit(line, tmp_path, store):
     )
     (res,) = _station(line, "RT-000001\n", "--out", str(out), "--allow-retired")[:-1]
     assert res["ok"]
+
+
+class LoopbackPrinter:
+    """A Zebra-compatible printer on 127.0.0.1: records every job's bytes; while ``down`` it
+    accepts and closes at once (the label is not printed)."""
+
+    def __init__(self):
+        import socket
+        import threading
+
+        self.jobs: list[bytes] = []
+        self.down = False
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.port = self.sock.getsockname()[1]
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self):
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            with conn:
+                if self.down:
+                    continue
+                chunks = []
+                while data := conn.recv(65536):
+                    chunks.append(data)
+                if chunks:
+                    self.jobs.append(b"".join(chunks))
+
+    def device_sns(self) -> list[str]:
+        """The deviceSn of every label received, in order (from the ZPL payloads)."""
+        import re
+
+        found = []
+        for job in self.jobs:
+            found += re.findall(rb"\^FDMA,ENP1:[^:]*:([^:]+):", job)
+        return [f.decode() for f in found]
+
+    def close(self):
+        self.sock.close()
+
+
+@pytest.fixture
+def printer():
+    p = LoopbackPrinter()
+    yield p
+    p.close()
+
+
+def test_a_simulated_line_of_200_units_with_a_printer_that_goes_down(line, tmp_path, printer):
+    import time
+
+    out = tmp_path / "line"
+    uri = f"tcp://127.0.0.1:{printer.port}"
+    sns = [f"LN-{i:06d}" for i in range(1, 201)]
+
+    def scan(units, *args, expect=None):
+        return _station(line, "".join(u + "\n" for u in units), "--out", str(out),
+                        "--burn-format", "nvs", "--printer", uri, *args, expect=expect)[:-1]  # fmt: skip
+
+    first = scan(sns[:90], expect=0)
+    printer.down = True
+    down = scan(sns[90:110], expect=5)
+    printer.down = False
+    rest = scan(sns[110:], expect=0)
+    assert all(r["ok"] for r in first + rest)
+    assert all(r["failedStep"] == "print" and "not printed" in r["error"] for r in down)
+    assert all(r["done"] == ["register", "burn", "verify", "label"] for r in down)
+    time.sleep(0.2)
+    assert printer.device_sns() == sns[:90] + sns[110:]  # in scan order, none of the 20
+    # the 20 are reprinted later with `qr print`
+    reprint = line("qr", "print", *sns[90:110], "--group", "meters-eu", "--printer", uri, "--json")
+    assert reprint.exit_code == 0, reprint.stderr
+    time.sleep(0.2)
+    assert printer.device_sns() == sns[:90] + sns[110:] + sns[90:110]
+    # the same 200 scanned again: nothing registered, nothing printed
+    labels = len(printer.device_sns())
+    again = scan(sns, expect=0)
+    assert all(r["done"] == [] for r in again)  # 0 registered, 0 printed
+    time.sleep(0.2)
+    assert len(printer.device_sns()) == labels
+    assert len(list(out.glob("LN-*.nvs.bin"))) == 200
+
+
+def test_station_reprint_prints_again_without_registering(line, tmp_path, printer, store_path):
+    import time
+
+    out = tmp_path / "line"
+    uri = f"tcp://127.0.0.1:{printer.port}"
+    _station(line, "RP-000001\n", "--out", str(out), "--printer", uri)
+    (res,) = _station(line, "RP-000001\n", "--out", str(out), "--printer", uri, "--reprint")[:-1]
+    assert res["done"] == ["label", "print"]
+    time.sleep(0.2)
+    assert printer.device_sns() == ["RP-000001", "RP-000001"]
+    with sqlite3.connect(store_path) as conn:
+        assert conn.execute("SELECT count(*) FROM devices").fetchone() == (1,)

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ..errors import AuthError, BackendUnavailableError, NotFoundError, enos_error
+from ..token_cache import TokenCache, cache_key
 from . import apim
 from .enos_config import EnosConfig
 
@@ -122,9 +123,20 @@ def _transport_errors() -> tuple[type[Exception], ...]:
 
 
 class ApiClient:
-    """Signed calls to the EnOS application APIs through the API gateway."""
+    """Signed calls to the EnOS application APIs through the API gateway.
 
-    def __init__(self, config: EnosConfig, *, sleep: Callable[[float], None] = time.sleep):
+    The access token is kept in memory; with a ``token_cache`` (:class:`TokenCache`) it is also
+    shared with other processes: read from the cache before asking the gateway, and written
+    there whenever a new one is fetched (a token the gateway refused is replaced). Without one
+    (a library user constructing the client), nothing is written to disk."""
+
+    def __init__(
+        self,
+        config: EnosConfig,
+        *,
+        sleep: Callable[[float], None] = time.sleep,
+        token_cache: TokenCache | None = None,
+    ):
         self.config = config
         self.base = config.api_url.rstrip("/")
         self._sleep = sleep
@@ -133,6 +145,10 @@ class ApiClient:
         self._token_lock = threading.Lock()
         self._token: str | None = None
         self._token_expiry = 0.0
+        self.token_cache = token_cache
+        self._cache_key = (
+            cache_key(config.profile, self.base, config.app_key) if token_cache else ""
+        )
 
     def close(self) -> None:
         self._session.close()
@@ -140,11 +156,38 @@ class ApiClient:
     # -- tokens -------------------------------------------------------------------------------
 
     def token(self, renew: bool = False) -> str:
+        """A valid access token: this client's, the token cache's, or a new one from the
+        gateway; ``renew`` (the gateway refused the current one) always asks the gateway."""
         with self._token_lock:
-            if renew or not self._token or time.monotonic() > self._token_expiry - TOKEN_MARGIN:
-                self._token, ttl = self._fetch_token()
-                self._token_expiry = time.monotonic() + ttl
-            return self._token
+            if not renew and self._token and time.monotonic() <= self._token_expiry - TOKEN_MARGIN:
+                return self._token
+            cached = None if renew else self._cached_token()
+            if cached is not None:
+                token, ttl = cached
+            else:
+                token, ttl = self._fetch_token()
+                self._cache_token(token, ttl)
+            self._token = token
+            self._token_expiry = time.monotonic() + ttl
+            return token
+
+    def _cached_token(self) -> tuple[str, float] | None:
+        """(token, seconds left) from the token cache, when it holds one valid for longer
+        than TOKEN_MARGIN."""
+        if self.token_cache is None:
+            return None
+        found = self.token_cache.load(self._cache_key)
+        if found is None:
+            return None
+        left = found.remaining()
+        return (found.token, left) if left > TOKEN_MARGIN else None
+
+    def _cache_token(self, token: str, ttl: float) -> None:
+        if self.token_cache is not None:
+            self.token_cache.save(
+                self._cache_key, token, time.time() + ttl,
+                profile=self.config.profile, api_url=self.base,
+            )  # fmt: skip
 
     def _fetch_token(self) -> tuple[str, float]:
         cfg = self.config

@@ -105,8 +105,9 @@ def show(
     json_: JsonOpt = False,
 ) -> None:
     """One batch: counts per state (with the source of each), the stuck devices (exported or
-    labelled more than --stale ago and never bootstrapped), and activations per day. With
-    --state, one page of that state's devices.
+    labelled more than --stale ago and never bootstrapped), activations per day, and production
+    by station and per hour or day (units registered, burned, labelled, printed, failed, from
+    the journal's --station stamps). With --state, one page of that state's devices.
 
     Example: enosprov batches show B-2026-11-A --group meters-eu --stale 14d
 
@@ -172,6 +173,44 @@ def _render_detail(d) -> None:
     chart(d.activations)
     if d.lineage:
         say(f"replacements: {len(d.lineage)} (`enosprov devices history SN` for each chain)")
+    production(d.production)
+
+
+MAX_PERIODS = 60  # production periods shown in the terminal (all of them with --json)
+
+
+def production(p) -> None:
+    """Production by station, then per station and hour or day (the last MAX_PERIODS)."""
+    from ..core.batches import OUTPUTS
+
+    if p is None or not p.stations:
+        say("production by station: none recorded in this journal")
+        return
+    runs = any(s.failed_runs for s in p.stations)
+    rows = []
+    for s in p.stations:
+        info = s.to_dict()
+        rate = s.units_per_hour
+        rows.append(
+            [s.station_text, *(s.counts[o] for o in OUTPUTS), *([s.failed_runs] if runs else []),
+             _time(info["first"])[:16], _time(info["last"])[:16],
+             "" if rate is None else f"{rate:,.1f}"]
+        )  # fmt: skip
+    cols = ["station", *OUTPUTS, *(["failed runs"] if runs else []), "first", "last",
+            "units/hour"]  # fmt: skip
+    table("production by station", cols, rows, no_wrap={"station", "first", "last"}, wide=True)
+    names = sorted({x.period for x in p.periods})
+    shown = set(names[-MAX_PERIODS:])
+    table(
+        f"production per {p.unit} (UTC)",
+        [p.unit, "station", *OUTPUTS],
+        [[x.period, x.station_text, *(x.counts[o] for o in OUTPUTS)]
+         for x in p.periods if x.period in shown],
+        no_wrap={p.unit, "station"},
+        wide=True,
+    )  # fmt: skip
+    if len(names) > MAX_PERIODS:
+        say(f"  (the last {MAX_PERIODS} of {len(names)} {p.unit}s; all of them with --json)")
 
 
 def chart(per_day: dict[str, int], width: int = 40) -> None:
@@ -209,10 +248,11 @@ def report(
     raw_csv: RawCsvOpt = False,
     json_: JsonOpt = False,
 ) -> None:
-    """Write a self-contained HTML report of one batch (counts, activations over time, stuck
-    devices, replacement lineage; inline SVG charts, no script, nothing loaded from the
-    network) that can be opened or mailed; --csv adds a per-device spreadsheet (text that would
-    start a formula, such as a deviceSn -A1, gets a leading ', unless --raw-csv).
+    """Write a self-contained HTML report of one batch (counts, activations over time,
+    production by station, stuck devices, replacement lineage; inline SVG charts, no script,
+    nothing loaded from the network) that can be opened or mailed; --csv adds a per-device
+    spreadsheet (text that would start a formula, such as a deviceSn -A1, gets a leading ',
+    unless --raw-csv).
 
     Example: enosprov batches report B-2026-11-A --out b-2026-11-a.html --csv b-2026-11-a.csv
     """

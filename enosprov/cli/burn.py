@@ -78,7 +78,12 @@ def export(
         str, typer.Option("--nvs-size", help="NVS partition size, a multiple of 4096.")
     ] = "0x3000",
     template: Annotated[
-        Path | None, typer.Option("--template", help="Template file for --format template.")
+        str | None,
+        typer.Option(
+            "--template",
+            help="For --format template: a template file, or the name of a shipped one "
+            "(credentials.h, credentials.conf, credentials.yaml). See docs/burn-formats.md.",
+        ),
     ] = None,
     raw_csv: RawCsvOpt = False,
     json_: JsonOpt = False,
@@ -97,20 +102,15 @@ def export(
     """
     from ..burn.export import Selection, export_burn_files
     from ..burn.formats import FormatOptions
-    from ..errors import InputFileError
+    from ..burn.formats.template import read_template
 
-    text = None
-    if template is not None:
-        try:
-            text = template.read_text(encoding="utf-8")
-        except OSError as exc:
-            raise InputFileError(f"{template}: {exc.strerror or exc}") from None
+    text, template_name = read_template(template) if template is not None else (None, None)
     options = FormatOptions(
         flash_address=_int(flash_address),
         nvs_namespace=nvs_namespace,
         nvs_size=_int(nvs_size),
         template=text,
-        template_name=template.name if template else None,
+        template_name=template_name,
     )
     selection = Selection(
         group=group,

@@ -1,4 +1,4 @@
-"""`enosprov qr batch|scan`: QR code labels for onboarding."""
+"""`enosprov qr batch|print|scan`: QR code labels for onboarding."""
 
 from __future__ import annotations
 
@@ -8,13 +8,14 @@ from typing import Annotated
 
 import typer
 
-from ..errors import EXIT_FAILED
+from ..errors import EXIT_FAILED, EXIT_PRINTER
 from .options import (
     BatchTagFilterOpt,
     CsvSelectOpt,
     DeviceSnOpt,
     GroupOpt,
     JsonOpt,
+    OptionalGroupOpt,
     OrgOpt,
     RawCsvOpt,
     RegionOpt,
@@ -28,6 +29,31 @@ app = typer.Typer(
     no_args_is_help=True,
 )
 
+PrinterOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--printer",
+        help="Send the labels to a printer: tcp://HOST[:9100] (ZPL, raw), lp:QUEUE (PDF through "
+        "lp) or file:PATH (.zpl .pdf .png .svg). The printer decides the label format. See "
+        "docs/labels.md.",
+    ),
+]
+
+
+def _show_printing(r) -> None:
+    """The per-unit results of sending labels to a printer, and what to do about failures."""
+    rows = [[u.device_sn, u.sn, "printed" if u.printed else (u.error or "not printed")]
+            for u in r.results]  # fmt: skip
+    table(f"printer {r.printer} ({r.format})", ["deviceSn", "sn", "result"], rows)
+    if r.status:
+        say(f"printer reports: {r.status}", stderr=True)
+    if not r.ok:
+        failed = [u.device_sn for u in r.results if not u.printed]
+        shown = " ".join(failed[:5]) + (" ..." if len(failed) > 5 else "")
+        say(f"{r.failed} of {len(r.results)} label(s) not printed: fix the printer, then "
+            f"reprint them with `enosprov qr print {shown} --printer {r.printer}`",
+            stderr=True)  # fmt: skip
+
 
 @app.command("batch")
 @handled
@@ -36,13 +62,16 @@ def batch(
     group: GroupOpt,
     out: Annotated[Path, typer.Option("--out", "-o", help="Output folder (created if missing).")],
     fmt: Annotated[
-        str, typer.Option("--format", "-f", help="png | svg | both | pdf | zpl")
-    ] = "png",
+        str | None,
+        typer.Option(
+            "--format", "-f", help="png | svg | both | pdf | zpl (default png, or the printer's)."
+        ),
+    ] = None,
     template: Annotated[
         str | None,
         typer.Option(
             "--template",
-            help="Label template for pdf/zpl: a TOML file or a name in templates/labels/ "
+            help="Label template for pdf/zpl: a TOML file or the name of a shipped one "
             "(default a4-3x8-70x37 for pdf, thermal-62mm for zpl). See docs/labels.md.",
         ),
     ] = None,
@@ -67,19 +96,43 @@ def batch(
             "{deviceSn} {sn} {batchTag} {shortCode}. Default: the ENP1 payload.",
         ),
     ] = None,
+    order: Annotated[
+        str,
+        typer.Option(
+            "--order",
+            help="Label order: registration (default), device-sn, or csv (the order of --csv).",
+        ),
+    ] = "registration",
+    per_device: Annotated[
+        bool,
+        typer.Option(
+            "--per-device", help="pdf/zpl: one <deviceSn>.pdf / .zpl per unit, not one document."
+        ),
+    ] = False,
+    force: Annotated[
+        bool,
+        typer.Option("--force", help="Overwrite a pdf/zpl file that holds another run's labels."),
+    ] = False,
+    printer: PrinterOpt = None,
     raw_csv: RawCsvOpt = False,
     json_: JsonOpt = False,
 ) -> None:
-    """Write one QR label per device (PNG and/or SVG, or one labels.pdf / labels.zpl laid out by
-    a label template), plus manifest.csv / manifest.json.
+    """Write one QR label per device (PNG and/or SVG, or one PDF / ZPL document laid out by a
+    label template and named after the selection, e.g. labels-B-2026-11-A.pdf), plus
+    manifest.csv / manifest.json.
 
-    Every symbol is decoded back and compared with its payload before its file is written.
-    Files are written atomically; re-running rewrites nothing already correct. A run stopped
-    midway (even by kill -9) leaves no manifest rather than a wrong one: re-run it. Payload
-    format: docs/qr-payload.md.
+    Labels come in registration order (--order). Every symbol is decoded back and compared with
+    its payload before its file is written. Files are written atomically; re-running rewrites
+    nothing already correct, and a pdf/zpl file holding another run's labels is refused without
+    --force. A run stopped midway (even by kill -9) leaves no manifest rather than a wrong one:
+    re-run it. With --printer every label is also sent to the printer (exit code 6 when some
+    were not printed). Payload format: docs/qr-payload.md.
 
     Example: enosprov qr batch --group meters-eu --batch-tag B-2026-11-A --format both
     --size-mm 20 --dpi 300 --ec Q --out labels/
+
+    Example: enosprov qr batch --group meters-eu --batch-tag B-2026-11-A --out labels/
+    --printer tcp://10.0.0.5:9100
     """
     from ..burn.export import Selection
     from ..qr.batch import qr_batch
@@ -95,24 +148,78 @@ def batch(
     )
     with state(ctx).open() as (backend, journal), progress_bar(not json_, "qr") as progress:
         report = qr_batch(backend, selection, out, fmt=fmt, options=options, progress=progress,
-                          template=template, journal=journal, raw_csv=raw_csv)  # fmt: skip
-    emit(
-        report,
-        json_,
-        lambda r: key_values(
+                          template=template, journal=journal, raw_csv=raw_csv, order=order,
+                          per_device=per_device, force=force, printer=printer)  # fmt: skip
+
+    def render(r) -> None:
+        key_values(
             [
                 ("folder", r.out_dir),
                 ("format", r.format),
+                ("order", r.order),
                 ("devices", r.devices),
                 ("verified", r.verified),
                 ("files written", r.written),
                 ("already correct", r.unchanged),
                 *([("labels", r.document)] if r.document else []),
+                *([("label files", f"{len(r.files)} (one per unit)")] if r.files else []),
                 ("manifest", ", ".join(r.manifest)),
                 ("time", f"{r.seconds:.2f} s"),
             ]
+        )
+        if r.printing is not None:
+            _show_printing(r.printing)
+
+    emit(report, json_, render)
+    if report.printing is not None and not report.printing.ok:
+        raise typer.Exit(EXIT_PRINTER)
+
+
+@app.command("print")
+@handled
+def print_(
+    ctx: typer.Context,
+    units: Annotated[list[str], typer.Argument(help="Units to reprint: system sn or deviceSn.")],
+    printer: Annotated[
+        str,
+        typer.Option(
+            "--printer",
+            help="tcp://HOST[:9100] (ZPL, raw), lp:QUEUE (PDF through lp) or file:PATH (.zpl .pdf "
+            ".png .svg). The printer decides the label format.",
+            show_default=False,
         ),
-    )
+    ],
+    group: OptionalGroupOpt = None,
+    label_template: Annotated[
+        str | None,
+        typer.Option(
+            "--label-template",
+            help="A single-label template (pdf/zpl): thermal-62mm (default), thermal-4x6in or a "
+            "TOML file.",
+        ),
+    ] = None,
+    json_: JsonOpt = False,
+) -> None:
+    """Reprint the labels of registered units on a printer, one label per unit.
+
+    Each symbol is decoded back and compared with its payload before anything is sent. The
+    printer's status is asked first (a Zebra's ~HS: paper out, paused, head open, ribbon out);
+    the first label the printer does not take stops the run. One result per unit: printed, or
+    the reason. Exit code 6 when any label was not printed, 1 when nothing was sent (an unknown
+    unit, a bad --printer, a sheet template).
+
+    Example: enosprov qr print SN-000017 SN-000018 --printer tcp://10.0.0.5:9100
+
+    Example: enosprov qr print SN-000017 --printer lp:office --label-template thermal-4x6in
+    """
+    from ..qr.printjob import print_labels
+
+    with state(ctx).open() as (backend, journal):
+        report = print_labels(backend, units, printer, group=group, template=label_template,
+                              journal=journal)  # fmt: skip
+    emit(report, json_, _show_printing)
+    if not report.ok:
+        raise typer.Exit(EXIT_PRINTER)
 
 
 @app.command("scan")

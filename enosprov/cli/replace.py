@@ -43,7 +43,7 @@ def replace(
         str | None,
         typer.Option(
             "--label",
-            help="Also write a label into OUT/labels/: a template name in templates/labels/ "
+            help="Also write a label into OUT/labels/: the name of a shipped label template "
             "or a TOML file "
             "(e.g. thermal-62mm).",
         ),
@@ -51,6 +51,15 @@ def replace(
     label_format: Annotated[
         str, typer.Option("--label-format", help="pdf | zpl | png | svg.")
     ] = "pdf",
+    printer: Annotated[
+        str | None,
+        typer.Option(
+            "--printer",
+            help="Also print each new unit's label: tcp://HOST[:9100] (ZPL, raw), lp:QUEUE (PDF "
+            "through lp) or file:PATH. The printer decides the format; --label names the "
+            "(single-label) template.",
+        ),
+    ] = None,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Check everything and change nothing.")
@@ -61,10 +70,11 @@ def replace(
 
     NEW is registered in OLD's group if needed; OLD is removed; NEW takes over OLD's allocation
     with its own device key and secret. In the same run NEW's credential file is written to
-    --out (--burn-format) and, with --label, its label into --out/labels/. The lineage OLD -> NEW is recorded
-    (`enosprov devices history`). Refused with nothing changed: OLD unknown, NEW in another
-    group, NEW already allocated, NEW == OLD, OLD already replaced. Re-running a finished
-    replacement reports it as already done.
+    --out (--burn-format) and, with --label, its label as --out/labels/NEW.pdf (or .zpl .png
+    .svg); with --printer the label is printed (exit code 6 when it was not). The lineage
+    OLD -> NEW is recorded (`enosprov devices history`). Refused with nothing changed: OLD
+    unknown, NEW in another group, NEW already allocated, NEW == OLD, OLD already replaced.
+    Re-running a finished replacement reports it as already done.
 
     Example: enosprov replace SN-0007 --new-sn SN-0107 --out burn/ --label thermal-62mm
 
@@ -97,6 +107,7 @@ def replace(
         label_dir=out / "labels" if label is not None else None,  # its own manifest
         label_format=label_format,
         label_template=label or None,
+        printer=printer,
     )
     with state(ctx).open() as (backend, journal):
         plans = plan_replacements(
@@ -127,6 +138,10 @@ def replace(
                 backend, plans, journal=journal, outputs=outputs, progress=progress
             )
     emit(report, json_, _render)
+    if report.printing is not None and not report.printing.ok:
+        from ..errors import EXIT_PRINTER
+
+        raise typer.Exit(EXIT_PRINTER)
 
 
 def _show_plan(plans) -> None:
@@ -156,4 +171,9 @@ def _render(report) -> None:
         key_values([("credential files", f"{b.out_dir} ({b.format}, {b.written} written, "
                                           f"{b.unchanged} already correct)")])  # fmt: skip
     for q in report.labels:
-        key_values([("labels", f"{q.document or q.out_dir} ({q.format})")])
+        shown = q.document or ", ".join(q.files) or q.out_dir
+        key_values([("labels", f"{shown} ({q.format})")])
+    if report.printing is not None:
+        from .qr import _show_printing
+
+        _show_printing(report.printing)

@@ -18,6 +18,10 @@ States of a batch's devices and where each figure comes from:
 (not connected, and not waiting after a reprovisioning reset, which means they did connect).
 DPS cannot search by batch tag, so with the EnOS backend the devices of a group are read page by
 page (1,000 a request) and counted here; the local store counts with two indexes.
+
+Production by station (:func:`batch_production`) comes from the journal alone: the register,
+burn-export and label-export records of the batch's group, each stamped with the station that
+wrote it, their devices matched to the batch by system sn.
 """
 
 from __future__ import annotations
@@ -25,11 +29,11 @@ from __future__ import annotations
 import datetime as dt
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
 from ..errors import InvalidArgumentError, NotFoundError
-from ..journal import Journal, NullJournal, duration_ms, journal_or_null, parse_time
+from ..journal import MARKS, Journal, NullJournal, duration_ms, journal_or_null, parse_time
 from ..models import Device, SearchQuery
 
 STATES = (
@@ -41,6 +45,10 @@ STORE_STATES = tuple(s for s in STATES if s not in JOURNAL_STATES)
 SORTS = ("tag", "first", "last", "registered", "connected")
 DEFAULT_STALE = "7d"
 NO_TAG = "(none)"  # how devices without a batch tag are shown
+NO_STATION = "(none)"  # how journal records without a station are shown
+OUTPUTS = ("registered", "burned", "labelled", "printed", "failed")  # production per station
+HOURLY_BELOW_MS = 2 * 86_400_000  # production spanning less than this is shown per hour
+MIN_RATE_SPAN_MS = 60_000  # units/hour needs at least this much time between first and last
 
 
 def _store_source(backend) -> str:
@@ -216,6 +224,7 @@ class BatchDetail:
     stuck_count: int = 0
     activations: dict[str, int] = field(default_factory=dict)  # UTC day -> devices allocated
     lineage: list[dict] = field(default_factory=list)  # replacements of this batch's units
+    production: Production | None = None  # per station and hour/day, from the journal
 
     def to_dict(self) -> dict:
         return {
@@ -225,6 +234,7 @@ class BatchDetail:
             "stuck": [s.to_dict() for s in self.stuck],
             "activationsPerDay": dict(self.activations),
             "replacements": self.lineage,
+            "production": (self.production or Production()).to_dict(),
         }
 
 
@@ -320,7 +330,11 @@ def show_batch(
             marked[sn] = (mark, ms)
     per_day: Counter[str] = Counter()
     stuck: list[StuckDevice] = []
+    members: set[str] = set()  # system sns of the batch's devices in DPS now
+    device_sns: set[str] = set()
     for d in batch_devices(backend, summary):
+        members.add(d.sn)
+        device_sns.add(d.device_sn)
         if tally is not None:
             tally.add(d)
         at = d.status.allocated_time
@@ -343,6 +357,7 @@ def show_batch(
     detail.stuck = stuck[:stuck_limit]
     detail.activations = dict(sorted(per_day.items()))
     detail.lineage = batch_lineage(journal, summary)
+    detail.production = batch_production(journal, summary, members, device_sns)
     return detail
 
 
@@ -366,6 +381,196 @@ def batch_lineage(journal, summary: BatchSummary) -> list[dict]:
                         "newDeviceSn": new.get("deviceSn"), "station": e.station,
                         "user": e.user})  # fmt: skip
     return out
+
+
+# -- production by station ------------------------------------------------------------------------
+
+
+def _station_key(station: str | None) -> tuple[bool, str]:
+    return (station is None, station or "")  # "(none)" last
+
+
+@dataclass
+class StationOutput:
+    """What one station did for a batch, from its journal records.
+
+    ``counts``: units registered, burned (credential files exported), labelled, printed (labels
+    sent to a printer; they count as labelled too), and failed (rows whose registration failed,
+    labels that did not print).
+    A unit counts once per station and output, at the first time that station did it; a unit
+    burned at two stations counts at each."""
+
+    station: str | None
+    counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(OUTPUTS, 0))
+    units: int = 0  # distinct units registered, burned or labelled at this station
+    failed_runs: int = 0  # records of the batch with outcome failed or interrupted
+    first: int | None = None  # epoch ms of its first and last record of the batch
+    last: int | None = None
+
+    @property
+    def station_text(self) -> str:
+        return NO_STATION if self.station is None else self.station
+
+    @property
+    def units_per_hour(self) -> float | None:
+        """Units over the time from its first to its last record; None under a minute."""
+        if self.first is None or self.last is None or self.last - self.first < MIN_RATE_SPAN_MS:
+            return None
+        return round(self.units * 3_600_000 / (self.last - self.first), 1)
+
+    def _touch(self, ms: int) -> None:
+        self.first = ms if self.first is None else min(self.first, ms)
+        self.last = ms if self.last is None else max(self.last, ms)
+
+    def to_dict(self) -> dict:
+        return {
+            "station": self.station,
+            **self.counts,
+            "failedRuns": self.failed_runs,
+            "units": self.units,
+            "first": _iso(self.first),
+            "last": _iso(self.last),
+            "unitsPerHour": self.units_per_hour,
+        }
+
+
+@dataclass
+class PeriodOutput:
+    """The output of one station in one UTC hour or day."""
+
+    period: str  # "2026-11-19" (day) or "2026-11-19T08:00Z" (hour)
+    station: str | None
+    counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(OUTPUTS, 0))
+
+    @property
+    def station_text(self) -> str:
+        return NO_STATION if self.station is None else self.station
+
+    def to_dict(self) -> dict:
+        return {"period": self.period, "station": self.station, **self.counts}
+
+
+@dataclass
+class Production:
+    """A batch's production per station, and per station and hour (a batch whose records span
+    less than two days) or day."""
+
+    unit: str = "day"  # of the periods: "hour" or "day"
+    stations: list[StationOutput] = field(default_factory=list)
+    periods: list[PeriodOutput] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return {
+            "unit": self.unit,
+            "stations": [s.to_dict() for s in self.stations],
+            "periods": [p.to_dict() for p in self.periods],
+        }
+
+
+def _period(ms: int, unit: str) -> str:
+    moment = dt.datetime.fromtimestamp(ms / 1000, dt.timezone.utc)
+    return moment.strftime("%Y-%m-%dT%H:00Z" if unit == "hour" else "%Y-%m-%d")
+
+
+def batch_production(
+    journal: Journal | NullJournal | None,
+    summary: BatchSummary,
+    members: Iterable[str] = (),
+    device_sns: Iterable[str] = (),
+) -> Production:
+    """Units registered, burned, labelled, printed and failed per station, and per station and
+    hour or day, from the journal's records of the batch's group.
+
+    A record's devices belong to the batch when their system sn is one of ``members`` (the
+    batch's devices in DPS now) or has a journal mark in the batch (exported, labelled, replaced,
+    deleted). A "register" record that created devices counts for the batch its devices are in;
+    one that created none (every row failed, or a record of a run that stopped) for the batch of
+    its ``--batch-tag`` (``detail.batchTag``). "burn-export" counts as burned, "label-export" as
+    labelled, and as printed too when its detail names a ``printer``; a print record whose labels
+    all failed belongs to the batch of its ``detail.notPrinted`` deviceSns (``device_sns`` and the
+    marks' deviceSns). Failed units are the ``detail.failed`` counts (rows whose registration
+    failed, labels that did not print); failed runs the records with outcome failed or
+    interrupted. Open intents (outcome pending) count nothing."""
+    journal = journal_or_null(journal)
+    batch = set(members)
+    batch_dsns = set(device_sns)
+    for _m, sn, dsn, _t in journal.marked(summary.group_id, summary.batch_tag, MARKS):
+        batch.add(sn)
+        batch_dsns.add(dsn)
+    stations: dict[str | None, StationOutput] = {}
+    done: dict[tuple[str | None, str], dict[str, int]] = {}  # (station, output) -> sn -> ms
+    failed: list[tuple[str | None, int, int]] = []  # (station, ms, units)
+    entries = journal.entries(
+        operations=("register", "burn-export", "label-export"), group_id=summary.group_id
+    )
+    for e in entries:
+        if e.outcome == "pending":
+            continue
+        sns = [sn for sn, _dsn in e.devices if sn and sn in batch]
+        units = e.detail.get("failed")
+        units = units if isinstance(units, int) and not isinstance(units, bool) else 0
+        units = max(units, 0)
+        if e.operation == "register":
+            if e.devices:
+                belongs = bool(sns)
+            else:
+                belongs = (e.detail.get("batchTag") or None) == summary.batch_tag
+            outputs: tuple[str, ...] = ("registered",)
+        elif e.operation == "burn-export":
+            belongs, outputs = bool(sns), ("burned",)
+        else:
+            printer = "printer" in e.detail
+            outputs = ("labelled", "printed") if printer else ("labelled",)
+            belongs = bool(sns)
+            if not sns and printer and not e.devices:  # nothing printed: its failed units
+                missed = e.detail.get("notPrinted")
+                belongs = isinstance(missed, list) and any(d in batch_dsns for d in missed)
+        if not belongs:
+            continue
+        bad_run = e.outcome in ("failed", "interrupted")
+        if not (sns or units or bad_run):
+            continue  # nothing done for this batch (every row skipped, say)
+        st = stations.get(e.station)
+        if st is None:
+            st = stations[e.station] = StationOutput(e.station)
+        st._touch(e.time)
+        st.failed_runs += bad_run
+        if units:
+            failed.append((e.station, e.time, units))
+        for output in outputs:
+            seen = done.setdefault((e.station, output), {})
+            for sn in sns:
+                seen.setdefault(sn, e.time)
+    if not stations:
+        return Production()
+    lo = min(s.first for s in stations.values() if s.first is not None)
+    hi = max(s.last for s in stations.values() if s.last is not None)
+    unit = "hour" if hi - lo < HOURLY_BELOW_MS else "day"
+    periods: dict[tuple[str, str | None], PeriodOutput] = {}
+
+    def period(station: str | None, ms: int) -> PeriodOutput:
+        key = (_period(ms, unit), station)
+        if key not in periods:
+            periods[key] = PeriodOutput(*key)
+        return periods[key]
+
+    handled: dict[str | None, set[str]] = {}
+    for (station, output), seen in done.items():
+        stations[station].counts[output] = len(seen)
+        if output != "printed":
+            handled.setdefault(station, set()).update(seen)
+        for ms in seen.values():
+            period(station, ms).counts[output] += 1
+    for station, ms, units in failed:
+        stations[station].counts["failed"] += units
+        period(station, ms).counts["failed"] += units
+    for station, sns in handled.items():
+        stations[station].units = len(sns)
+    return Production(
+        unit,
+        sorted(stations.values(), key=lambda s: _station_key(s.station)),
+        sorted(periods.values(), key=lambda p: (p.period, _station_key(p.station))),
+    )
 
 
 def devices_in_state(

@@ -96,12 +96,14 @@ class ReplaceReport:
     replaced: list[Replaced] = field(default_factory=list)
     burn: list = field(default_factory=list)  # BurnReport per group: the new units' files
     labels: list = field(default_factory=list)  # QrReport per group: their labels
+    printing: object | None = None  # qr.printjob.PrintReport: their labels sent to a printer
 
     def to_dict(self) -> dict:
         return {
             "replaced": [r.to_dict() for r in self.replaced],
             "burn": [b.to_dict() for b in self.burn],
             "labels": [q.to_dict() for q in self.labels],
+            **({"printing": self.printing.to_dict()} if self.printing is not None else {}),
         }
 
 
@@ -356,9 +358,10 @@ class Outputs:
     burn_format: str = "json"
     burn_options: object | None = None  # burn.formats.FormatOptions
     dps_url: str | None = None
-    label_dir: str | Path | None = None  # labels (None: none)
+    label_dir: str | Path | None = None  # labels, one <new deviceSn>.<ext> each (None: none)
     label_format: str = "pdf"
     label_template: str | Path | None = None
+    printer: str | None = None  # a printer URI (enosprov.printing): each new unit's label
 
 
 def replace_devices(
@@ -369,10 +372,42 @@ def replace_devices(
     outputs: Outputs | None = None,
     progress=None,
 ) -> ReplaceReport:
-    """Apply every planned replacement, then write the new units' credential files and labels."""
+    """Apply every planned replacement, then write the new units' credential files and labels
+    (``labels/<new deviceSn>.<ext>``: a unit's own file, rewritten when its label changed, never
+    another unit's), then print their labels on ``outputs.printer``.
+
+    A printer URI, and the template it prints with (a single-label one), are checked before
+    anything is replaced."""
     outputs = outputs or Outputs()
     if outputs.burn_dir is not None:
         _check_burnable(backend, plans)
+    printer = None
+    if outputs.printer:
+        from ..printing import open_printer
+        from ..qr.unit import unit_template
+
+        printer = open_printer(outputs.printer)
+        try:
+            unit_template(outputs.label_template, printer.label_format)
+        except BaseException:
+            printer.close()
+            raise
+    try:
+        report = _replace_and_write(backend, plans, journal, outputs, progress)
+        if printer is not None:
+            from ..qr.printjob import print_devices
+
+            new_units = [backend.get(r.new_sn) for r in report.replaced]
+            report.printing = print_devices(
+                backend, new_units, printer, template=outputs.label_template, journal=journal
+            )
+    finally:
+        if printer is not None:
+            printer.close()
+    return report
+
+
+def _replace_and_write(backend, plans, journal, outputs: Outputs, progress) -> ReplaceReport:
     report = ReplaceReport()
     for i, plan in enumerate(plans):
         report.replaced.append(apply_replacement(backend, plan, journal=journal))
@@ -402,7 +437,8 @@ def replace_devices(
                 out = Path(outputs.label_dir) / group_id if several else outputs.label_dir
                 report.labels.append(qr_batch(
                     backend, selection, out, fmt=outputs.label_format,
-                    template=outputs.label_template, journal=journal,
+                    template=outputs.label_template, journal=journal, per_device=True,
+                    force=True,  # <new deviceSn>.<ext>: the unit's own label, never another's
                 ))  # fmt: skip
     return report
 

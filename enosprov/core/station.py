@@ -362,7 +362,10 @@ class Station:
             return
         from ..qr.unit import render_unit_label
 
-        done_before = self.ledger.done(dev.device_sn, "print" if self.printer else "label")
+        if self.printer is not None:  # printed here, or reprinted since with `qr print`
+            done_before = self.ledger.done(dev.device_sn, "print") or self.journal.printed(dev.sn)
+        else:
+            done_before = self.ledger.done(dev.device_sn, "label")
         if done_before and not force:
             res.resumed.append("print" if self.printer else "label")
             return

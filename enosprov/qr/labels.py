@@ -12,7 +12,9 @@ import string
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+from .. import templates as _shipped
 from ..core.rules import CONTROL_RE
 from ..errors import InvalidArgumentError
 
@@ -21,7 +23,11 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-TEMPLATES_DIR = Path(__file__).resolve().parent.parent.parent / "templates" / "labels"
+if TYPE_CHECKING:
+    from importlib.abc import Traversable
+
+# The shipped templates: package data (enosprov/templates/labels/), read with importlib.resources.
+TEMPLATES_DIR = _shipped.folder(_shipped.LABELS)
 DEFAULT_TEMPLATES = {"pdf": "a4-3x8-70x37", "zpl": "thermal-62mm"}
 TEXT_FIELDS = ("deviceSn", "shortCode", "batchTag", "groupId", "sn")
 PAGE_SIZES = {"A4": (210.0, 297.0), "LETTER": (215.9, 279.4)}
@@ -126,19 +132,19 @@ def label_text(value: str) -> str:
     return CONTROL_RE.sub(" ", value)
 
 
-def resolve_template(spec: str | Path | None, fmt: str) -> Path:
-    """A template path: ``spec`` as a file, or a bare name in templates/labels/, or the default
-    of ``fmt``."""
+def resolve_template(spec: str | Path | None, fmt: str) -> Path | Traversable:
+    """A template: ``spec`` as a file, or the name of a shipped one (enosprov/templates/labels/,
+    a Traversable), or the default of ``fmt``."""
     if spec is None or str(spec) == "":
         return TEMPLATES_DIR / f"{DEFAULT_TEMPLATES[fmt]}.toml"
     path = Path(spec)
     if path.is_file():
         return path
     if path.parent == Path(".") and path.suffix in ("", ".toml"):
-        named = TEMPLATES_DIR / (path.stem + ".toml")
-        if named.is_file():
+        named = _shipped.find(_shipped.LABELS, path.stem)
+        if named is not None:
             return named
-    known = sorted(p.stem for p in TEMPLATES_DIR.glob("*.toml")) if TEMPLATES_DIR.is_dir() else []
+    known = _shipped.names(_shipped.LABELS)
     raise InvalidArgumentError(
         f"label template {str(spec)!r} not found",
         hint="give a TOML file or one of: " + ", ".join(known) if known else None,
@@ -148,7 +154,7 @@ def resolve_template(spec: str | Path | None, fmt: str) -> Path:
 def load_template(spec: str | Path | None, fmt: str = "pdf") -> LabelTemplate:
     path = resolve_template(spec, fmt)
     try:
-        with open(path, "rb") as fh:
+        with path.open("rb") as fh:
             doc = tomllib.load(fh)
     except OSError as exc:
         raise InvalidArgumentError(f"cannot read label template {path}: {exc}") from None

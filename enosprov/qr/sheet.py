@@ -9,6 +9,12 @@ stops the run with nothing written. The document is then written atomically (not
 already identical; the PDF is produced in reportlab's invariant mode, so the same input gives
 the same bytes), followed by the manifest (deviceSn, payload, file, page, row, column).
 
+File names: one document named after the selection (``labels-<batchTag>.pdf``,
+``labels-<groupId>.zpl``, ``labels-<deviceSn>.pdf`` for one unit: qr.batch.document_name), or
+with ``per_device`` one ``<deviceSn>.pdf`` / ``.zpl`` per unit. A file of that name that holds
+other labels (another run's) is not overwritten without ``force``: the run is refused, naming
+it, before anything is written.
+
 Large batches encode and verify in a pool of worker processes (:func:`_pool`). A worker never
 outlives the run: on Linux the kernel kills it when its parent dies (PR_SET_PDEATHSIG), even by
 SIGKILL; elsewhere a thread in the worker watches the parent and ends the worker within a
@@ -36,15 +42,24 @@ import time
 from pathlib import Path
 
 from ..atomic import pid_running
-from ..burn.export import OutputFolder, Selection, check_file_names, select_devices
+from ..burn.export import OutputFolder, Selection, check_file_names, safe_filename
+from ..core.device_refs import names as _shown
 from ..errors import InvalidArgumentError
-from .batch import MANIFEST_CSV, MANIFEST_JSON, QrReport, _write_manifest, payload_for
+from .batch import (
+    MANIFEST_CSV,
+    MANIFEST_JSON,
+    QrReport,
+    _write_manifest,
+    document_name,
+    ordered_devices,
+    other_files,
+    payload_for,
+)
 from .labels import PT_PER_MM, LabelTemplate, load_template
 from .payload import render_payload
 from .render import QrOptions, VerifyError, create_barcode
 
 SHEET_FORMATS = ("pdf", "zpl")
-FILE_NAMES = {"pdf": "labels.pdf", "zpl": "labels.zpl"}
 SHEET_MANIFEST_COLUMNS = ("deviceSn", "sn", "batchTag", "payload", "shortCode", "ecLevel",
                           "modules", "file", "page", "row", "column")  # fmt: skip
 MIN_MODULE_MM = 0.15  # a smaller module is unreliable to print and to scan
@@ -210,6 +225,10 @@ def _drain(entry, ec: str):
         yield p, text, result if result is not None else encode_verified(text, ec, p.device_sn)
 
 
+def _sn(item) -> str:
+    return item if isinstance(item, str) else item.device_sn
+
+
 def dark_runs(size: int, raw: bytes):
     """(x, y, length) of every horizontal run of dark modules."""
     for y in range(size):
@@ -286,13 +305,22 @@ def qr_sheet(
     options: QrOptions | None = None,
     progress=None,
     raw_csv: bool = False,
+    order: str = "registration",
+    per_device: bool = False,
+    force: bool = False,
+    collect: bool = False,
 ) -> QrReport:
-    """Write ``labels.pdf`` or ``labels.zpl`` (one label per selected device) plus the manifest.
+    """Write one pdf or zpl document of labels (one label per selected device), named after the
+    selection (``labels-<...>.pdf``, :func:`enosprov.qr.batch.document_name`), or with
+    ``per_device`` one ``<deviceSn>.pdf`` / ``.zpl`` per device, plus the manifest.
 
-    ``template`` is a label template file, a bare name in templates/labels/, or None for the
-    default of the format. Of ``options``, the error-correction level and the payload template
-    apply; the symbol's size and quiet zone come from the label template. manifest.csv is
-    spreadsheet-safe (csvsafe) unless ``raw_csv``.
+    ``template`` is a label template file, the name of a shipped one (enosprov/templates/labels/)
+    or None for the default of the format. Of ``options``, the error-correction level and the
+    payload template apply; the symbol's size and quiet zone come from the label template.
+    Labels come in ``order`` (qr.batch.ordered_devices). A file that holds other labels is
+    refused without ``force``. manifest.csv is spreadsheet-safe (csvsafe) unless ``raw_csv``.
+    ``collect`` keeps, in ``report.jobs``, what a printer is sent: each ZPL label on its own,
+    a PDF document whole.
     """
     t0 = time.perf_counter()
     if fmt not in SHEET_FORMATS:
@@ -303,37 +331,78 @@ def qr_sheet(
     tpl = template if isinstance(template, LabelTemplate) else load_template(template, fmt)
     out_dir = Path(out_dir)
     group = backend.get_group(selection.group)
-    items = select_devices(backend, group, selection)
-    name = FILE_NAMES[fmt]
-    check_file_names(out_dir, (), files=(name, MANIFEST_CSV, MANIFEST_JSON))
-    if fmt == "pdf":
-        writer = PdfSheet(tpl)
+    devices = ordered_devices(backend, group, selection, order)
+    ext = "." + fmt
+    if per_device:
+        named = [(d, safe_filename(d) + ext) for d in (_sn(x) for x in devices)]
+        check_file_names(out_dir, named, files=(MANIFEST_CSV, MANIFEST_JSON))
+        name = ""
     else:
+        name = document_name(selection, group.group_id, devices, fmt)
+        check_file_names(out_dir, (), files=(name, MANIFEST_CSV, MANIFEST_JSON))
+
+    def new_writer():
+        if fmt == "pdf":
+            return PdfSheet(tpl)
         from .zpl import ZplDocument
 
-        writer = ZplDocument(tpl, ec=options.ec)
-    report = QrReport(str(out_dir), fmt)
+        return ZplDocument(tpl, ec=options.ec)
+
+    if collect:
+        from .printjob import PrintJob, PrintResult
+    report = QrReport(str(out_dir), fmt, order=order)
     manifest = []
-    for p, text, (modules, raw) in _encoded(items(), group.group_id, selection, options):
+    outputs: list[tuple[str, bytes]] = []  # (file name, bytes), in order
+    units = []  # the print results of the document's labels, in order
+    writer = None if per_device else new_writer()
+    for p, text, (modules, raw) in _encoded(devices, group.group_id, selection, options):
         report.verified += 1
-        page, row, column = writer.add(modules, raw, tpl.text_lines(p.values()), text)
+        one = new_writer() if per_device else writer
+        page, row, column = one.add(modules, raw, tpl.text_lines(p.values()), text)
+        file = safe_filename(p.device_sn) + ext if per_device else name
         manifest.append(
             {"deviceSn": p.device_sn, "sn": p.sn or "", "batchTag": p.batch_tag or "",
              "payload": text, "shortCode": p.short_code, "ecLevel": options.ec,
-             "modules": modules, "file": name, "page": page, "row": row, "column": column}
+             "modules": modules, "file": file, "page": page, "row": row, "column": column}
         )  # fmt: skip
+        if collect:
+            units.append(PrintResult(p.device_sn, p.sn or "", group.group_id, p.batch_tag))
+        if per_device:
+            outputs.append((file, one.finish()))
+            if collect:
+                report.jobs.append(PrintJob([units[-1]], outputs[-1][1], p.device_sn))
         report.devices += 1
         if progress and report.devices % 100 == 0:
             progress("qr", report.devices, None)
-    data = writer.finish()
-    # Everything is built and verified: only now is the folder touched.
+    if not per_device:
+        outputs.append((name, writer.finish()))
+        if collect and fmt == "zpl":  # every label on its own: one result per unit
+            report.jobs.extend(PrintJob([u], part.encode("ascii"), u.device_sn)
+                               for u, part in zip(units, writer.parts))  # fmt: skip
+        elif collect:  # a PDF document is printed whole
+            report.jobs.append(PrintJob(units, outputs[0][1], name))
+    # Everything is built and verified: only now is the folder looked at, then touched.
+    taken = [] if force else other_files(out_dir, outputs)
+    if taken:
+        s = "s" if len(taken) > 1 else ""
+        raise InvalidArgumentError(
+            f"{out_dir}: {_shown(taken)} already hold{'' if s else 's'} other labels (another "
+            "run's): nothing was written",
+            hint="pass --force to overwrite "
+            + ("them" if s else "it")
+            + ", or choose another --out or selection",
+        )
     folder = OutputFolder(out_dir, (MANIFEST_CSV, MANIFEST_JSON))
     folder.open()
-    if folder.store(name, data) is None:
-        report.written += 1
+    for file, data in outputs:
+        if folder.store(file, data) is None:
+            report.written += 1
+        else:
+            report.unchanged += 1
+    if per_device:
+        report.files = [str(out_dir / file) for file, _ in outputs]
     else:
-        report.unchanged += 1
-    report.document = str(out_dir / name)
+        report.document = str(out_dir / name)
     report.manifest = _write_manifest(out_dir, manifest, SHEET_MANIFEST_COLUMNS, raw_csv=raw_csv)
     report.seconds = time.perf_counter() - t0
     return report

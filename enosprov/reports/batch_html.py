@@ -18,7 +18,7 @@ import math
 from pathlib import Path
 
 from ..atomic import write_text
-from ..core.batches import STATES, BatchDetail, BatchSummary, describe_duration
+from ..core.batches import OUTPUTS, STATES, BatchDetail, BatchSummary, Production, describe_duration
 
 # One accent colour per state (also used by the bar chart and the key figures).
 COLOURS = {
@@ -33,6 +33,14 @@ COLOURS = {
     "deleted": "#94a3b8",
 }
 STUCK = "#b45309"  # the key figure "stuck"
+# Production by station: one colour per output (burned is the "exported" state).
+OUTPUT_COLOURS = {
+    "registered": COLOURS["registered"],
+    "burned": COLOURS["exported"],
+    "labelled": COLOURS["labelled"],
+    "printed": "#db2777",
+    "failed": COLOURS["failed"],
+}
 MEANINGS = {
     "registered": "in DPS now",
     "exported": "credential file written",
@@ -275,6 +283,113 @@ def _activations(detail: BatchDetail) -> str:
 # -- sections -------------------------------------------------------------------------------------
 
 
+def _station_chart(production: Production) -> str:
+    """Per station, one horizontal bar per output, all scaled to the largest count."""
+    stations = production.stations
+    scale = max([s.counts[o] for s in stations for o in OUTPUTS] + [1])
+    bar, gap, label_w, bar_w, width = 13, 14, 130, 250, 440
+    group_h = bar * len(OUTPUTS) + gap
+    height = group_h * len(stations)
+    desc = "; ".join(
+        f"{s.station_text}: " + ", ".join(f"{o} {s.counts[o]}" for o in OUTPUTS) for s in stations
+    )
+    out = [
+        f'<svg class="chart stations" viewBox="0 0 {width} {height}" role="img" '
+        'aria-labelledby="stations-title stations-desc">',
+        '<title id="stations-title">Production by station</title>',
+        f'<desc id="stations-desc">{_e(desc)}. Bars are scaled to {scale}.</desc>',
+    ]
+    for i, s in enumerate(stations):
+        top = i * group_h
+        out.append(
+            f'<g class="station"><text x="{label_w - 10}" y="{top + bar * len(OUTPUTS) / 2:.1f}" '
+            f'dy="0.35em" text-anchor="end">{_e(_short(s.station_text))}</text>'
+        )
+        for j, output in enumerate(OUTPUTS):
+            n = s.counts[output]
+            y = top + j * bar
+            w = bar_w * n / scale
+            if n and w < 3:
+                w = 3  # a non-zero count stays visible
+            out.append(
+                f'<g class="bar out-{output}"><title>{_e(s.station_text)} {output}: {n}</title>'
+                f'<rect x="{label_w}" y="{y + 1}" width="{w:.1f}" height="{bar - 2}" rx="2" '
+                f'fill="{OUTPUT_COLOURS[output]}"/>'
+                f'<text class="value" x="{label_w + w + 5:.1f}" y="{y + bar / 2:.1f}" '
+                f'dy="0.35em">{n:,}</text></g>'
+            )
+        out.append("</g>")
+    out.append("</svg>")
+    legend = "".join(
+        f'<span class="key"><span class="dot" style="background:{OUTPUT_COLOURS[o]}"></span>'
+        f"{o}</span>"
+        for o in OUTPUTS
+    )
+    return f'<figure class="stations">{"".join(out)}<figcaption>{legend}</figcaption></figure>'
+
+
+def _short(text: str, limit: int = 18) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _rate(value: float | None) -> str:
+    return "—" if value is None else f"{value:,.1f}"
+
+
+def _production(detail: BatchDetail) -> str:
+    p = detail.production
+    lede = (
+        '<p class="lede">Units each station registered, burned (credential file), labelled, '
+        "printed and failed to register, from the audit journal (<code>--station</code> / "
+        "<code>ENOSPROV_STATION</code>); a unit counts once per station and output. Units/hour: "
+        "distinct units handled between the station's first and last record.</p>"
+    )
+    if p is None or not p.stations:
+        return (
+            '<section class="keep" id="production"><h2>Production by station</h2>'
+            f'{lede}<p class="empty">No production of this batch is recorded in this journal.</p>'
+            "</section>"
+        )
+    head = "".join(f'<th class="num">{o.capitalize()}</th>' for o in OUTPUTS)
+    rows = []
+    for s in p.stations:
+        cells = "".join(f'<td class="num" data-output="{o}">{s.counts[o]}</td>' for o in OUTPUTS)
+        rows.append(
+            f'<tr class="station" data-station="{_e(s.station_text)}">'
+            f"<td>{_e(s.station_text)}</td>{cells}"
+            f'<td class="nowrap">{_e(_utc(s.first))}</td><td class="nowrap">{_e(_utc(s.last))}</td>'
+            f'<td class="num" data-output="unitsPerHour">{_e(_rate(s.units_per_hour))}</td></tr>'
+        )
+    stations = (
+        '<table class="list production"><thead><tr><th>Station</th>'
+        f'{head}<th>First</th><th>Last</th><th class="num">Units/hour</th></tr></thead>'
+        f"<tbody>{''.join(rows)}</tbody></table>"
+    )
+    period_rows = []
+    for x in p.periods:
+        cells = "".join(f'<td class="num" data-output="{o}">{x.counts[o]}</td>' for o in OUTPUTS)
+        period_rows.append(
+            f'<tr class="period" data-period="{_e(x.period)}" data-station="{_e(x.station_text)}">'
+            f'<td class="nowrap">{_e(_period_text(x.period))}</td><td>{_e(x.station_text)}</td>'
+            f"{cells}</tr>"
+        )
+    periods = (
+        f'<table class="list periods"><thead><tr><th>{p.unit.capitalize()} (UTC)</th>'
+        f"<th>Station</th>{head}</tr></thead><tbody>{''.join(period_rows)}</tbody></table>"
+    )
+    return (
+        f'<section id="production"><h2>Production by station <span class="badge">'
+        f"{len(p.stations):,}</span></h2>{lede}"
+        f"{stations}{_station_chart(p)}"
+        f"<h3>Per {p.unit}</h3>{periods}</section>"
+    )
+
+
+def _period_text(period: str) -> str:
+    """``2026-11-19T08:00Z`` as ``2026-11-19 08:00``; a day as it is."""
+    return period.replace("T", " ").rstrip("Z")
+
+
 def _header(detail: BatchDetail, generated_ms: int, backend_label: str) -> str:
     s = detail.summary
     items = [
@@ -458,6 +573,13 @@ svg{display:block;width:100%;height:auto}
 svg text{font-family:SANS;font-size:11px;fill:#475569}
 svg text.value{fill:var(--ink);font-weight:600}
 svg.bars text{font-size:12px}
+h3{font-size:14px;margin:16px 0 8px;font-weight:650}
+table.production td,table.periods td{font-variant-numeric:tabular-nums}
+td.num{text-align:right;font-variant-numeric:tabular-nums}
+.key{display:inline-block;margin-right:12px;white-space:nowrap}
+figure.stations{max-width:560px;margin-top:14px}
+svg.stations text.value{font-size:10px}
+.key .dot{margin-right:5px}
 footer{border-top:1px solid var(--line);padding-top:12px;font-size:12px;color:var(--muted)}
 STATE_RULES
 @media (max-width:760px){dl.meta,.kpis{grid-template-columns:repeat(2,minmax(0,1fr))}
@@ -488,6 +610,7 @@ def render_batch_html(detail: BatchDetail, *, generated_ms: int, backend_label: 
         f"{_key_figures(detail)}\n"
         f"{_counts(s)}\n"
         f"{_activations(detail)}\n"
+        f"{_production(detail)}\n"
         f"{_stuck(detail)}\n"
         f"{_lineage(detail)}\n"
         f"{_footer(detail, generated_ms, backend_label)}\n"

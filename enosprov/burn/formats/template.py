@@ -9,10 +9,11 @@ are inserted verbatim (no quoting or escaping). Templates are write-only.
 from __future__ import annotations
 
 from functools import lru_cache
-from pathlib import PurePath
+from os import PathLike
+from pathlib import Path, PurePath
 from string import Formatter
 
-from ...errors import InvalidArgumentError
+from ...errors import InputFileError, InvalidArgumentError
 from ..credential import FIELD_NAMES, Credential
 
 _FORMATTER = Formatter()
@@ -84,3 +85,32 @@ def extension_for(template_name: str) -> str:
     if name.lower().endswith(TEMPLATE_SUFFIX):
         name = name[: -len(TEMPLATE_SUFFIX)]
     return PurePath(name).suffix or ".txt"
+
+
+def read_template(spec: str | PathLike) -> tuple[str, str]:
+    """The text and file name of the template ``spec``: a file, or else the name of a shipped
+    one (enosprov/templates/burn/, with or without ``.tmpl``: ``credentials.h``).
+
+    A file given on the command line wins over a shipped template of the same name. Raises
+    InputFileError for a file that cannot be read or a name that is neither, listing the
+    shipped names.
+    """
+    path = Path(spec)
+    if not path.is_file():
+        from ... import templates as shipped
+
+        entry = shipped.find(shipped.BURN, str(spec)) if path.parent == Path(".") else None
+        if entry is not None:
+            return entry.read_text(encoding="utf-8"), entry.name
+        if not path.exists():
+            names = shipped.names(shipped.BURN)
+            raise InputFileError(
+                f"template {str(spec)!r} not found",
+                hint="give a template file or one of: " + ", ".join(names) if names else None,
+            )
+    try:
+        return path.read_text(encoding="utf-8"), path.name
+    except OSError as exc:
+        raise InputFileError(f"{spec}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:
+        raise InputFileError(f"{spec}: not UTF-8 text ({exc.reason})") from None
