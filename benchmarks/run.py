@@ -10,6 +10,10 @@
 QR labels (benchmarks/qr_bench.py, skip with --skip-qr): a 10,000-label A4 PDF (wall <= 10 s,
 peak RSS <= 300 MB, file <= 30 MB), 10,000 ZPL labels (<= 3 s), PNG / SVG labels per second.
 
+The factory line (benchmarks/station_bench.py, skip with --skip-station): `station` per unit on
+the local store (<= 30 ms, >= 20x the same cycle as four CLI calls), one-shot `register
+--device-sn` (<= 0.35 s), `station` through an EnOS profile (one token request for the run).
+
 Usage: python benchmarks/run.py [--rows N] [--big-rows N] [--skip-big] [--skip-qr] [--out DIR]
 """
 
@@ -159,6 +163,7 @@ def main() -> None:
     ap.add_argument("--skip-burn", action="store_true", help="skip the burn-file export runs")
     ap.add_argument("--burn-rows", type=int, default=100_000)
     ap.add_argument("--skip-qr", action="store_true", help="skip the QR label (PDF/ZPL) runs")
+    ap.add_argument("--skip-station", action="store_true", help="skip the factory-line runs")
     ap.add_argument("--out", type=Path, default=ROOT / "bench-out")
     args = ap.parse_args()
     shutil.rmtree(args.out, ignore_errors=True)
@@ -210,6 +215,11 @@ def main() -> None:
 
         results.update(enos_bench.run(args.out, make_csv, args.enos_rows, args.latency_rows))
 
+    if not args.skip_station:
+        import station_bench
+
+        results.update(station_bench.run(args.out))
+
     # measure -> (target, "max" | "min")
     targets = {
         "register_wall_s": (2.0, "max"),
@@ -225,6 +235,10 @@ def main() -> None:
         "qr_pdf_peak_rss_mb": (300, "max"),
         "qr_pdf_file_mb": (30, "max"),
         "qr_zpl_wall_s": (3, "max"),
+        "station_ms_per_unit": (30, "max"),
+        "station_speedup": (20, "min"),
+        "register_one_unit_wall_s": (0.35, "max"),
+        "station_enos_token_requests": (1, "max"),
     }
     print(f"{'measure':34} {'value':>12} {'target':>10}")
     for key, value in results.items():
