@@ -72,13 +72,17 @@ def station_in_process(out: Path, cli, masterdata: Path, printer: LoopbackPrinte
         printer=f"tcp://127.0.0.1:{printer.port}", label_template="thermal-62mm",
     )  # fmt: skip
     times = []
-    with LocalBackend(store) as be, Journal(store, Actor.current("local", station="bench")) as j:
-        with Station(be, config, journal=j) as st:
-            for i in range(units):
-                t0 = time.perf_counter()
-                res = st.process({"deviceSn": f"ST-{i:06d}"}, i + 1)
-                times.append((time.perf_counter() - t0) * 1000)
-                assert res.ok and "print" in res.done, res.to_dict()
+    actor = Actor.current("local", station="bench")
+    with (
+        LocalBackend(store) as be,
+        Journal(store, actor) as j,
+        Station(be, config, journal=j) as st,
+    ):
+        for i in range(units):
+            t0 = time.perf_counter()
+            res = st.process({"deviceSn": f"ST-{i:06d}"}, i + 1)
+            times.append((time.perf_counter() - t0) * 1000)
+            assert res.ok and "print" in res.done, res.to_dict()
     return statistics.median(times[5:]), times
 
 
