@@ -46,6 +46,18 @@ demo: $(VENV)/.installed
 	$(BIN)/enosprov --store $(DEMO)/store.db qr batch --group meters-eu --batch-tag B-2026-11-A \
 		--format png --out $(DEMO)/labels-png
 	$(BIN)/enosprov --store $(DEMO)/store.db qr scan $(DEMO)/labels-png/MTR-2026-000002.png
+	@echo "--- the factory line: a station scans three units (one per line), burns NVS images, prints ZPL labels to a file printer"
+	printf 'MTR-2026-100001\nMTR-2026-100002,site=Hall 7\nMTR-2026-100003\n' | \
+		$(BIN)/enosprov --store $(DEMO)/store.db --station demo-line-1 station --group meters-eu \
+		--out $(DEMO)/station --burn-format nvs --set max_capacity=60 --set phase=single \
+		--batch-tag B-2026-11-A --dps-url http://127.0.0.1:8080 \
+		--printer file:$(DEMO)/station/printer.zpl
+	@echo "--- the same units scanned again: nothing is registered or printed twice"
+	printf 'MTR-2026-100001\nMTR-2026-100002,site=Hall 7\n' | \
+		$(BIN)/enosprov --store $(DEMO)/store.db --station demo-line-1 station --group meters-eu \
+		--out $(DEMO)/station --burn-format nvs --set max_capacity=60 --set phase=single \
+		--batch-tag B-2026-11-A --dps-url http://127.0.0.1:8080 \
+		--printer file:$(DEMO)/station/printer.zpl
 	@echo "--- a unit fails in the field: replace it (new serial, key and secret; same details)"
 	$(BIN)/enosprov --store $(DEMO)/store.db --station demo-van-1 replace MTR-2026-000001 \
 		--new-sn MTR-2026-900001 --out $(DEMO)/replacement --dps-url http://127.0.0.1:8080 \

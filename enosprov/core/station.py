@@ -327,10 +327,11 @@ class Station:
             res.done.append("verify")
         self.ledger.add(dev.device_sn, "verify", file=path.name,
                         sha256=hashlib.sha256(data).hexdigest())  # fmt: skip
-        self.journal.record("burn-export", devices=[(dev.sn, dev.device_sn)],
-                            group_id=self.group.group_id,
-                            detail={"station": True, "format": self.format.name,
-                                    "folder": str(self.out)})  # fmt: skip
+        detail = {"station": True, "format": self.format.name, "folder": str(self.out)}
+        rec = self.journal.begin("burn-export", group_id=self.group.group_id, detail=detail)
+        rec.add(dev.sn, dev.device_sn)
+        rec.mark("exported", dev.sn, dev.device_sn, dev.batch_tag_text)
+        rec.commit()
 
     def _flash(self, dev, res: UnitResult) -> None:
         command = self.config.flash_command
