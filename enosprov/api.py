@@ -16,6 +16,7 @@ from . import secrets_gen
 from .backends.base import Backend
 from .backends.local import LocalBackend
 from .core.device_ops import allocate_devices, delete_devices, update_device
+from .core.device_refs import find_one
 from .core.exporting import ExportReport, export_devices
 from .core.lineage import device_history
 from .core.masterdata_file import load_masterdata_group
@@ -30,7 +31,6 @@ from .core.replacement import (
 )
 from .core.reprovision import apply_reprovision, plan_reprovision, reprovision
 from .core.rows import template_columns
-from .errors import InvalidArgumentError
 from .journal import Journal, open_journal
 from .models import (
     Device,
@@ -160,32 +160,14 @@ NOT_FOUND_CODES = (35601, 35404, 99404)
 
 
 def find_device(backend: Backend, ident: str, group: str | None = None) -> Device:
-    """A device by system sn, or by deviceSn (within ``group`` when given)."""
-    from .errors import EnosprovError, NotFoundError
+    """A device by system sn, by deviceSn (within ``group`` when given), or by the short code
+    printed on its label (either version, any case, with or without the hyphen; matched within
+    ``group``, else the whole store). An exact sn or deviceSn wins over a short code.
 
-    try:
-        return backend.get(ident)
-    except EnosprovError as exc:
-        if exc.enos_code not in NOT_FOUND_CODES:
-            raise
-    query = SearchQuery(
-        group_id=backend.get_group(group).group_id if group else None,
-        device_sns=(ident,),
-        page_size=2,
-    )
-    page = backend.search(query)
-    if not page.items:
-        raise NotFoundError(
-            f"no device with system sn or deviceSn {ident!r}"
-            + (f" in group {group}" if group else ""),
-            hint="list devices with `enosprov devices list`",
-        )
-    if page.total > 1:
-        raise InvalidArgumentError(
-            f"deviceSn {ident!r} exists in several groups",
-            hint="pass --group, or use the system sn",
-        )
-    return page.items[0]
+    NotFoundError when nothing matches (its hint names the nearest deviceSns: "did you mean");
+    InvalidArgumentError when a deviceSn is in several groups or two devices share the code.
+    """
+    return find_one(backend, ident, group)
 
 
 def list_devices(backend: Backend, query: SearchQuery) -> Page:

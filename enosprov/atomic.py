@@ -206,6 +206,10 @@ class AtomicFile:
         self._tmp: str | None = None
 
     def open(self) -> IO[str]:
+        if self.path.is_dir():
+            raise InputFileError(
+                f"{self.path} is a folder", hint="give a file name (e.g. results.csv)"
+            )
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             fd, self._tmp = tempfile.mkstemp(
@@ -225,7 +229,11 @@ class AtomicFile:
     def commit(self) -> Path:
         assert self.fh is not None and self._tmp is not None
         self.fh.close()
-        os.replace(self._tmp, self.path)
+        try:
+            os.replace(self._tmp, self.path)
+        except OSError as exc:
+            self.abort()
+            raise InputFileError(f"cannot write {self.path}: {exc.strerror or exc}") from None
         self._tmp = None
         return self.path
 

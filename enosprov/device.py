@@ -137,6 +137,9 @@ class DeviceSession:
     info: ConnectionInfo
     mqtt: MqttLogin
     timestamp: int | None = None
+    # a bootstrap that registered a retired (replaced) deviceSn again: the retirement
+    # (core.lineage.Retirement), so that the caller says so loudly and what to do
+    retired: object | None = None
 
     def to_dict(self, include_secret: bool = False) -> dict:
         """Credential field names (productKey, deviceKey, deviceSecret, mqttUrl, httpUrl), so the
@@ -153,6 +156,8 @@ class DeviceSession:
             out["deviceSecret"] = c.device_secret
         out.update(mqttUrl=c.mqtt_url, httpUrl=c.http_url, timestamp=self.timestamp)
         out["mqtt"] = self.mqtt.to_dict(include_secret)
+        if self.retired is not None:
+            out["retiredUnit"] = self.retired.to_dict()
         return out
 
 
@@ -172,6 +177,12 @@ def bootstrap_device(
 
     The DPS registers the device if it is unknown, allocates it if needed and marks it connected;
     a "bootstrap" record in ``journal`` says so.
+
+    A retired deviceSn (its unit was replaced): on the local store, where enosprov is the DPS,
+    the bootstrap is refused (RefusedError naming the unit in service) unless its group allows
+    returning units (``allow_retired_bootstrap``). EnOS (and the emulator) may accept it: the
+    session's ``retired`` then holds the retirement, and the journal record marks the unit as a
+    retired unit that came back (``detail.retiredUnitReturned``).
     """
     if cred.profile == "triple":
         raise InvalidArgumentError(
@@ -190,6 +201,9 @@ def bootstrap_device(
             hint="or pass device_name and timezone",
         )
     ts = _now() if now_ms is None else int(now_ms)
+    # [ENOSPROV] the local store's rule on retired units, asked for here (the device side of
+    # the local store) and never by the emulator, which answers as EnOS does
+    local_rule = {"refuse_retired": True} if getattr(backend, "name", None) == "local" else {}
     info = backend.bootstrap(
         group_id=cred.group_id,
         device_sn=cred.device_sn,
@@ -199,9 +213,31 @@ def bootstrap_device(
         device_name=string_i18n(name),
         timezone=timezone,
         resign=_resigner(cred, cred.device_sn, ts),
+        **local_rule,
     )
-    _journal(journal, backend, "bootstrap", cred, info)
-    return _session("bootstrap", cred.device_sn, info, ts)
+    retired = _came_back(backend, journal, cred, info)
+    extra = None
+    if retired is not None:
+        extra = {"retiredUnitReturned": {
+            "replacedBy": retired.replaced_by["deviceSn"],
+            "replacedAt": retired.replaced_at,
+            "inService": retired.in_service["deviceSn"],
+        }}  # fmt: skip
+    _journal(journal, backend, "bootstrap", cred, info, extra)
+    return _session("bootstrap", cred.device_sn, info, ts, retired=retired)
+
+
+def _came_back(backend, journal, cred: Credential, info: ConnectionInfo):
+    """The retirement of the deviceSn that just bootstrapped as a new registration (a retired
+    unit that came back), or None."""
+    from .core.lineage import retirement
+
+    found = retirement(backend, journal, cred.device_sn, group_id=cred.group_id)
+    if found is None or found.returned is None:
+        return None
+    if info.sn and found.returned.sn != info.sn:
+        return None
+    return found
 
 
 def device_conninfo(
@@ -240,14 +276,21 @@ def _resigner(cred: Credential, identity: str, first_ts: int):
     return signing.resigner(_scheme(cred), identity, cred.group_secret, first_ts)
 
 
-def _journal(journal, backend, call: str, cred: Credential, info: ConnectionInfo) -> None:
+def _journal(
+    journal, backend, call: str, cred: Credential, info: ConnectionInfo, extra: dict | None = None
+) -> None:
     """One "bootstrap" record for a device-side call (never the secrets of its answer)."""
     dps_url = getattr(getattr(backend, "config", None), "dps_url", None)
     journal_or_null(journal).record(
         "bootstrap",
         devices=[(info.sn or cred.sn or "", cred.device_sn)],
         group_id=cred.group_id or None,
-        detail={"call": call, "backend": getattr(backend, "name", None), "dpsUrl": dps_url},
+        detail={
+            "call": call,
+            "backend": getattr(backend, "name", None),
+            "dpsUrl": dps_url,
+            **(extra or {}),
+        },
     )
 
 
@@ -271,7 +314,12 @@ def session_from_triple(cred: Credential, *, now_ms: int | None = None) -> Devic
 
 
 def _session(
-    call: str, device_sn: str, info: ConnectionInfo, ts: int | None, mqtt_ts: int | None = None
+    call: str,
+    device_sn: str,
+    info: ConnectionInfo,
+    ts: int | None,
+    mqtt_ts: int | None = None,
+    retired: object | None = None,
 ) -> DeviceSession:
     login = mqtt_login(
         info.product_key,
@@ -279,7 +327,7 @@ def _session(
         info.device_secret,
         timestamp=ts if mqtt_ts is None else mqtt_ts,
     )
-    return DeviceSession(call, device_sn, info, login, ts)
+    return DeviceSession(call, device_sn, info, login, ts, retired)
 
 
 def _need(cred: Credential, *pairs: tuple[str, str | None]) -> None:

@@ -509,6 +509,23 @@ class Journal:
         ).fetchone()
         return row is not None
 
+    def recorded_sns(self, group_id: str, since_ms: int) -> set[str]:
+        """System sns that "register" records of ``group_id`` written since ``since_ms`` list as
+        created (intents excluded): what a settlement must not count again."""
+        conn = self._connect(create=False)
+        if conn is None:
+            return set()
+        rows = conn.execute(
+            "SELECT id FROM journal WHERE operation = 'register' AND outcome <> 'pending' "
+            "AND group_id = ? AND time >= ?",
+            (group_id, since_ms),
+        ).fetchall()
+        found: set[str] = set()
+        for (entry_id,) in rows:
+            row = conn.execute("SELECT * FROM journal WHERE id = ?", (entry_id,)).fetchone()
+            found.update(sn for sn, _ in self._entry(conn, row).devices if sn)
+        return found
+
     def open_intents(self, group_id: str) -> list[Entry]:
         """The "pending" intents of ``group_id`` that no later record references
         (``detail.intent``): changes whose outcome a kill may have lost."""
@@ -676,6 +693,9 @@ class NullJournal:
 
     def open_intents(self, group_id: str) -> list:
         return []
+
+    def recorded_sns(self, group_id: str, since_ms: int) -> set:
+        return set()
 
     def _append(self, *args) -> int:
         return 0

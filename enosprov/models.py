@@ -140,6 +140,10 @@ class RegistrationGroup:
     # Default timezone of its devices (UTC offset like +08:00 or an IANA name): what a device
     # without deviceData.timezone is burned with, since Bootstrap Device requires one.
     timezone: str | None = None
+    # [ENOSPROV] local store only: a retired (replaced) deviceSn may register itself again by
+    # Bootstrap Device. Off: such a bootstrap is refused, naming the unit in service. EnOS
+    # decides this itself (and may accept it); the emulator never applies the rule.
+    allow_retired_bootstrap: bool = False
 
     def to_dict(self, include_secret: bool = False) -> dict:
         out = {
@@ -159,6 +163,7 @@ class RegistrationGroup:
             "timezone": self.timezone,
             "createTime": self.create_time,
             "updateTime": self.update_time,
+            "allowRetiredBootstrap": self.allow_retired_bootstrap,
         }
         if include_secret:
             out["groupSecret"] = self.group_secret

@@ -218,3 +218,53 @@ def test_kill_of_an_enos_run_is_settled_without_double_counting(
     assert store_count(store_path) == 1500
     assert journal_total(tmp_path / "journal.db") == 1500  # settled, never counted twice
     seed.close()
+
+
+def test_a_run_stopped_before_its_creates_is_not_counted_twice(
+    emulator, store_path, tmp_path, write_csv
+):
+    """Register 3 through EnOS; the next run finds EnOS unreachable at its look-up (its intent
+    stays open); the run after settles that intent without counting the 3 again."""
+    from enosprov.emulator.app import Faults, create_app
+
+    seed = enos_backend(emulator, store_path)
+    make_group(seed)
+    journal = Journal(tmp_path / "journal.db", Actor.current("enos"))
+    rows = write_csv(meters_rows(3))
+    healthy = emulator.holder["app"]
+    with _client(emulator.url, retries=0) as enos:
+        api.register_csv(_Groups(enos, seed), rows, "meters-eu", journal=journal)
+        emulator.holder["app"] = create_app(store_path, app_key=APP_KEY, app_secret=APP_SECRET,
+                                            faults=Faults(fail_rate=1.0, seed=1))  # fmt: skip
+        with pytest.raises(BackendUnavailableError):
+            api.register_csv(_Groups(enos, seed), rows, "meters-eu", journal=journal)
+        emulator.holder["app"] = healthy
+        api.register_csv(_Groups(enos, seed), rows, "meters-eu", journal=journal)
+    assert journal_total(tmp_path / "journal.db") == store_count(store_path) == 3
+    assert journal.open_intents("meters-eu") == []
+    seed.close()
+
+
+@pytest.mark.parametrize("results", ["folder", "parent-is-a-file"])
+def test_a_results_file_that_cannot_be_written_changes_nothing(
+    store, cli, store_path, tmp_path, write_csv, results
+):
+    make_group(store)
+    target = tmp_path / "out"
+    target.mkdir()
+    if results == "parent-is-a-file":
+        (tmp_path / "f").write_text("x")
+        target = tmp_path / "f" / "results.csv"
+    order = store.conn.execute("SELECT value FROM meta WHERE key='batch_order'").fetchone()
+    result = cli("register", "--csv", str(write_csv(meters_rows(3))), "--group", "meters-eu",
+                 "--results", str(target))  # fmt: skip
+    assert result.exit_code == 1 and "internal error" not in result.stderr, result.stderr
+    assert store_count(store_path) == 0
+    assert store.conn.execute("SELECT value FROM meta WHERE key='batch_order'").fetchone() == order
+
+
+def test_an_encoding_that_cannot_start_is_one_clear_error(store, cli, write_csv):
+    make_group(store)
+    path = write_csv("deviceSn,max_capacity,phase\nSN-000001,1,single\n")
+    result = cli("register", "--csv", str(path), "--group", "meters-eu", "--encoding", "utf-16")
+    assert result.exit_code == 1 and "not valid utf-16" in result.stderr, result.stderr

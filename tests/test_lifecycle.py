@@ -405,6 +405,7 @@ def test_a_schema_1_store_is_upgraded_on_open(store_path, write_csv):
     import sqlite3
 
     from enosprov.backends.local import LocalBackend
+    from enosprov.backends.local_schema import SCHEMA_VERSION
 
     with LocalBackend(store_path) as be:
         make_group(be)
@@ -417,7 +418,7 @@ def test_a_schema_1_store_is_upgraded_on_open(store_path, write_csv):
     conn.close()
     with LocalBackend(store_path) as be:
         version = be.conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
-        assert version == ("4",)
+        assert version == (str(SCHEMA_VERSION),)
         dev = be.find_by_device_sn("meters-eu", "SN-000001")
         assert dev.target_region_id is None
         be.allocate(dev.sn)

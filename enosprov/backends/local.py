@@ -217,6 +217,12 @@ class LocalBackend:
     def list_groups(self) -> list[RegistrationGroup]:
         return local_groups.list_groups(self.conn)
 
+    def set_allow_retired_bootstrap(self, group: str, allow: bool) -> RegistrationGroup:
+        """[ENOSPROV] Let a retired (replaced) deviceSn of ``group`` register itself again by
+        Bootstrap Device (refused by default; see local_device.bootstrap)."""
+        with self.write() as conn:
+            return local_groups.set_allow_retired_bootstrap(conn, group, allow, now_ms())
+
     def device_counts(self) -> dict[str, int]:
         rows = self.conn.execute("SELECT group_id, count(*) FROM devices GROUP BY group_id")
         return dict(rows.fetchall())
@@ -504,6 +510,7 @@ class LocalBackend:
     # Defined in local_device.py (functions whose first argument is the backend).
     bootstrap = local_device.bootstrap
     get_connection_info = local_device.get_connection_info
+    replacement_links = local_device.replacement_links  # every replacement (of a group)
 
     # -- batch monitoring (local_batches.py) ------------------------------------------------------
     batch_summaries = local_batches.batch_summaries

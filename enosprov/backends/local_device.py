@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 from .. import signing
 from ..core import rules
-from ..errors import AuthError, enos_error
+from ..errors import AuthError, RefusedError, enos_error
 from ..models import ConnectionInfo, NewDevice, RegistrationGroup, canonical_json
 from . import local_groups
 from .base import Resigner
@@ -54,12 +54,20 @@ def bootstrap(
     device_name: dict | None = None,
     timezone: str | None = None,
     resign: Resigner | None = None,  # unused: an in-process call is never retried
+    refuse_retired: bool = False,
 ) -> ConnectionInfo:
     """Register the device if unknown, allocate it if needed, mark it connected, return its triple.
 
     Every body field of Bootstrap Device is required, deviceName (a StringI18n with a non-empty
     defaultValue) and timezone (a UTC offset or an IANA name) included. They become the master
     data of a device that registers itself; a registered device keeps its own.
+
+    ``refuse_retired`` [ENOSPROV]: the local store's own rule, off unless asked for. A deviceSn
+    that a replacement retired (the ``replacements`` table), and that is not registered again,
+    may not register itself: RefusedError naming the unit in service, unless the group's
+    ``allow_retired_bootstrap`` is set. EnOS documents no such rule (it may accept the old unit),
+    so the emulator, which answers /dev/bootstrap through this function, never asks for it; the
+    device simulator asks for it on the local store (enosprov.device.bootstrap_device).
     """
     if not group_id or not device_sn:
         raise enos_error(99400, "Invalid Argument groupId/deviceSn is missing")
@@ -68,6 +76,8 @@ def bootstrap(
         group = backend._group_for_device(group_id, conn)
         _check_signature(backend, group, device_sn, timestamp, sign, sign_method)
         dev = backend.find_by_device_sn(group.group_id, device_sn)
+        if dev is None and refuse_retired and not group.allow_retired_bootstrap:
+            _refuse_retired(conn, group, device_sn)
         if dev is None:
             problem = rules.sn_problem(device_sn, group.sn_pattern)
             if problem:
@@ -80,6 +90,61 @@ def bootstrap(
         if not dev.allocated:
             backend._allocate(conn, dev, group)
         return _connected(backend, conn, dev.sn, group)
+
+
+def _refuse_retired(conn, group: RegistrationGroup, device_sn: str) -> None:
+    """RefusedError when ``device_sn`` was retired by a replacement in ``group`` (and did not
+    come back into service as the new unit of a later replacement)."""
+    from ..journal import iso
+
+    retired = conn.execute(
+        "SELECT old_sn, new_sn, new_device_sn, time FROM replacements WHERE group_id=? AND "
+        "old_device_sn=? ORDER BY time DESC LIMIT 1",
+        (group.group_id, device_sn),
+    ).fetchone()
+    if retired is None:
+        return
+    old_sn, new_sn, new_device_sn, when = retired
+    back = conn.execute(
+        "SELECT 1 FROM replacements WHERE group_id=? AND new_device_sn=? AND time>? LIMIT 1",
+        (group.group_id, device_sn, when),
+    ).fetchone()
+    if back is not None:
+        return
+    current = (new_sn, new_device_sn)
+    seen = {old_sn, new_sn}
+    while True:  # the unit in service: the end of the chain
+        nxt = conn.execute(
+            "SELECT new_sn, new_device_sn FROM replacements WHERE old_sn=? "
+            "ORDER BY time DESC LIMIT 1",
+            (current[0],),
+        ).fetchone()
+        if nxt is None or nxt[0] in seen:
+            break
+        seen.add(nxt[0])
+        current = tuple(nxt)
+    registered = conn.execute("SELECT 1 FROM devices WHERE sn=?", (current[0],)).fetchone()
+    in_service = f"{current[1]} ({current[0]})" + ("" if registered else ", no longer registered")
+    raise RefusedError(
+        f"{device_sn} is a retired unit: it was replaced by {new_device_sn} ({new_sn}) on "
+        f"{iso(when)[:10]}; in service: {in_service}. Its bootstrap is refused: a retired unit "
+        "does not register itself again",
+        hint=f"take the old unit out of service ({current[1]} took its place); a group created "
+        "with --allow-retired-bootstrap accepts returning units (an enosprov rule of the local "
+        "store, not an EnOS one)",
+    )
+
+
+def replacement_links(backend: LocalBackend, group_id: str | None = None) -> list[dict]:
+    """Every replacement recorded in the store (of ``group_id``), oldest first: oldSn,
+    oldDeviceSn, newSn, newDeviceSn, groupId, time (epoch ms)."""
+    sql = "SELECT old_sn, old_device_sn, new_sn, new_device_sn, group_id, time FROM replacements"
+    rows = backend.conn.execute(
+        sql + (" WHERE group_id=? ORDER BY time" if group_id else " ORDER BY time"),
+        (group_id,) if group_id else (),
+    )
+    keys = ("oldSn", "oldDeviceSn", "newSn", "newDeviceSn", "groupId", "time")
+    return [dict(zip(keys, r)) for r in rows]
 
 
 def get_connection_info(

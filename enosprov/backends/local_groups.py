@@ -21,7 +21,7 @@ from .local_schema import BUILTIN_MASTERDATA_GROUP
 _GROUP_COLUMNS = (
     "group_id, name, product_key, masterdata_group_id, group_secret, description, region_id, "
     "org_id, reprovision_method, model_type, manufacturer_org_id, sign_scheme, sn_pattern, "
-    "mqtt_url, http_url, create_time, update_time, timezone"
+    "mqtt_url, http_url, create_time, update_time, timezone, allow_retired_bootstrap"
 )
 
 
@@ -168,7 +168,7 @@ def create_group(conn, group: RegistrationGroup, now: int) -> RegistrationGroup:
             hint="group ids and names are unique in a store (either can be used with --group)",
         )
     conn.execute(
-        f"INSERT INTO registration_groups ({_GROUP_COLUMNS}) VALUES ({', '.join('?' * 18)})",
+        f"INSERT INTO registration_groups ({_GROUP_COLUMNS}) VALUES ({', '.join('?' * 19)})",
         (
             group.group_id,
             group.name,
@@ -188,6 +188,7 @@ def create_group(conn, group: RegistrationGroup, now: int) -> RegistrationGroup:
             now,
             now,
             group.timezone,
+            int(bool(group.allow_retired_bootstrap)),
         ),
     )
     return get_group(conn, group.group_id)
@@ -208,12 +209,27 @@ def get_group(conn, group: str, by_name: bool = True) -> RegistrationGroup:
             f"registration group {group!r} not found",
             hint="list them with `enosprov group list`",
         )
-    return RegistrationGroup(*row)
+    return _group(row)
+
+
+def _group(row) -> RegistrationGroup:
+    return RegistrationGroup(*row[:-1], allow_retired_bootstrap=bool(row[-1]))
 
 
 def list_groups(conn) -> list[RegistrationGroup]:
     rows = conn.execute(f"SELECT {_GROUP_COLUMNS} FROM registration_groups ORDER BY create_time")
-    return [RegistrationGroup(*r) for r in rows]
+    return [_group(r) for r in rows]
+
+
+def set_allow_retired_bootstrap(conn, group: str, allow: bool, now: int) -> RegistrationGroup:
+    """[ENOSPROV] Whether a retired (replaced) deviceSn of ``group`` may register itself again
+    through Bootstrap Device on the local store."""
+    found = get_group(conn, group)
+    conn.execute(
+        "UPDATE registration_groups SET allow_retired_bootstrap=?, update_time=? WHERE group_id=?",
+        (int(bool(allow)), now, found.group_id),
+    )
+    return get_group(conn, found.group_id)
 
 
 def check_device_data(

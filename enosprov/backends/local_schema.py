@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 # 2: reprovision target columns; 3: batch monitoring indexes; 4: allocation targets live in
-# deviceData.regionId/orgId (the documented built-in master data), group default timezone
+# deviceData.regionId/orgId (the documented built-in master data), group default timezone;
+# 5: the group setting allow_retired_bootstrap (an enosprov rule of the local store)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (
@@ -38,7 +39,9 @@ CREATE TABLE IF NOT EXISTS registration_groups (
     http_url            TEXT,
     create_time         INTEGER NOT NULL,
     update_time         INTEGER NOT NULL,
-    timezone            TEXT               -- default timezone of its devices (bootstrap needs one)
+    timezone            TEXT,              -- default timezone of its devices (bootstrap needs one)
+    -- [ENOSPROV] 1: a retired (replaced) deviceSn may register itself again by bootstrap
+    allow_retired_bootstrap INTEGER NOT NULL DEFAULT 0
 );
 
 CREATE TABLE IF NOT EXISTS devices (
@@ -91,6 +94,7 @@ CREATE TABLE IF NOT EXISTS replacements (
 );
 CREATE INDEX IF NOT EXISTS replacements_old ON replacements (old_sn);
 CREATE INDEX IF NOT EXISTS replacements_new ON replacements (new_sn);
+CREATE INDEX IF NOT EXISTS replacements_old_device ON replacements (group_id, old_device_sn);
 """
 
 BUILTIN_MASTERDATA_GROUP = "builtin"
@@ -110,7 +114,10 @@ DEVICE_COLUMNS = (
 
 # Columns added after schema 1, with their definitions: an older store gets them on open.
 ADDED_DEVICE_COLUMNS = {"reprovision_time": "INTEGER"}
-ADDED_GROUP_COLUMNS = {"timezone": "TEXT"}
+ADDED_GROUP_COLUMNS = {
+    "timezone": "TEXT",
+    "allow_retired_bootstrap": "INTEGER NOT NULL DEFAULT 0",
+}
 # Schema 2-3 kept a reprovision target in these columns; schema 4 folds it into deviceData.
 LEGACY_TARGET_COLUMNS = ("target_region_id", "target_org_id")
 

@@ -32,8 +32,75 @@ from . import replace as replace_cmd
 from . import reprovision as reprovision_cmd
 from .options import CliState
 
+# typer >= 0.28 carries its own copy of click; older ones use click itself
+_click = getattr(typer.core, "_click", None) or typer.core.click
+
+
+class SuggestingGroup(typer.core.TyperGroup):
+    """A command group whose "No such command" suggests the nearest command paths of the whole
+    CLI, not only the group's own commands: ``enosprov device list`` -> ``'devices list'``,
+    ``enosprov devics list`` -> ``'devices list'``, ``enosprov show`` -> ``'devices show'``.
+    The error stays a usage error: on stderr, exit code 2."""
+
+    def resolve_command(self, ctx: typer.Context, args: list[str]) -> tuple:
+        try:
+            return super().resolve_command(ctx, args)
+        except _click.exceptions.UsageError as exc:
+            if args and self.get_command(ctx, args[0]) is None:
+                paths = suggest_commands(ctx, args)
+                if paths:
+                    shown = [f"'{p}'" for p in paths]
+                    said = (
+                        ", ".join(shown[:-1]) + " or " + shown[-1] if len(shown) > 1 else shown[0]
+                    )
+                    exc.message = f"No such command {args[0]!r}. Did you mean {said}?"
+            raise
+
+
+def command_paths(group: object, prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+    """Every visible command and group below ``group``, as name paths."""
+    out: list[tuple[str, ...]] = []
+    for name, cmd in getattr(group, "commands", {}).items():
+        if getattr(cmd, "hidden", False):
+            continue
+        out.append((*prefix, name))
+        out.extend(command_paths(cmd, (*prefix, name)))
+    return out
+
+
+def suggest_commands(ctx: typer.Context, args: list[str]) -> list[str]:
+    """The command paths nearest to what was typed: the group's path plus the unknown word
+    (plus the next word when it is not an option, for a wrong group name followed by a valid
+    command), by edit distance; else the commands of that exact name in other groups."""
+    from ..core.suggest import distance
+
+    prefix: list[str] = []
+    c = ctx
+    while c.parent is not None:
+        prefix.insert(0, c.info_name)
+        c = c.parent
+    paths = command_paths(c.command)
+    typed = [(*prefix, args[0])]
+    if len(args) > 1 and not args[1].startswith("-"):
+        typed.insert(0, (*prefix, args[0], args[1]))  # a longer match is the better one
+    for words in typed:
+        text = " ".join(words)
+        limit = max(1, min(3, len(text) // 4))
+        scored = sorted(
+            (d, " ".join(p))
+            for p in paths
+            if len(p) == len(words) and (d := distance(text, " ".join(p))) <= limit
+        )
+        if scored:
+            best = scored[0][0]
+            return [p for d, p in scored if d == best][:3]
+    same_name = sorted(" ".join(p) for p in paths if p[-1] == args[0] and len(p) > 1)
+    return same_name[:3]
+
+
 app = typer.Typer(
     name="enosprov",
+    cls=SuggestingGroup,
     help=(
         "Onboard IoT devices into EnOS through its Device Provisioning Service.\n\n"
         "Example: enosprov register --csv devices.csv --group meters-eu --batch-tag B-2026-11-A"
@@ -95,15 +162,15 @@ def root(
     ctx.obj = CliState(store=store, debug=debug, profile=profile, station=station)
 
 
-app.add_typer(masterdata.app, name="masterdata")
-app.add_typer(groups.app, name="group")
-app.add_typer(template.app, name="template")
-app.add_typer(devices.app, name="devices")
-app.add_typer(config.app, name="config")
-app.add_typer(device.app, name="device")
-app.add_typer(burn.app, name="burn")
-app.add_typer(qr.app, name="qr")
-app.add_typer(batches_cmd.app, name="batches")
+app.add_typer(masterdata.app, name="masterdata", cls=SuggestingGroup)
+app.add_typer(groups.app, name="group", cls=SuggestingGroup)
+app.add_typer(template.app, name="template", cls=SuggestingGroup)
+app.add_typer(devices.app, name="devices", cls=SuggestingGroup)
+app.add_typer(config.app, name="config", cls=SuggestingGroup)
+app.add_typer(device.app, name="device", cls=SuggestingGroup)
+app.add_typer(burn.app, name="burn", cls=SuggestingGroup)
+app.add_typer(qr.app, name="qr", cls=SuggestingGroup)
+app.add_typer(batches_cmd.app, name="batches", cls=SuggestingGroup)
 app.command("register")(register.register)
 app.command("info")(info.info)
 app.command("reprovision")(reprovision_cmd.reprovision)

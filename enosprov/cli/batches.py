@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from .options import JsonOpt, OptionalGroupOpt, RawCsvOpt, state
-from .output import emit, handled, key_values, say, table
+from .output import emit, handled, key_values, say, status_line, table
 
 app = typer.Typer(
     help="Production batches (batch tags): counts per state, stuck devices, reports.\n\n"
@@ -107,7 +107,9 @@ def show(
     """One batch: counts per state (with the source of each), the stuck devices (exported or
     labelled more than --stale ago and never bootstrapped), activations per day, and production
     by station and per hour or day (units registered, burned, labelled, printed, failed, from
-    the journal's --station stamps). With --state, one page of that state's devices.
+    the journal's --station stamps). Retired units of the batch that came back (replaced, then
+    registered again by their old file) are counted and listed, loudly, with what to do. With
+    --state, one page of that state's devices.
 
     Example: enosprov batches show B-2026-11-A --group meters-eu --stale 14d
 
@@ -173,7 +175,27 @@ def _render_detail(d) -> None:
     chart(d.activations)
     if d.lineage:
         say(f"replacements: {len(d.lineage)} (`enosprov devices history SN` for each chain)")
+    returned(d.returned)
     production(d.production)
+
+
+def returned(items) -> None:
+    """The retired units of a batch that came back (registered again), loudly, with what to do."""
+    if not items:
+        return
+    status_line(f"RETIRED UNITS THAT CAME BACK: {len(items)}", ok=False)
+    table(
+        None,
+        ["deviceSn", "sn now", "registered again", "state", "replaced by", "on", "in service"],
+        [[r.device_sn, r.returned.sn, _time(r.to_dict()["returned"]["createTime"])[:16],
+          "connected" if r.returned.connect_status == "connected" else r.returned.allocate_status,
+          r.replaced_by["deviceSn"], r.date, r.in_service_text()]
+         for r in items],
+        no_wrap={"registered again", "on"},
+        wide=True,
+    )  # fmt: skip
+    for r in items:
+        say(f"what to do for {r.device_sn}: {r.advice()}")
 
 
 MAX_PERIODS = 60  # production periods shown in the terminal (all of them with --json)
@@ -249,10 +271,10 @@ def report(
     json_: JsonOpt = False,
 ) -> None:
     """Write a self-contained HTML report of one batch (counts, activations over time,
-    production by station, stuck devices, replacement lineage; inline SVG charts, no script,
-    nothing loaded from the network) that can be opened or mailed; --csv adds a per-device
-    spreadsheet (text that would start a formula, such as a deviceSn -A1, gets a leading ',
-    unless --raw-csv).
+    production by station, stuck devices, replacement lineage, retired units that came back;
+    inline SVG charts, no script, nothing loaded from the network) that can be opened or mailed;
+    --csv adds a per-device spreadsheet (text that would start a formula, such as a deviceSn -A1,
+    gets a leading ', unless --raw-csv). The report's JSON gives returnedCount.
 
     Example: enosprov batches report B-2026-11-A --out b-2026-11-a.html --csv b-2026-11-a.csv
     """
@@ -275,12 +297,16 @@ def report(
             else None
         )
     result = {"html": str(html), "csv": str(csv_path) if csv_path else None, "csvRows": rows,
-              "batch": detail.summary.to_dict()}  # fmt: skip
+              "batch": detail.summary.to_dict(), "returnedCount": len(detail.returned),
+              "returned": [r.to_dict() for r in detail.returned]}  # fmt: skip
     emit(
         result,
         json_,
-        lambda r: say(
-            f"report of batch {tag}: {r['html']}"
-            + (f"; {r['csvRows']} devices in {r['csv']}" if r["csv"] else "")
+        lambda r: (
+            say(
+                f"report of batch {tag}: {r['html']}"
+                + (f"; {r['csvRows']} devices in {r['csv']}" if r["csv"] else "")
+            ),
+            returned(detail.returned),
         ),
     )

@@ -73,6 +73,9 @@ def bootstrap(
             backend, cred, device_name=name, timezone=timezone, journal=journal
         )
     _emit(session, json_, show_secret)
+    if not json_ and session.retired is not None:  # a retired unit registered itself again
+        say(session.retired.returned_text(), stderr=True)
+        say(f"what to do: {session.retired.advice()}", stderr=True)
     if not json_ and not cred.sn:
         sn = session.info.sn or f"(ask: enosprov devices show {cred.device_sn})"
         say(

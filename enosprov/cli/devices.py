@@ -17,7 +17,7 @@ from .options import (
     RegionOpt,
     state,
 )
-from .output import confirm_or_refuse, emit, handled, key_values, say, table
+from .output import confirm_or_refuse, emit, handled, key_values, say, status_line, table
 
 app = typer.Typer(
     help="Registered devices.\n\nExample: enosprov devices list --group meters-eu --batch-tag B-1",
@@ -43,7 +43,11 @@ def _query(store, group, batch_tag, allocate_status, connect_status, device_sn, 
     )
 
 
-def state_label(dev) -> str:
+def state_label(dev, retired=None) -> str:
+    """Where a device stands; ``retired`` (core.lineage.Retirement): the device is a retired
+    unit that registered again."""
+    if retired is not None and retired.returned is not None:
+        return f"RETIRED UNIT CAME BACK (in service: {retired.in_service['deviceSn']})"
     if dev.allocated:
         label = "connected" if dev.connect_status == "connected" else "allocated"
         return label + (" (re-allocated)" if dev.reprovisioning else "")
@@ -71,16 +75,42 @@ def list_(
             "--sort", help="Field[:asc|desc]: createTime, updateTime, sn, deviceSn, batchOrder."
         ),
     ] = "createTime:desc",
+    retired: Annotated[
+        bool,
+        typer.Option(
+            "--retired",
+            help="List the retired units instead: replaced, with the unit in service and any "
+            "that registered again.",
+        ),
+    ] = False,
     json_: JsonOpt = False,
 ) -> None:
-    """List devices, newest first, one page at a time.
+    """List devices, newest first, one page at a time. A retired unit that registered again
+    (replaced, then powered on with its old file) is flagged in the state column.
+
+    With --retired: the retired units (taken out by `enosprov replace`), oldest replacement
+    first, each with the unit that replaced it, the unit in service now and, when it registered
+    again, its new sn (--group, --batch-tag and --device-sn narrow the list).
 
     Example: enosprov devices list --group meters-eu --allocate-status init --limit 100
+
+    Example: enosprov devices list --retired --group meters-eu
     """
+    from ..core.lineage import retired_links, retirement_from_link
     from ..models import Sorter
 
+    if retired:
+        if allocate_status or connect_status:
+            from ..errors import InvalidArgumentError
+
+            raise InvalidArgumentError(
+                "--allocate-status and --connect-status do not apply to --retired",
+                hint="a retired unit is no longer in DPS",
+            )
+        _list_retired(ctx, group, batch_tag, device_sn, page, limit, json_)
+        return
     field, _, order = sort.partition(":")
-    with state(ctx).backend() as store:
+    with state(ctx).open() as (store, journal):
         result = store.search(
             _query(
                 store,
@@ -94,6 +124,15 @@ def list_(
                 sorters=(Sorter(field, (order or "asc").upper()),),
             )
         )
+        came_back = {}  # sn -> Retirement: retired units registered again, on this page
+        groups = {d.group_id for d in result.items}
+        links = {}
+        for gid in groups if len(groups) <= 5 else (None,):
+            links.update(retired_links(store, journal, gid))
+        for d in result.items:
+            link = links.get((d.group_id, d.device_sn))
+            if link is not None and link["oldSn"] != d.sn:
+                came_back[d.sn] = retirement_from_link(store, journal, link, returned=d)
 
     def render(p) -> None:
         # Columns that say nothing on this page are left out, so the table fits 80 columns.
@@ -104,7 +143,7 @@ def list_(
                 d.device_sn,
                 d.group_id,
                 d.batch_tag_text,
-                state_label(d),
+                state_label(d, came_back.get(d.sn)),
                 f"{d.region_id} / {d.org_id}" if d.allocated else None,
                 _time(d.create_time, seconds=False),
             ]
@@ -122,26 +161,104 @@ def list_(
         )
         first = (p.page_no - 1) * p.page_size
         say(f"{first + 1 if p.items else 0}-{first + len(p.items)} of {p.total}", stderr=True)
+        for r in came_back.values():
+            say(f"{r.returned.sn}: {r.returned_text()}; what to do: {r.advice()}", stderr=True)
 
-    emit(result, json_, render)
+    data = result.to_dict()
+    for item in data["items"]:
+        r = came_back.get(item["sn"])
+        item["retired"] = r.to_dict() if r is not None else None
+    emit(data, json_, lambda _: render(result))
+
+
+def _list_retired(ctx, group, batch_tag, device_sn, page: int, limit: int, json_: bool) -> None:
+    from ..core.lineage import retired_units
+
+    with state(ctx).open() as (store, journal):
+        group_id = store.get_group(group).group_id if group else None
+        units = retired_units(store, journal, group_id=group_id, device_sns=device_sn or ())
+        if batch_tag is not None:
+            marked = {
+                sn
+                for gid in {r.group_id for r in units}
+                for _m, sn, _d, _t in journal.marked(gid, batch_tag, ("replaced",))
+            }
+            units = [r for r in units if r.sn in marked]
+    total = len(units)
+    shown = units[(page - 1) * limit : page * limit]
+    data = {
+        "items": [r.to_dict() for r in shown],
+        "pagination": {"pageNo": page, "pageSize": limit, "total": total},
+    }
+
+    def render(_d) -> None:
+        if not shown:
+            say("no retired units")
+            return
+        several = len({r.group_id for r in shown}) > 1
+        table(
+            "retired units (replaced)",
+            ["deviceSn", "sn", *(["group id"] if several else []), "replaced by", "on",
+             "in service", "registered again"],
+            [[r.device_sn, r.sn, *([r.group_id] if several else []),
+              f"{r.replaced_by['deviceSn']} ({r.replaced_by['sn']})", r.date,
+              r.in_service_text(), f"YES: sn {r.returned.sn}" if r.returned else "no"]
+             for r in shown],
+        )  # fmt: skip
+        first = (page - 1) * limit
+        say(f"{first + 1}-{first + len(shown)} of {total}", stderr=True)
+        for r in shown:
+            if r.returned is not None:
+                status_line(r.returned_text(), ok=False)
+                say(f"what to do: {r.advice()}", stderr=True)
+
+    emit(data, json_, render)
 
 
 @app.command("show")
 @handled
 def show(
     ctx: typer.Context,
-    device: Annotated[str, typer.Argument(metavar="SN", help="System sn or deviceSn.")],
+    device: Annotated[
+        str,
+        typer.Argument(metavar="SN", help="System sn, deviceSn, or the short code of its label."),
+    ],
     group: OptionalGroupOpt = None,
     json_: JsonOpt = False,
 ) -> None:
-    """Show one device (by system sn or deviceSn) with its statuses and master data.
+    """Show one device (by system sn, deviceSn or label short code) with its statuses and master data.
+
+    A retired unit (taken out by `enosprov replace`) is shown as such, with the unit that
+    replaced it and the unit in service; a retired unit that registered again is flagged.
 
     Example: enosprov devices show SN-0001 --group meters-eu
     """
-    from .. import api
+    from ..core.lineage import look_up_unit
 
-    with state(ctx).backend() as store:
-        dev = api.find_device(store, device, group)
+    with state(ctx).open() as (store, journal):
+        found = look_up_unit(store, journal, device, group)
+    dev, retired = found.device, found.retired
+
+    def render_retired(r) -> None:
+        key_values(
+            [
+                ("system sn", r.sn),
+                ("deviceSn", r.device_sn),
+                ("group", r.group_id),
+                ("state", "retired (replaced)"),
+                ("replaced by", f"{r.replaced_by['deviceSn']} ({r.replaced_by['sn']})"),
+                ("replaced", r.replaced_at[:19].replace("T", " ") + "Z"),
+                ("in service", r.in_service_text()),
+            ]
+        )
+        say(f"{r.device_sn} is a retired unit: {r.describe()}")
+        if r.returned is not None:
+            status_line(r.returned_text(), ok=False)
+            say(f"what to do: {r.advice()}")
+
+    if dev is None:
+        emit(found, json_, lambda _: render_retired(retired))
+        return
 
     def render(d) -> None:
         s = d.status
@@ -150,7 +267,7 @@ def show(
                 ("system sn", d.sn),
                 ("deviceSn", d.device_sn),
                 ("group", d.group_id),
-                ("state", state_label(d)),
+                ("state", state_label(d, retired)),
                 ("product key", d.product_key),
                 ("device key", d.device_key or "-"),
                 ("allocated to", f"{d.region_id or '-'} / {d.org_id or '-'}"),
@@ -177,8 +294,11 @@ def show(
             table(
                 "master data", ["key", "value"], [[k, _value(v)] for k, v in sorted(data.items())]
             )
+        if retired is not None:
+            status_line(retired.returned_text(), ok=False)
+            say(f"what to do: {retired.advice()}")
 
-    emit(dev, json_, render)
+    emit(found, json_, lambda _: render(dev))
 
 
 @app.command("export")
@@ -309,7 +429,7 @@ def delete(
 ) -> None:
     """Delete devices, all of one registration group, after a confirmation.
 
-    Every SN must resolve (system sn or deviceSn) and all must be in one group, or nothing is
+    Every SN must resolve (system sn, deviceSn or label short code) and all must be in one group, or nothing is
     deleted. On a terminal the devices are listed and a confirmation asked; without a terminal
     --yes is required. The deletion is recorded in the audit journal (`enosprov log`).
 

@@ -29,6 +29,12 @@ def _render_group(group, devices: int | None = None, show_secret: bool = False) 
         ("signing scheme", group.sign_scheme),
         ("deviceSn pattern", group.sn_pattern or "default"),
         ("default timezone", group.timezone or "- (devices need deviceData.timezone)"),
+        (
+            "retired units",
+            "may register themselves again by bootstrap"
+            if group.allow_retired_bootstrap
+            else "bootstrap refused on the local store (EnOS decides for itself)",
+        ),
     ]
     if devices is not None:
         rows.append(("devices", devices))
@@ -81,9 +87,22 @@ def create(
             "credential file of a device registered without one (Bootstrap Device needs it).",
         ),
     ] = None,
+    allow_retired_bootstrap: Annotated[
+        bool,
+        typer.Option(
+            "--allow-retired-bootstrap",
+            help="Let a retired (replaced) unit register itself again by bootstrap. An enosprov "
+            "rule of the local store (refused by default), not an EnOS one.",
+        ),
+    ] = False,
     json_: JsonOpt = False,
 ) -> None:
     """Create a registration group with a fresh group secret.
+
+    On the local store, a retired unit (one that `enosprov replace` took out) that bootstraps
+    with its old credential file is refused, naming the unit in service, unless the group is
+    created with --allow-retired-bootstrap (an enosprov rule of the local store; EnOS decides
+    this itself and may accept the old unit).
 
     Example: enosprov group create --id meters-eu --name "Meters EU" --product-key pk1
     --region eu2 --org o15000000000001 --masterdata meters --timezone +01:00
@@ -109,6 +128,8 @@ def create(
             http_url=http_url,
             timezone=timezone,
         )
+        if allow_retired_bootstrap:
+            group = store.set_allow_retired_bootstrap(group.group_id, True)
         journal.record(
             "group-create",
             group_id=group.group_id,
@@ -121,6 +142,7 @@ def create(
                 "modelType": group.model_type,
                 "masterDataGroupId": group.masterdata_group_id,
                 "timezone": group.timezone,
+                "allowRetiredBootstrap": group.allow_retired_bootstrap,
             },
         )
     emit(group, json_, _render_group)

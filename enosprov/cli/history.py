@@ -7,21 +7,26 @@ from typing import Annotated
 import typer
 
 from .options import JsonOpt, OptionalGroupOpt, state
-from .output import emit, handled, say, table
+from .output import emit, handled, say, status_line, table
 
 
 @handled
 def history(
     ctx: typer.Context,
     device: Annotated[
-        str, typer.Argument(metavar="SN", help="System sn or deviceSn (current or replaced).")
+        str,
+        typer.Argument(
+            metavar="SN", help="System sn, deviceSn or label short code (current or replaced)."
+        ),
     ],
     group: OptionalGroupOpt = None,
     json_: JsonOpt = False,
 ) -> None:
     """Show a device's chain of replacements (first unit to the one in service) and every
     recorded event of those units: registration, credential files, labels, allocation,
-    reprovisioning, replacement. Works for a unit that was already replaced.
+    reprovisioning, replacement. Works for a unit that was already replaced (a retired unit).
+    A retired unit whose deviceSn registered again (an old unit powered on with its burned
+    file) is flagged as a retired unit that came back, with what to do; the chain is kept.
 
     Example: enosprov devices history SN-0107 --group meters-eu
     """
@@ -42,6 +47,11 @@ def history(
             from .devices import state_label
 
             say(f"in service: {cur.device_sn} ({cur.sn}), {state_label(cur)}")
+        if h.retired is not None:
+            say(f"{h.retired.device_sn} is a retired unit: {h.retired.describe()}")
+        for r in h.returned:
+            status_line(r.returned_text(), ok=False)
+            say(f"what to do: {r.advice()}")
         rows = [
             [e.iso_time[:19].replace("T", " "), e.operation, e.outcome,
              ", ".join(d for s, d in e.devices if s in {u["sn"] for u in h.chain}

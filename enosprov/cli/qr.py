@@ -21,7 +21,7 @@ from .options import (
     RegionOpt,
     state,
 )
-from .output import emit, handled, key_values, printable, progress_bar, say, table
+from .output import emit, handled, key_values, printable, progress_bar, say, status_line, table
 
 app = typer.Typer(
     help="QR code labels that identify devices (never a secret), and scanning them back.\n\n"
@@ -179,7 +179,9 @@ def batch(
 @handled
 def print_(
     ctx: typer.Context,
-    units: Annotated[list[str], typer.Argument(help="Units to reprint: system sn or deviceSn.")],
+    units: Annotated[
+        list[str], typer.Argument(help="Units to reprint: system sn, deviceSn or label short code.")
+    ],
     printer: Annotated[
         str,
         typer.Option(
@@ -222,6 +224,15 @@ def print_(
         raise typer.Exit(EXIT_PRINTER)
 
 
+def _scan_result(code) -> str:
+    """The result cell of a scanned code: a returning unit in short (the loud line below the
+    table has the details)."""
+    r = code.retired
+    if r is not None and r.returned is not None and not code.problem:
+        return f"RETIRED UNIT CAME BACK (in service: {r.in_service['deviceSn']})"
+    return code.result
+
+
 @app.command("scan")
 @handled
 def scan(
@@ -260,7 +271,10 @@ def scan(
     devices need a confirmation (--yes without a terminal).
 
     Exit code 1 when an image has no code, a code is not an enosprov payload, or a device is
-    not registered (with --onboard nothing is then changed).
+    not registered (with --onboard nothing is then changed). The label of a retired unit (one
+    that `enosprov replace` took out) says "replaced by NEW (sn) on DATE; in service: NEW" (exit
+    code 0, status "retired" in --json); a retired unit registered again is flagged as a retired
+    unit that came back (status "returned"), with what to do. --onboard refuses both.
 
     Example: enosprov qr scan photo1.jpg scans/page2.png
 
@@ -279,13 +293,13 @@ def scan(
                 f"{', '.join(given)} only apply with --onboard", hint="add --onboard"
             )
     with state(ctx).open() as (backend, journal):
-        report = ScanReport(scan_images(backend, images))
+        report = ScanReport(scan_images(backend, images, journal=journal))
         results = None
         if onboard and report.ok:
-            from ..qr.onboard import onboard_devices, parse_sets
+            from ..qr.onboard import onboard_devices, parse_sets, scanned_devices
 
             values = parse_sets(set_)
-            devices = list({c.device.sn: c.device for i in report.images for c in i.codes}.values())
+            devices = scanned_devices([c for i in report.images for c in i.codes])
             if len(devices) > 1 and name is not None:
                 raise InvalidArgumentError(
                     f"--name names one device, but {len(devices)} devices were found",
@@ -312,11 +326,16 @@ def scan(
                 rows.append([img.path, c.payload.group_id if c.payload else "",
                              c.payload.device_sn if c.payload else c.text,
                              dev.sn if dev else "", dev.allocate_status if dev else "",
-                             c.problem or "ok"])  # fmt: skip
-        table(None, ["image", "group id", "deviceSn", "sn", "allocated", "result"], rows)
+                             _scan_result(c)])  # fmt: skip
+        table(None, ["image", "group id", "deviceSn", "sn", "allocated", "result"], rows,
+              wide=True)  # fmt: skip
         for img in r.images:
             for p in img.problems:
                 say(f"{img.path}: {p}", stderr=True)
+            for c in img.codes:
+                if c.retired is not None and c.retired.returned is not None:
+                    status_line(f"{img.path}: {c.retired.returned_text()}", ok=False)
+                    say(f"what to do: {c.retired.advice()}", stderr=True)
 
     def render_onboarded(res) -> None:
         rows = []

@@ -65,6 +65,13 @@ def register(
     chunk_size: Annotated[
         int, typer.Option("--chunk-size", help="Rows per database transaction.", min=1)
     ] = 10000,
+    allow_retired: Annotated[
+        bool,
+        typer.Option(
+            "--allow-retired",
+            help="Accept a deviceSn that a replacement retired (refused by default).",
+        ),
+    ] = False,
     raw_csv: RawCsvOpt = False,
     json_: JsonOpt = False,
 ) -> None:
@@ -75,9 +82,11 @@ def register(
     --skip-invalid). Re-running the same file is safe: registered rows are skipped, rows whose
     deviceSn exists with other data are reported as conflicts. Exit codes: 0 all rows registered
     or already there, 1 invalid input (nothing written), 5 finished with conflicts or with rows
-    left out by --skip-invalid. Values that spreadsheets would read as formulas (=1+2) are
-    registered as they are, with a warning; a CSV --results file prefixes them with ' unless
-    --raw-csv.
+    left out by --skip-invalid. A row whose deviceSn is a retired unit (one that `enosprov
+    replace` took out) is invalid, naming the unit in service, unless --allow-retired: re-running
+    an old batch file does not bring a replaced unit back. Values that spreadsheets would read as
+    formulas (=1+2) are registered as they are, with a warning; a CSV --results file prefixes
+    them with ' unless --raw-csv.
 
     Example: enosprov register --csv devices.csv --group meters-eu --batch-tag B-2026-11-A
     --results results.csv
@@ -104,7 +113,7 @@ def register(
     with state(ctx).open() as (store, journal), progress_bar(not json_, "register") as progress:
         kw = dict(batch_tag=batch_tag, skip_invalid=skip_invalid, dry_run=dry_run,
                   results=results, chunk_size=chunk_size, progress=progress, journal=journal,
-                  raw_csv=raw_csv)  # fmt: skip
+                  raw_csv=raw_csv, allow_retired=allow_retired)  # fmt: skip
         if device_sn is not None:
             from ..qr.onboard import parse_sets
 

@@ -16,7 +16,9 @@ def replace(
     ctx: typer.Context,
     old: Annotated[
         str | None,
-        typer.Argument(metavar="[OLD]", help="The unit taken out: system sn or deviceSn."),
+        typer.Argument(
+            metavar="[OLD]", help="The unit taken out: system sn, deviceSn or label short code."
+        ),
     ] = None,
     new_sn: Annotated[
         str | None, typer.Option("--new-sn", help="Serial number (deviceSn) of the new unit.")
@@ -72,9 +74,12 @@ def replace(
     with its own device key and secret. In the same run NEW's credential file is written to
     --out (--burn-format) and, with --label, its label as --out/labels/NEW.pdf (or .zpl .png
     .svg); with --printer the label is printed (exit code 6 when it was not). The lineage
-    OLD -> NEW is recorded (`enosprov devices history`). Refused with nothing changed: OLD
-    unknown, NEW in another group, NEW already allocated, NEW == OLD, OLD already replaced.
-    Re-running a finished replacement reports it as already done.
+    OLD -> NEW is recorded (`enosprov devices history`); OLD is then a retired unit. Refused
+    with nothing changed: OLD unknown, NEW in another group, NEW already allocated, NEW == OLD,
+    OLD already replaced. A NEW that is already registered (a spare or production unit with its
+    own label or credential file) is named in the plan with its batch: the replacement consumes
+    its own registration, and the confirmation says so. Re-running a finished replacement
+    reports it as already done.
 
     Example: enosprov replace SN-0007 --new-sn SN-0107 --out burn/ --label thermal-62mm
 
@@ -123,16 +128,8 @@ def replace(
                 say("dry run: nothing was changed")
             return
         if todo:
-            first = todo[0]
-            question = (
-                f"Replace {first.old.device_sn} by {first.request.new}? The old unit is removed "
-                "from DPS."
-                if len(todo) == 1
-                else f"Replace {len(todo)} units? The old units are removed from DPS."
-            )
-            confirm_or_refuse(
-                question, yes=yes, what=f"replace {len(todo)} unit{'s' if len(todo) > 1 else ''}"
-            )
+            question, what = _confirmation(todo)
+            confirm_or_refuse(question, yes=yes, what=what)
         with progress_bar(not json_ and len(plans) > 1, "replace") as progress:
             report = replace_devices(
                 backend, plans, journal=journal, outputs=outputs, progress=progress
@@ -144,17 +141,58 @@ def replace(
         raise typer.Exit(EXIT_PRINTER)
 
 
+def _confirmation(todo) -> tuple[str, str]:
+    """The question, and the change a refusal names: a registered NEW's own registration
+    (its batch, whether it was burned or labelled) is consumed by the replacement."""
+    consumed = [p for p in todo if p.consumes_new]
+    units = ", ".join(f"{p.request.new} ({p.new_text()})" for p in consumed[:5])
+    units += " ..." if len(consumed) > 5 else ""
+    if len(todo) == 1:
+        first = todo[0]
+        question = f"Replace {first.old.device_sn} by {first.request.new}?"
+        what = f"replace {first.old.device_sn} by {first.request.new}"
+        if consumed:
+            question += (
+                f" {first.request.new} is already registered ({first.new_text()}): its own "
+                f"registration is consumed (it takes {first.old.device_sn}'s master data, batch "
+                f"tag {first.old.batch_tag_text or '(none)'} and description)."
+            )
+            what += f", consuming the registration of {units}"
+    else:
+        question = f"Replace {len(todo)} units?"
+        what = f"replace {len(todo)} units"
+        if consumed:
+            question += (
+                f" {len(consumed)} new unit{'s are' if len(consumed) > 1 else ' is'} already "
+                f"registered and {'their' if len(consumed) > 1 else 'its'} own registration is "
+                f"consumed: {units}."
+            )
+            what += f", consuming the registration of {units}"
+    removed = " The old units are" if len(todo) > 1 else " The old unit is"
+    return question + removed + " removed from DPS.", what
+
+
 def _show_plan(plans) -> None:
     rows = []
     for p in plans:
         old = p.old
+        new = "to register"
+        if p.new is not None:
+            new = f"registered: {p.new_text()}" if p.consumes_new else "registered"
         rows.append([
             old.device_sn if old else p.request.old, old.sn if old else "",
-            p.request.new, "registered" if p.new else "to register",
-            "already done" if p.done else "replace",
+            p.request.new, new, "already done" if p.done else "replace",
         ])  # fmt: skip
     table("replacement plan", ["old deviceSn", "old sn", "new deviceSn", "new unit", "action"],
-          rows)  # fmt: skip
+          rows, wide=True)  # fmt: skip
+    for p in plans:
+        if p.consumes_new:
+            say(
+                f"note: {p.request.new} is already registered ({p.new_text()}): replacing onto "
+                f"it consumes its own registration; it takes {p.old.device_sn}'s master data, "
+                "batch tag and description and leaves its batch",
+                stderr=True,
+            )
 
 
 def _render(report) -> None:

@@ -19,6 +19,10 @@ States of a batch's devices and where each figure comes from:
 DPS cannot search by batch tag, so with the EnOS backend the devices of a group are read page by
 page (1,000 a request) and counted here; the local store counts with two indexes.
 
+Retired units that came back (:attr:`BatchDetail.returned`): a replaced unit of the batch whose
+deviceSn is registered again, or a device of the batch registered under a retired deviceSn
+(core.lineage), each with the unit in service and what to do.
+
 Production by station (:func:`batch_production`) comes from the journal alone: the register,
 burn-export and label-export records of the batch's group, each stamped with the station that
 wrote it, their devices matched to the batch by system sn.
@@ -35,6 +39,7 @@ from dataclasses import dataclass, field
 from ..errors import InvalidArgumentError, NotFoundError
 from ..journal import MARKS, Journal, NullJournal, duration_ms, journal_or_null, parse_time
 from ..models import Device, SearchQuery
+from .lineage import Retirement, retired_links, retirement_from_link
 
 STATES = (
     "registered", "exported", "labelled", "allocated", "connected", "failed", "reprovisioned",
@@ -49,6 +54,7 @@ NO_STATION = "(none)"  # how journal records without a station are shown
 OUTPUTS = ("registered", "burned", "labelled", "printed", "failed")  # production per station
 HOURLY_BELOW_MS = 2 * 86_400_000  # production spanning less than this is shown per hour
 MIN_RATE_SPAN_MS = 60_000  # units/hour needs at least this much time between first and last
+RETURNED_SLICE = 100  # deviceSns per search when looking for retired units that came back
 
 
 def _store_source(backend) -> str:
@@ -225,6 +231,9 @@ class BatchDetail:
     activations: dict[str, int] = field(default_factory=dict)  # UTC day -> devices allocated
     lineage: list[dict] = field(default_factory=list)  # replacements of this batch's units
     production: Production | None = None  # per station and hour/day, from the journal
+    # retired units that came back: a retired unit of this batch whose deviceSn registered
+    # again, or a device of this batch registered under a retired deviceSn (core.lineage)
+    returned: list = field(default_factory=list)
 
     def to_dict(self) -> dict:
         return {
@@ -234,6 +243,8 @@ class BatchDetail:
             "stuck": [s.to_dict() for s in self.stuck],
             "activationsPerDay": dict(self.activations),
             "replacements": self.lineage,
+            "returnedCount": len(self.returned),
+            "returned": [r.to_dict() for r in self.returned],
             "production": (self.production or Production()).to_dict(),
         }
 
@@ -332,9 +343,14 @@ def show_batch(
     stuck: list[StuckDevice] = []
     members: set[str] = set()  # system sns of the batch's devices in DPS now
     device_sns: set[str] = set()
+    retired = retired_links(backend, journal, summary.group_id)  # (group, deviceSn) -> link
+    returned: dict[str, Retirement] = {}  # sn of the new registration -> its retirement
     for d in batch_devices(backend, summary):
         members.add(d.sn)
         device_sns.add(d.device_sn)
+        link = retired.get((d.group_id, d.device_sn))
+        if link is not None and link["oldSn"] != d.sn:  # a retired unit registered again
+            returned[d.sn] = retirement_from_link(backend, journal, link, returned=d)
         if tally is not None:
             tally.add(d)
         at = d.status.allocated_time
@@ -357,6 +373,25 @@ def show_batch(
     detail.stuck = stuck[:stuck_limit]
     detail.activations = dict(sorted(per_day.items()))
     detail.lineage = batch_lineage(journal, summary)
+    # the batch's retired units: did one come back? (its deviceSns looked up in slices)
+    candidates: dict[str, dict] = {}
+    for entry in detail.lineage:
+        entry["returnedAs"] = None
+        link = retired.get((summary.group_id, entry.get("oldDeviceSn")))
+        if link is not None and link["oldSn"] == entry.get("oldSn"):
+            candidates[link["oldDeviceSn"]] = link
+    found = list(candidates)
+    for start in range(0, len(found), RETURNED_SLICE):
+        part = tuple(found[start : start + RETURNED_SLICE])
+        for d in backend.iter_devices(SearchQuery(group_id=summary.group_id, device_sns=part)):
+            link = candidates.get(d.device_sn)
+            if link is not None and d.sn != link["oldSn"] and d.sn not in returned:
+                returned[d.sn] = retirement_from_link(backend, journal, link, returned=d)
+    for r in returned.values():
+        for entry in detail.lineage:
+            if entry.get("oldSn") == r.sn:
+                entry["returnedAs"] = r.returned.sn
+    detail.returned = sorted(returned.values(), key=lambda r: (r.replaced_at, r.device_sn))
     detail.production = batch_production(journal, summary, members, device_sns)
     return detail
 

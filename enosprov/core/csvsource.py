@@ -86,7 +86,7 @@ class CsvSource:
         with fh:
             try:
                 first = fh.readline()
-            except UnicodeDecodeError:
+            except UnicodeError:  # a decode error, or a codec that cannot start (no BOM)
                 raise self._decode_error(1) from None
             if not first.strip():
                 raise InputFileError(
@@ -110,7 +110,7 @@ class CsvSource:
             for fields in reader:
                 rowno += 1
                 yield rowno, fields
-        except UnicodeDecodeError:
+        except UnicodeError:
             raise self._decode_error(rowno + 1) from None
         except csv.Error as exc:
             raise InputFileError(

@@ -1,18 +1,30 @@
-"""Turn what a user typed (system sns, deviceSns, a CSV, a batch tag) into devices, all or nothing.
+"""Turn what a user typed (system sns, deviceSns, short codes, a CSV, a batch tag) into devices,
+all or nothing.
 
 Lifecycle commands act on devices named in several ways; every reference must resolve before
-anything changes, and one error names every reference that does not.
+anything changes, and one error names every reference that does not, with the nearest deviceSns
+("did you mean").
+
+A reference is, in this order: a system sn; a deviceSn (within the group when one is given); a
+short code printed on a label (docs/qr-payload.md, "Short code"), tried only when it is
+well-formed (valid check character) and matched on the client side against the short code of
+every device of the group (or of the store): an exact sn or deviceSn always wins, and a short
+code two devices share is refused, naming both.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from ..errors import InvalidArgumentError, NotFoundError
+from ..errors import EnosprovError, InvalidArgumentError, NotFoundError
 from ..models import Device, SearchQuery
 
 LOOKUP_SLICE = 500
+# How a get by system sn says "no such sn" (as api.NOT_FOUND_CODES)
+NOT_FOUND_CODES = (35601, 35404, 99404)
+SUGGEST_REFS = 5  # unknown references that get "did you mean" suggestions, per error
+SUGGEST_REMOTE_SCAN = 5000  # devices read from a remote backend (EnOS) to find suggestions
 
 
 def read_refs_csv(path: str | Path) -> list[str]:
@@ -35,12 +47,39 @@ def names(items: Sequence[str], limit: int = 10) -> str:
     return shown + (f" and {len(items) - limit} more" if len(items) > limit else "")
 
 
-def not_found_error(missing: Sequence[str], group: str | None = None) -> NotFoundError:
+def not_found_error(
+    missing: Sequence[str],
+    group: str | None = None,
+    suggestions: dict[str, list[str]] | None = None,
+    *,
+    changing: bool = True,
+) -> NotFoundError:
+    """The error naming every unknown reference; its hint says which deviceSns they may mean
+    (``suggestions``, see :func:`suggest_device_sns`) or else how to check them."""
     where = f" in group {group}" if group else ""
+    shown = repr(missing[0]) if len(missing) == 1 else names(missing)
+    tail = "; nothing was changed" if changing else ""
     return NotFoundError(
-        f"no device with system sn or deviceSn {names(missing)}{where}; nothing was changed",
-        hint="check the serial numbers (`enosprov devices list`)",
+        f"no device with system sn or deviceSn {shown}{where}{tail}",
+        hint=did_you_mean(missing, suggestions or {}),
     )
+
+
+def did_you_mean(missing: Sequence[str], suggestions: dict[str, list[str]]) -> str:
+    """``did you mean A, B?`` (one reference) or ``did you mean A (for 'X'); B, C (for 'Y')?``;
+    a generic hint when nothing is near."""
+    near = [(ref, suggestions[ref]) for ref in missing if suggestions.get(ref)]
+    if not near:
+        codes = [ref for ref in missing if _parse_code(ref) is not None]
+        if codes and len(codes) == len(missing):
+            return (
+                "no device has this short code; check it against the label, scan the label, "
+                "or give the system sn or deviceSn"
+            )
+        return "check the serial numbers (`enosprov devices list`)"
+    if len(missing) == 1:
+        return f"did you mean {', '.join(near[0][1])}?"
+    return "did you mean " + "; ".join(f"{', '.join(s)} (for {ref!r})" for ref, s in near) + "?"
 
 
 def resolve_devices(
@@ -51,8 +90,10 @@ def resolve_devices(
     csv_path: str | Path | None = None,
     batch_tag: str | None = None,
 ) -> list[Device]:
-    """The devices named by ``refs`` (system sn or deviceSn), the CSV and the batch tag, in the
-    order given, each once. Raises NotFoundError naming every reference that does not resolve."""
+    """The devices named by ``refs`` (system sn, deviceSn or short code), the CSV and the batch
+    tag, in the order given, each once. Raises NotFoundError naming every reference that does
+    not resolve (with the nearest deviceSns), InvalidArgumentError for a short code that
+    several devices share."""
     wanted = list(refs)
     if csv_path is not None:
         wanted.extend(read_refs_csv(csv_path))
@@ -61,7 +102,7 @@ def resolve_devices(
     if not wanted and batch_tag is None:
         raise InvalidArgumentError(
             "no device given",
-            hint="name devices (system sn or deviceSn), --csv FILE or --batch-tag",
+            hint="name devices (system sn, deviceSn or short code), --csv FILE or --batch-tag",
         )
     found: dict[str, Device] = {}
     if wanted:
@@ -87,7 +128,14 @@ def resolve_devices(
             else:
                 found[ref] = dev
         if missing:
-            raise not_found_error(missing, group)
+            by_code = match_short_codes(backend, missing, group_id)
+            shared = {ref: devs for ref, devs in by_code.items() if len(devs) > 1}
+            if shared:
+                raise shared_code_error(shared, changing=True)
+            found.update({ref: devs[0] for ref, devs in by_code.items() if devs})
+            missing = [ref for ref in missing if ref not in found]
+        if missing:
+            raise not_found_error(missing, group, suggest_device_sns(backend, missing, group_id))
         if ambiguous:
             raise InvalidArgumentError(
                 f"deviceSn {names(ambiguous)} exists in several groups; nothing was changed",
@@ -108,15 +156,209 @@ def resolve_devices(
 
 
 def _lookup(backend, ref: str, group_id: str | None) -> Device | None:
-    from .. import api
-
-    try:
-        dev = api.find_device(backend, ref, group_id)
-    except NotFoundError:
-        return None
-    if group_id is not None and dev.group_id != group_id:
+    dev = find_exact(backend, ref, group_id)
+    if dev is None or (group_id is not None and dev.group_id != group_id):
         return None
     return dev
+
+
+def find_exact(backend, ref: str, group_id: str | None = None) -> Device | None:
+    """The device whose system sn is ``ref``, else whose deviceSn is ``ref`` (within
+    ``group_id`` when given); None when there is none. InvalidArgumentError when the deviceSn
+    exists in several groups."""
+    return _by_sn(backend, ref) or _by_device_sn(backend, ref, group_id)
+
+
+def _by_sn(backend, ref: str) -> Device | None:
+    try:
+        return backend.get(ref)
+    except EnosprovError as exc:
+        if exc.enos_code not in NOT_FOUND_CODES:
+            raise
+    return None
+
+
+def _by_device_sn(backend, ref: str, group_id: str | None) -> Device | None:
+    page = backend.search(SearchQuery(group_id=group_id, device_sns=(ref,), page_size=2))
+    if not page.items:
+        return None
+    if page.total > 1:
+        raise InvalidArgumentError(
+            f"deviceSn {ref!r} exists in several groups",
+            hint="pass --group, or use the system sn",
+        )
+    return page.items[0]
+
+
+def find_one(backend, ref: str, group: str | None = None) -> Device:
+    """One device by system sn (whatever ``group``), by deviceSn (within ``group``, an id or
+    name, when given) or by short code; NotFoundError with the nearest deviceSns when none
+    matches, InvalidArgumentError when a short code matches several devices."""
+    dev = _by_sn(backend, ref)
+    if dev is not None:
+        return dev
+    group_id = backend.get_group(group).group_id if group else None
+    dev = _by_device_sn(backend, ref, group_id)
+    if dev is not None:
+        return dev
+    devs = match_short_codes(backend, [ref], group_id).get(ref, [])
+    if len(devs) > 1:
+        raise shared_code_error({ref: devs}, changing=False)
+    if devs:
+        return devs[0]
+    raise not_found_error([ref], group, suggest_device_sns(backend, [ref], group_id),
+                          changing=False)  # fmt: skip
+
+
+# -- short codes ---------------------------------------------------------------------------------
+
+
+def _parse_code(ref: str):
+    from ..qr.payload import parse_short_code
+
+    return parse_short_code(ref)
+
+
+def _code_rows(backend, group_id: str | None, *, payload: bool) -> Iterator[tuple]:
+    """(key, groupId, deviceSn as UTF-8 bytes, sn, batch tag) of every device of the group (of
+    the store without one); ``key`` gets the device back (:func:`_device_of`). The local store
+    answers from SQLite, from its (groupId, deviceSn) index alone unless ``payload`` (the sn and
+    batch tag an old short code needs); other backends by a full scan through ``iter_devices``,
+    the key being the Device itself."""
+    from ..backends.local import LocalBackend
+
+    if isinstance(backend, LocalBackend):
+        columns = "rowid, group_id, CAST(device_sn AS BLOB)"
+        columns += ", sn, batch_tag" if payload else ", NULL, NULL"
+        where, params = (" WHERE group_id=?", (group_id,)) if group_id else ("", ())
+        yield from backend.conn.execute(f"SELECT {columns} FROM devices{where}", params)
+        return
+    for dev in backend.iter_devices(SearchQuery(group_id=group_id)):
+        yield dev, dev.group_id, dev.device_sn.encode("utf-8"), dev.sn, dev.batch_tag_text
+
+
+def _device_of(backend, key) -> Device:
+    if isinstance(key, Device):
+        return key
+    (sn,) = backend.conn.execute("SELECT sn FROM devices WHERE rowid=?", (key,)).fetchone()
+    return backend.get(sn)
+
+
+def match_short_codes(
+    backend, refs: Sequence[str], group_id: str | None = None
+) -> dict[str, list[Device]]:
+    """The devices of each well-formed short code among ``refs`` (others are left out): those of
+    the group (of the store without one) whose new (version 2) or old (version 1) short code it
+    is. One scan for all the codes; a version 1 code is the code of the label's payload, matched
+    with the device's batch tag and with and without its system sn (labels printed before
+    registration carry none)."""
+    from ..qr.payload import key_code_value, legacy_code_values
+
+    codes = {ref: c for ref in refs if (c := _parse_code(ref)) is not None}
+    if not codes:
+        return {}
+    new = {c.value for c in codes.values() if c.version == 2}
+    old = {c.value for c in codes.values() if c.version == 1}
+    hits: dict[tuple[int, int], list] = {}
+    prefixes: dict[str, bytes] = {}  # groupId -> its UTF-8 bytes and "\n"
+    for key, gid, raw, sn, tag in _code_rows(backend, group_id, payload=bool(old)):
+        if new:
+            prefix = prefixes.get(gid) or prefixes.setdefault(gid, gid.encode("utf-8") + b"\n")
+            value = key_code_value(prefix + raw)
+            if value in new:
+                hits.setdefault((2, value), []).append(key)
+        if old:
+            for value in set(legacy_code_values(gid, raw.decode("utf-8"), sn, tag)):
+                if value in old:
+                    hits.setdefault((1, value), []).append(key)
+    return {
+        ref: [_device_of(backend, key) for key in hits.get((c.version, c.value), [])]
+        for ref, c in codes.items()
+    }
+
+
+def shared_code_error(shared: dict[str, list[Device]], *, changing: bool) -> InvalidArgumentError:
+    """Two or more devices have the short code given: refused, naming them."""
+    parts = [
+        f"short code {ref!r} matches {len(devs)} devices: "
+        + ", ".join(f"{d.device_sn} (sn {d.sn}, group {d.group_id})" for d in devs)
+        for ref, devs in shared.items()
+    ]
+    return InvalidArgumentError(
+        "; ".join(parts) + ("; nothing was changed" if changing else ""),
+        hint="name the device by its deviceSn or system sn",
+    )
+
+
+# -- did you mean ------------------------------------------------------------------------------
+
+
+def _sn_rows(backend, group_id: str | None, shortest: int, longest: int, *, others: bool = False
+             ) -> Iterator[tuple]:  # fmt: skip
+    """(groupId, deviceSn as UTF-8 bytes) of the devices of the group (of the store without one;
+    of the other groups with ``others``) whose deviceSn has a length in [shortest, longest]. On
+    the local store straight from SQLite; on a remote backend only the first
+    SUGGEST_REMOTE_SCAN devices of the group (of the environment without one), never others."""
+    from ..backends.local import LocalBackend
+
+    if isinstance(backend, LocalBackend):
+        where, params = "", [shortest, longest]
+        if group_id is not None:
+            where = " AND group_id != ?" if others else " AND group_id = ?"
+            params.append(group_id)
+        sql = (
+            "SELECT group_id, CAST(device_sn AS BLOB) FROM devices "
+            f"WHERE length(device_sn) BETWEEN ? AND ?{where}"
+        )
+        yield from backend.conn.execute(sql, params)
+        return
+    if others:
+        return
+    for i, dev in enumerate(backend.iter_devices(SearchQuery(group_id=group_id))):
+        if i >= SUGGEST_REMOTE_SCAN:
+            return
+        if shortest <= len(dev.device_sn) <= longest:
+            yield dev.group_id, dev.device_sn.encode("utf-8")
+
+
+def suggest_device_sns(
+    backend, refs: Sequence[str], group_id: str | None = None
+) -> dict[str, list[str]]:
+    """For each unknown reference (the first SUGGEST_REFS; short codes left out), the nearest
+    existing deviceSns: at most 3, each within :func:`suggest.max_distance` edits, and only
+    the nearest (a deviceSn 2 edits away is left out when one is 1 edit away). One bounded scan, of deviceSns of the same length +-2 only: the group's; the other
+    groups' (shown ``SN-1 (group g2)``) only when the group's give fewer than 3."""
+    from .suggest import MAX_SUGGESTIONS, Matcher, max_distance
+
+    words = [r for r in refs if r and _parse_code(r) is None][:SUGGEST_REFS]
+    if not words:
+        return {}
+    matchers = [Matcher(w, max_distance(w)) for w in words]
+    lengths = [len(w.encode("utf-8")) for w in words]
+    span = (max(1, min(lengths) - 2), max(lengths) + 2)
+    found: list[dict[str, tuple[int, str]]] = [{} for _ in words]
+    passes = (False, True) if group_id is not None else (False,)
+    for others in passes:
+        if others and all(len(f) >= MAX_SUGGESTIONS for f in found):
+            break
+        for gid, raw in _sn_rows(backend, group_id, *span, others=others):
+            for i, match in enumerate(matchers):
+                d = match(raw)
+                if d is None or (d == 0 and not others):
+                    continue
+                device_sn = raw.decode("utf-8", "replace")
+                text = f"{device_sn} (group {gid})" if others else device_sn
+                found[i].setdefault(text, (others, d, device_sn))
+    out: dict[str, list[str]] = {}
+    for word, near in zip(words, found, strict=True):
+        nearest = {}  # per pass (the group's, the others'), only the nearest ones
+        for other, d, _sn in near.values():
+            nearest[other] = min(d, nearest.get(other, d))
+        ranked = sorted((key for key, (o, d, _sn) in near.items() if d == nearest[o]),
+                        key=near.__getitem__)  # fmt: skip
+        if ranked:
+            out[word] = ranked[:MAX_SUGGESTIONS]
+    return out
 
 
 def one_group(devices: Sequence[Device], what: str = "change") -> str:

@@ -58,6 +58,7 @@ class RegisterReport:
     conflicts: int = 0
     invalid: int = 0
     failed: int = 0
+    retired: int = 0  # rows refused because their deviceSn is a retired unit (among invalid)
     dry_run: bool = False
     batch_order: int | None = None
     results_file: str | None = None
@@ -86,6 +87,7 @@ class RegisterReport:
             "conflicts": self.conflicts,
             "invalid": self.invalid,
             "failed": self.failed,
+            "retired": self.retired,
             "batchOrder": self.batch_order,
             "resultsFile": self.results_file,
             "issueCount": self.issue_count,
@@ -115,9 +117,14 @@ def register_csv(
     progress: ProgressFn | None = None,
     journal: Journal | None = None,
     raw_csv: bool = False,
+    allow_retired: bool = False,
 ) -> RegisterReport:
     """Register every device of a CSV file (a path, or a :class:`CsvSource` such as one built
     by :func:`register_records`) into a registration group. See docs/registration.md.
+
+    A row whose deviceSn is a retired unit (replaced; known from ``journal`` and, on the local
+    store, its replacements table) is invalid, its issue naming the unit in service, unless
+    ``allow_retired``: re-running an old batch file must not bring a replaced unit back.
 
     Text values a spreadsheet would read as formulas (``=1+2``) are registered as they are and
     counted in ``report.warnings``. A CSV ``results`` file is spreadsheet-safe (enosprov.csvsafe)
@@ -141,11 +148,14 @@ def register_csv(
     path = source.name
     report = RegisterReport(file=path, group_id=grp.group_id, dry_run=dry_run)
 
+    retired = None if allow_retired else _RetiredRows(backend, journal, grp.group_id)
+
     # Pass 1: validate everything and stage the converted rows in a temporary file.
     with tempfile.TemporaryFile(prefix="enosprov-stage-") as staging:
         bad_rows, total, header = _validate(
-            source, grp, mdg, batch_tag, report, progress, staging, keep_fields=bool(results)
-        )
+            source, grp, mdg, batch_tag, report, progress, staging, keep_fields=bool(results),
+            retired=retired,
+        )  # fmt: skip
         if 1 in bad_rows:  # a header problem makes every row unusable, even with --skip-invalid
             raise ValidationFailedError(
                 f"{path}: the header is invalid; nothing was registered",
@@ -155,35 +165,41 @@ def register_csv(
             )
         if report.issue_count and not skip_invalid:
             n, r = report.issue_count, len(bad_rows)
+            hint = "fix the rows listed, or pass --skip-invalid to register only the valid ones"
+            if report.retired:
+                hint += "; a retired unit is registered again only with --allow-retired"
             raise ValidationFailedError(
                 f"{path}: {n} problem{'s' * (n != 1)} in {r} row{'s' * (r != 1)}; "
                 "nothing was registered",
                 report.issues,
                 total=report.issue_count,
-                hint="fix the rows listed, or pass --skip-invalid to register only the valid ones",
+                hint=hint,
             )
 
         # Pass 2: write (or classify, for a dry run) in chunks, from the staged records.
         to_write = total - len(bad_rows)
-        if not dry_run and to_write > 0:  # nothing to write (no data rows): nothing changes
-            report.batch_order = backend.next_batch_order()
         writer = ResultsWriter(results, raw_csv=raw_csv) if results else None
-        journal_ = NO_JOURNAL if dry_run or to_write == 0 else journal_or_null(journal)
-        audit = ChunkAudit(journal_, backend, grp.group_id, {
-            "file": str(path), "batchOrder": report.batch_order, "batchTag": batch_tag,
-        })  # fmt: skip
+        audit = None
         try:
-            if writer:
+            if writer:  # a results file that cannot be written is refused before any change
                 writer.open(header)
+            if not dry_run and to_write > 0:  # no data rows: nothing changes
+                report.batch_order = backend.next_batch_order()
+            journal_ = NO_JOURNAL if dry_run or to_write == 0 else journal_or_null(journal)
+            audit = ChunkAudit(journal_, backend, grp.group_id, {
+                "file": str(path), "batchOrder": report.batch_order, "batchTag": batch_tag,
+            })  # fmt: skip
             _write_chunks(backend, grp.group_id, staging, bad_rows, chunk_size, report, writer,
                           progress, total, audit)  # fmt: skip
             if writer:
                 report.results_file = writer.commit()
         except KeyboardInterrupt:
-            audit.stopped("interrupted", "interrupted")
+            if audit is not None:
+                audit.stopped("interrupted", "interrupted")
             raise
         except EnosprovError as exc:
-            audit.stopped("failed", exc.message)
+            if audit is not None:
+                audit.stopped("failed", exc.message)
             if isinstance(exc, BackendUnavailableError):  # the rows done so far still count
                 raise _stopped(exc, report, writer) from None
             raise
@@ -219,10 +235,11 @@ def register_records(
             raise
         # one record: its problems in one line, by field name (no rows, no header talk)
         problems = "; ".join(_field_problem(i) for i in exc.issues)
+        hint = "give the values as --set key=value (a station: SN,key=value on the line)"
+        if any(RETIRED_ISSUE in i.message for i in exc.issues):
+            hint = "take the old unit out of service, or register it anyway with --allow-retired"
         raise ValidationFailedError(
-            f"{name}: {problems}; nothing was registered",
-            [],
-            hint="give the values as --set key=value (a station: SN,key=value on the line)",
+            f"{name}: {problems}; nothing was registered", [], hint=hint
         ) from None
 
 
@@ -330,6 +347,8 @@ def settle_intents(backend, journal, group_id: str) -> int:
     settled = 0
     for intent in journal.open_intents(group_id):
         device_sns = [dsn for _, dsn in intent.devices]
+        # devices another record already lists (an earlier run's, or a settlement's) count once
+        recorded = journal.recorded_sns(group_id, intent.time - INTENT_SKEW_MS)
         found: list[tuple[str, str]] = []
         for start in range(0, len(device_sns), 500):
             query = SearchQuery(
@@ -338,7 +357,8 @@ def settle_intents(backend, journal, group_id: str) -> int:
             found.extend(
                 (d.sn, d.device_sn)
                 for d in backend.iter_devices(query)
-                if d.create_time is None or d.create_time >= intent.time - INTENT_SKEW_MS
+                if (d.create_time is None or d.create_time >= intent.time - INTENT_SKEW_MS)
+                and d.sn not in recorded
             )
         kept = {k: intent.detail.get(k) for k in ("run", "part", "file", "batchOrder", "batchTag")}
         detail = {**kept, "intent": intent.id, "settles": intent.id, "created": len(found)}
@@ -415,7 +435,30 @@ def _stopped(exc: BackendUnavailableError, report: RegisterReport, writer):
     )
 
 
-def _validate(source, grp, mdg, batch_tag, report, progress, staging, keep_fields):
+RETIRED_ISSUE = "is a retired unit"
+
+
+class _RetiredRows:
+    """The retired deviceSns of a group (read once), and the issue of a row that names one."""
+
+    def __init__(self, backend, journal, group_id: str) -> None:
+        from .lineage import retired_links
+
+        self.backend, self.journal, self.group_id = backend, journal, group_id
+        self.links = {dsn: link for (_g, dsn), link in
+                      retired_links(backend, journal, group_id).items()}  # fmt: skip
+
+    def issue(self, rowno: int, device_sn: str) -> RowIssue | None:
+        link = self.links.get(device_sn)
+        if link is None:
+            return None
+        from .lineage import retirement_from_link
+
+        r = retirement_from_link(self.backend, self.journal, link, returned=None)
+        return RowIssue(rowno, "deviceSn", f"{device_sn} {RETIRED_ISSUE}: {r.describe()}")
+
+
+def _validate(source, grp, mdg, batch_tag, report, progress, staging, keep_fields, retired=None):
     """Pass 1: check every row and stage it; return (rows to leave out, row count, header)."""
     bad_rows: set[int] = set()
     hashes = array("q")
@@ -439,6 +482,12 @@ def _validate(source, grp, mdg, batch_tag, report, progress, staging, keep_field
                 record = (sn, None, None, _describe(issues))
             elif record is None:  # blank line
                 continue
+            elif retired is not None and record[0] in retired.links:
+                issue = retired.issue(rowno, record[0])
+                bad_rows.add(rowno)
+                _add_issue(report, issue)
+                report.retired += 1
+                record = (record[0], None, None, _describe([issue]))
             else:
                 hashes.append(hash(record[0]))
             chunk.append((rowno, record, fields if keep_fields else None))

@@ -50,17 +50,38 @@ class PlannedReplacement:
     new: Device | None  # NEW when it is registered already
     done: bool = False  # OLD was already replaced by this NEW
     link: dict | None = None  # that earlier replacement, when done
+    new_marks: tuple[str, ...] = ()  # a registered NEW's journal marks: exported, labelled
 
     @property
     def group_id(self) -> str:
         return (self.old or self.new).group_id
 
+    @property
+    def consumes_new(self) -> bool:
+        """NEW is a registered unit (a spare or production unit with its own label or file):
+        the replacement consumes its own registration (it takes OLD's details and batch)."""
+        return self.new is not None and not self.done
+
+    def new_text(self) -> str:
+        """``batch B-2, burned, labelled`` of a registered NEW (what its registration was)."""
+        if self.new is None:
+            return ""
+        burned, labelled = "exported" in self.new_marks, "labelled" in self.new_marks
+        marks = [w for w, on in (("burned", burned), ("labelled", labelled)) if on]
+        return ", ".join([f"batch {self.new.batch_tag_text or '(none)'}",
+                          *(marks or ["not burned or labelled"])])  # fmt: skip
+
     def to_dict(self) -> dict:
         old = self.old
+        new = {"sn": self.new.sn if self.new else None, "deviceSn": self.request.new}
+        if self.consumes_new:
+            new.update(batchTag=self.new.batch_tag_text, burned="exported" in self.new_marks,
+                       labelled="labelled" in self.new_marks)  # fmt: skip
         return {
             "old": {"sn": old.sn, "deviceSn": old.device_sn} if old else {"ref": self.request.old},
-            "new": {"sn": self.new.sn if self.new else None, "deviceSn": self.request.new},
+            "new": new,
             "registerNew": self.new is None,
+            "consumesNewRegistration": self.consumes_new,
             "alreadyDone": self.done,
         }
 
@@ -200,10 +221,12 @@ def plan_replacements(
     for req in requests:
         if id(req) in flagged:  # one clear problem per pair is enough
             continue
+        unknown_hint = "give its system sn or deviceSn (`enosprov devices list`)"
         try:
             old = api.find_device(backend, req.old, group_id)
-        except NotFoundError:
+        except NotFoundError as missed:
             old = None
+            unknown_hint = missed.hint if "did you mean" in (missed.hint or "") else unknown_hint
         if old is None:
             link = replaced_by(backend, journal, req.old)
             if link is not None and req.new in (link["newDeviceSn"], link["newSn"]):
@@ -219,7 +242,7 @@ def plan_replacements(
             else:
                 problems.add(req, NotFoundError, f"old unit {req.old!r} is unknown"
                              + (f" in group {group}" if group else ""),
-                             "give its system sn or deviceSn (`enosprov devices list`)")  # fmt: skip
+                             unknown_hint)  # fmt: skip
             continue
         if req.new in (old.device_sn, old.sn):
             problems.add(req, InvalidArgumentError, f"the new unit {req.new!r} is the old unit")
@@ -248,7 +271,25 @@ def plan_replacements(
                 continue
         plans.append(PlannedReplacement(req, old, new))
     problems.raise_if_any(len(requests))
+    _mark_registered_new(journal, plans)
     return plans
+
+
+def _mark_registered_new(journal, plans: list[PlannedReplacement]) -> None:
+    """The journal marks (credential file exported, label made) of every registered NEW, read
+    once per batch."""
+    by_batch: dict[tuple[str, str | None], list[PlannedReplacement]] = {}
+    for plan in plans:
+        if plan.consumes_new:
+            by_batch.setdefault((plan.new.group_id, plan.new.batch_tag_text), []).append(plan)
+    for (group_id, tag), items in by_batch.items():
+        wanted = {plan.new.sn: plan for plan in items}
+        marks: dict[str, set[str]] = {}
+        for mark, sn, _dsn, _ms in journal.marked(group_id, tag, ("exported", "labelled")):
+            if sn in wanted:
+                marks.setdefault(sn, set()).add(mark)
+        for sn, plan in wanted.items():
+            plan.new_marks = tuple(m for m in ("exported", "labelled") if m in marks.get(sn, ()))
 
 
 def _find_new(backend, group_id: str, device_sn: str) -> Device | None:

@@ -292,7 +292,8 @@ class Station:
         row = {**self.config.defaults, **values}
         report = register_records(self.backend, [row], self.group.group_id,
                                   name=f"unit {device_sn}", batch_tag=self.config.batch_tag,
-                                  journal=self.journal)  # fmt: skip
+                                  journal=self.journal,
+                                  allow_retired=self.config.allow_retired)  # fmt: skip
         if report.conflicts:
             sample = report.conflict_samples[0]
             raise InvalidArgumentError(

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from ..core import rules
-from ..errors import InvalidArgumentError
+from ..errors import InvalidArgumentError, RefusedError
 from ..journal import Journal, journal_or_null
 from ..models import (
     BUILTIN_KEYS,
@@ -259,6 +259,26 @@ def _apply(backend, plan: OnboardPlan, rec) -> OnboardResult:
     elif not plan.device_data:
         rec.add(dev.sn, dev.device_sn)
     return OnboardResult(after, dict(plan.device_data), not was_allocated, note)
+
+
+def scanned_devices(codes) -> list[Device]:
+    """The devices of scanned codes (qr.scan.ScannedCode) to onboard, each once. A retired unit
+    (its label names a unit a replacement took out, or a returning unit registered again under
+    a retired deviceSn) is refused: RefusedError naming the unit in service; nothing changes."""
+    retired = [c.retired for c in codes if c.retired is not None]
+    if retired:
+        first = retired[0]
+        names = "; ".join(
+            f"{r.device_sn} is a retired unit ({r.describe()})"
+            + (f", registered again as sn {r.returned.sn}" if r.returned is not None else "")
+            for r in retired
+        )
+        raise RefusedError(
+            f"not onboarding a retired unit: {names}; nothing was onboarded",
+            hint=f"onboard the unit in service ({first.in_service['deviceSn']}: scan its "
+            "label), and take the old unit out of service",
+        )
+    return list({c.device.sn: c.device for c in codes if c.device is not None}.values())
 
 
 def onboard_devices(

@@ -3,6 +3,11 @@
 Each image gets a :class:`ScanResult`: the codes found (rotated, skewed and several per image
 are handled by zxing-cpp; only QR Code Model 2 is read) and its problems: an unreadable image,
 no code at all, a code that is not an enosprov payload, or a device that is not registered.
+
+The label of a retired unit (one that a replacement took out) is not a problem: its code says
+``replaced by NEW (sn) on DATE; in service: NEW`` (status ``retired``), or, when the retired
+deviceSn is registered again, that the retired unit came back (status ``returned``), with what
+to do.
 """
 
 from __future__ import annotations
@@ -18,8 +23,29 @@ from .payload import ForeignCodeError, Payload, parse_payload
 class ScannedCode:
     text: str
     payload: Payload | None = None
-    device: object | None = None  # models.Device
+    device: object | None = None  # models.Device (a returning unit's new registration too)
     problem: str | None = None
+    retired: object | None = None  # core.lineage.Retirement: the label of a retired unit
+
+    @property
+    def status(self) -> str:
+        """``ok``, ``retired`` (replaced), ``returned`` (a retired unit registered again) or
+        ``problem``."""
+        if self.problem:
+            return "problem"
+        return self.retired.status if self.retired is not None else "ok"
+
+    @property
+    def result(self) -> str:
+        """One line: ok, the problem, or what the retirement says."""
+        if self.problem:
+            return self.problem
+        r = self.retired
+        if r is None:
+            return "ok"
+        if r.returned is not None:
+            return f"RETIRED UNIT CAME BACK as sn {r.returned.sn}: {r.describe()}"
+        return r.describe()
 
     def to_dict(self) -> dict:
         dev = self.device
@@ -30,6 +56,9 @@ class ScannedCode:
                 "sn": dev.sn, "groupId": dev.group_id, "deviceSn": dev.device_sn,
                 "batchTag": dev.batch_tag_text, "allocateStatus": dev.allocate_status,
                 "connectStatus": dev.connect_status},
+            "status": self.status,
+            "result": self.result,
+            "retired": self.retired.to_dict() if self.retired is not None else None,
             "problem": self.problem,
         }  # fmt: skip
 
@@ -84,7 +113,29 @@ def lookup(backend, payload: Payload):
     return dev, None
 
 
-def scan_images(backend, paths) -> list[ScanResult]:
+def retired_lookup(backend, journal, payload: Payload, device, problem: str | None):
+    """(device, problem, retirement) of a label once its device was looked up: a label whose
+    device is unknown but was replaced is a retired unit (no problem); a device registered under
+    a retired deviceSn is a returning unit."""
+    from ..core.lineage import retirement
+
+    if problem is not None and device is None and not problem.startswith("unknown device"):
+        return device, problem, None
+    found = None
+    if device is not None:
+        found = retirement(backend, journal, device.device_sn, group_id=device.group_id,
+                           device=device)  # fmt: skip
+        return device, problem, found if found is not None and found.returned else None
+    for ident in dict.fromkeys(i for i in (payload.sn, payload.device_sn) if i):
+        found = retirement(backend, journal, ident, group_id=payload.group_id)
+        if found is not None:
+            return found.returned, None, found
+    return device, problem, None
+
+
+def scan_images(backend, paths, *, journal=None) -> list[ScanResult]:
+    """Decode and look up every code of every image. ``journal`` (the audit journal) finds the
+    replacements that retired a unit (the local store also has its own records)."""
     from PIL import Image, UnidentifiedImageError
 
     from .render import read_qr
@@ -111,7 +162,10 @@ def scan_images(backend, paths) -> list[ScanResult]:
             except ForeignCodeError as err:
                 code.problem = err.message
             else:
-                code.device, code.problem = lookup(backend, code.payload)
+                device, problem = lookup(backend, code.payload)
+                code.device, code.problem, code.retired = retired_lookup(
+                    backend, journal, code.payload, device, problem
+                )
             if code.problem:
                 result.problems.append(code.problem)
     return results

@@ -8,8 +8,10 @@ formula gets a leading ``'``) unless ``raw_csv``.
 
 The batch's devices are streamed from the backend (:func:`enosprov.core.batches.batch_devices`)
 and written as they come; only the batch's journal marks are held in memory (a few dozen bytes a
-device). The units that left DPS (replaced, deleted) follow, from the journal. The file is written
-atomically: a reader never sees half of it.
+device). The units that left DPS (replaced, deleted) follow, from the journal. The ``retired``
+column flags a retired unit that came back (registered again after its replacement), on its new
+registration and on the replaced unit. The file is written atomically: a reader never sees half
+of it.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ CSV_COLUMNS = (
     "reprovisioned",
     "stuck",
     "replacedBy",
+    "retired",  # a retired unit that came back: on its new registration, and on the old unit
 )
 
 
@@ -95,6 +98,8 @@ def write_batch_csv(
         if sn not in gone or mark == "replaced":  # a unit replaced and deleted: replaced wins
             gone[sn] = (mark, dsn, ms)
     replaced_by = {r.get("oldSn"): r.get("newDeviceSn") or "" for r in detail.lineage}
+    came_back = {r.returned.sn: r for r in getattr(detail, "returned", ())}  # new registration
+    went_back = {r.sn: r for r in getattr(detail, "returned", ())}  # the retired unit's sn
 
     rows = 0
     with AtomicFile(path) as fh:
@@ -115,14 +120,17 @@ def write_batch_csv(
                 _iso(labelled), _iso(d.status.allocated_time if d.allocated else None),
                 _iso(d.status.connected_time if d.connect_status == "connected" else None), _iso(reprovisioned),
                 "yes" if stuck else "no", "",
+                f"came back: {came_back[d.sn].describe()}" if d.sn in came_back else "",
             ))  # fmt: skip
             gone.pop(d.sn, None)  # still in DPS after all (never expected): one row only
             rows += 1
         for sn, (mark, dsn, _ms) in sorted(gone.items(), key=lambda item: item[1][2]):
             exported, labelled = marks.get(sn, (None, None))
+            back = went_back.get(sn) if mark == "replaced" else None
             writerow((
                 dsn, sn, mark, "", _iso(exported), _iso(labelled), "", "", "", "no",
                 replaced_by.get(sn, "") if mark == "replaced" else "",
+                f"registered again as sn {back.returned.sn}" if back is not None else "",
             ))  # fmt: skip
             rows += 1
     return rows

@@ -493,8 +493,14 @@ def _lineage(detail: BatchDetail) -> str:
             f'<tr class="replacement"><td class="nowrap">{_e(_iso_text(r.get("time")))}</td>'
             f"<td>{_unit(r.get('oldDeviceSn'), r.get('oldSn'))}</td>"
             '<td class="arrow" aria-label="replaced by">→</td>'
-            f"<td>{_unit(r.get('newDeviceSn'), r.get('newSn'))}</td>"
-            f"<td>{_e(r.get('station') or '—')}</td><td>{_e(r.get('user') or '—')}</td></tr>"
+            f"<td>{_unit(r.get('newDeviceSn'), r.get('newSn'))}"
+            + (
+                f' <span class="note">(old unit registered again as {_e(r["returnedAs"])})</span>'
+                if r.get("returnedAs")
+                else ""
+            )
+            + f"</td><td>{_e(r.get('station') or '—')}</td><td>{_e(r.get('user') or '—')}</td>"
+            "</tr>"
         )
     if not rows:
         rows.append('<tr class="none"><td colspan="6">none</td></tr>')
@@ -505,6 +511,36 @@ def _lineage(detail: BatchDetail) -> str:
         "registration (from the audit journal).</p>"
         '<table class="list"><thead><tr><th>Time</th><th>Old unit deviceSn (sn)</th><th></th>'
         "<th>New unit deviceSn (sn)</th><th>Station</th><th>User</th></tr></thead>"
+        f"<tbody>{''.join(rows)}</tbody></table></section>"
+    )
+
+
+def _returned(detail: BatchDetail) -> str:
+    """The retired units that came back: a count and a list, loud, with what to do."""
+    items = getattr(detail, "returned", None) or []
+    if not items:
+        return ""
+    rows = []
+    for r in items:
+        back = r.to_dict()["returned"]
+        state = "connected" if back["connectStatus"] == "connected" else back["allocateStatus"]
+        rows.append(
+            f'<tr class="returned"><td>{_unit(r.device_sn, r.returned.sn)}</td>'
+            f'<td class="nowrap">{_e(_iso_text(back.get("createTime")))}</td><td>{_e(state)}</td>'
+            f"<td>{_unit(r.replaced_by.get('deviceSn'), r.replaced_by.get('sn'))}</td>"
+            f'<td class="nowrap">{_e(r.date)}</td>'
+            f"<td>{_unit(r.in_service.get('deviceSn'), r.in_service.get('sn'))}</td>"
+            f"<td>{_e(r.advice())}</td></tr>"
+        )
+    return (
+        f'<section id="returned"><h2>Retired units that came back <span class="badge">'
+        f"{len(items):,}</span></h2>"
+        '<p class="note">Units replaced by another that registered again (an old unit powered '
+        "on with its burned credential file). The unit in service is the replacement; delete "
+        "the returning registration, or replace again to put the old unit back.</p>"
+        '<table class="list"><thead><tr><th>Retired unit deviceSn (sn now)</th>'
+        "<th>Registered again</th><th>State</th><th>Replaced by</th><th>On</th>"
+        "<th>In service</th><th>What to do</th></tr></thead>"
         f"<tbody>{''.join(rows)}</tbody></table></section>"
     )
 
@@ -613,6 +649,7 @@ def render_batch_html(detail: BatchDetail, *, generated_ms: int, backend_label: 
         f"{_production(detail)}\n"
         f"{_stuck(detail)}\n"
         f"{_lineage(detail)}\n"
+        f"{_returned(detail)}\n"
         f"{_footer(detail, generated_ms, backend_label)}\n"
         "</main>\n</body>\n</html>\n"
     )
