@@ -11,7 +11,7 @@ from typing import Annotated
 import typer
 
 from ..backends.enos_config import DEFAULT_RETRIES, DEFAULT_TIMEOUT, DEFAULT_WORKERS
-from .options import JsonOpt, state
+from .options import GroupTimezoneOpt, JsonOpt, state
 from .output import emit, handled, key_values, printable, say, table
 
 app = typer.Typer(
@@ -259,14 +259,7 @@ def add_group(
     sn_pattern: Annotated[
         str | None, typer.Option("--sn-pattern", help="Regular expression deviceSns must match.")
     ] = None,
-    timezone: Annotated[
-        str | None,
-        typer.Option(
-            "--timezone",
-            help="Default timezone of its devices, e.g. +08:00 or Europe/Berlin: burned into the "
-            "credential file of a device registered without one (Bootstrap Device needs it).",
-        ),
-    ] = None,
+    timezone: GroupTimezoneOpt = None,
     replace: ReplaceOpt = False,
     json_: JsonOpt = False,
 ) -> None:

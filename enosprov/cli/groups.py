@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from .options import JsonOpt, state
+from .options import GroupTimezoneOpt, JsonOpt, state
 from .output import emit, handled, key_values, table
 
 app = typer.Typer(
@@ -79,14 +79,7 @@ def create(
     ] = None,
     mqtt_url: Annotated[str | None, typer.Option("--mqtt-url", help="MQTT broker URL.")] = None,
     http_url: Annotated[str | None, typer.Option("--http-url", help="HTTP broker URL.")] = None,
-    timezone: Annotated[
-        str | None,
-        typer.Option(
-            "--timezone",
-            help="Default timezone of its devices, e.g. +08:00 or Europe/Berlin: burned into the "
-            "credential file of a device registered without one (Bootstrap Device needs it).",
-        ),
-    ] = None,
+    timezone: GroupTimezoneOpt = None,
     allow_retired_bootstrap: Annotated[
         bool,
         typer.Option(

@@ -82,3 +82,13 @@ RawCsvOpt = Annotated[
         "formulas (for machine use).",
     ),
 ]
+
+# A registration group's default timezone (group create, config add-group).
+GroupTimezoneOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--timezone",
+        help="Default timezone of its devices, e.g. +08:00 or Europe/Berlin: burned into the "
+        "credential file of a device registered without one (Bootstrap Device needs it).",
+    ),
+]

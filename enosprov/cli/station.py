@@ -139,10 +139,7 @@ def station(
         try:
             for line, values, error in read_units(sys.stdin, config.columns):
                 if error is not None:
-                    from ..core.station import UnitResult
-
-                    res = UnitResult("", line, failed="input", error=error)
-                    st._count(res)
+                    res = st.refuse_line(line, error)
                 else:
                     res = st.process(values, line, reprint=reprint)
                 report(res)

@@ -61,6 +61,7 @@ class UnitResult:
     failed: str | None = None  # the step that failed
     error: str | None = None
     ms: float = 0.0
+    file: Path | None = None  # its credential file
 
     @property
     def ok(self) -> bool:
@@ -255,6 +256,12 @@ class Station:
         self._count(res)
         return res
 
+    def refuse_line(self, line: int, error: str) -> UnitResult:
+        """An input line that names no unit (malformed): counted as a failed unit."""
+        res = UnitResult("", line, failed="input", error=error)
+        self._count(res)
+        return res
+
     def _count(self, res: UnitResult) -> None:
         s = self.summary
         s.units += 1
@@ -311,7 +318,7 @@ class Station:
         from ..burn.verify import FileCheck, check_credential
 
         path = self.out / (safe_filename(dev.device_sn) + self.format.file_extension(self.options))
-        res.file = path  # type: ignore[attr-defined]
+        res.file = path
         if self.ledger.done(dev.device_sn, "verify") and path.exists():
             res.resumed += ["burn", "verify"]
             return
@@ -341,7 +348,7 @@ class Station:
         if self.ledger.done(dev.device_sn, "flash"):
             res.resumed.append("flash")
             return
-        path = res.file  # type: ignore[attr-defined]
+        path = res.file
         args = [a.format(file=str(path), deviceSn=dev.device_sn, sn=dev.sn)
                 for a in shlex.split(command)]  # fmt: skip
         try:
