@@ -611,11 +611,7 @@ class Journal:
             raise InvalidArgumentError(
                 f"unknown operation {unknown[0]!r}", hint="one of: " + ", ".join(OPERATIONS)
             )
-        # an intent a later record completed says nothing more: shown only while it is open
-        where: list[str] = [
-            "NOT (outcome = 'pending' AND id IN (SELECT json_extract(detail, '$.intent') FROM "
-            "journal WHERE outcome <> 'pending' AND json_extract(detail, '$.intent') IS NOT NULL))"
-        ]
+        where: list[str] = []
         params: list = []
         if operations:
             where.append(f"operation IN ({', '.join('?' * len(operations))})")
@@ -643,7 +639,13 @@ class Journal:
             sql += " WHERE " + " AND ".join(where)
         sql += " ORDER BY id" + (" DESC" if newest_first else "")
         found = 0
+        completed: set[int] | None = None  # intents a later record completed: not shown
         for row in conn.execute(sql, params).fetchall() if device else conn.execute(sql, params):
+            if row[8] == "pending":  # outcome: an intent, shown only while it is open
+                if completed is None:
+                    completed = self._completed_intents(conn)
+                if row[0] in completed:
+                    continue
             entry = self._entry(conn, row)
             if idents and row[11] is not None:
                 wanted = set(idents)
@@ -653,6 +655,14 @@ class Journal:
             found += 1
             if limit is not None and found >= limit:
                 return
+
+    @staticmethod
+    def _completed_intents(conn) -> set[int]:
+        rows = conn.execute(
+            "SELECT json_extract(detail, '$.intent') FROM journal WHERE outcome <> 'pending' "
+            "AND operation = 'register' AND json_extract(detail, '$.intent') IS NOT NULL"
+        )
+        return {r[0] for r in rows}
 
     def _entry(self, conn, row) -> Entry:
         (id_, time_, user, host, station, backend, profile, operation, outcome, group_id, count,
