@@ -294,7 +294,7 @@ def test_an_unchanged_re_run_keeps_the_manifest_until_it_replaces_it(
     store, tmp_path, write_csv, monkeypatch
 ):
     """The previous manifest goes just before the first file changes, not before."""
-    from enosprov.burn import export as burn
+    from enosprov import outputs as burn  # the output folder of burn export and qr batch
 
     make_group(store)
     api.register_csv(store, write_csv(meters_rows(3)), "meters-eu")

@@ -314,8 +314,9 @@ class Station:
 
     def _burn(self, dev, res: UnitResult) -> None:
         from .. import atomic
-        from ..burn.export import credential_for, safe_filename
+        from ..burn.export import credential_for
         from ..burn.verify import FileCheck, check_credential
+        from ..outputs import safe_filename
 
         path = self.out / (safe_filename(dev.device_sn) + self.format.file_extension(self.options))
         res.file = path
@@ -382,7 +383,7 @@ class Station:
                                  template=self.config.label_template)  # fmt: skip
         if self.printer is None:
             from .. import atomic
-            from ..burn.export import safe_filename
+            from ..outputs import safe_filename
 
             labels = self.out / "labels"
             labels.mkdir(exist_ok=True)

@@ -42,9 +42,10 @@ import time
 from pathlib import Path
 
 from ..atomic import pid_running
-from ..burn.export import OutputFolder, Selection, check_file_names, safe_filename
+from ..burn.export import Selection
 from ..core.device_refs import names as _shown
 from ..errors import InvalidArgumentError
+from ..outputs import OutputFolder, check_file_names, safe_filename
 from .batch import (
     MANIFEST_CSV,
     MANIFEST_JSON,
