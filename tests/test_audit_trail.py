@@ -268,3 +268,31 @@ def test_an_encoding_that_cannot_start_is_one_clear_error(store, cli, write_csv)
     path = write_csv("deviceSn,max_capacity,phase\nSN-000001,1,single\n")
     result = cli("register", "--csv", str(path), "--group", "meters-eu", "--encoding", "utf-16")
     assert result.exit_code == 1 and "not valid utf-16" in result.stderr, result.stderr
+
+
+def test_a_create_whose_answer_was_lost_is_recorded_by_the_next_run(
+    emulator, store_path, tmp_path, write_csv, monkeypatch
+):
+    """A row reported failed may have been created (its answer lost, the look-up failing
+    too): its chunk leaves the intent open, and the next run records what EnOS holds."""
+    seed = enos_backend(emulator, store_path)
+    make_group(seed)
+    journal = Journal(tmp_path / "journal.db", Actor.current("enos"))
+    rows = write_csv(meters_rows(4))
+    real = EnosBackend._register_one
+
+    def lost_answer(self, group_id, rec):
+        outcome = real(self, group_id, rec)  # created in EnOS ...
+        if rec.device_sn == "SN-000002":
+            raise BackendUnavailableError("the answer was lost")  # ... but not known here
+        return outcome
+
+    with _client(emulator.url, retries=0) as enos:
+        monkeypatch.setattr(EnosBackend, "_register_one", lost_answer)
+        with pytest.raises(BackendUnavailableError):
+            api.register_csv(_Groups(enos, seed), rows, "meters-eu", journal=journal)
+        monkeypatch.setattr(EnosBackend, "_register_one", real)
+        assert journal_total(tmp_path / "journal.db") == 3 and store_count(store_path) == 4
+        api.register_csv(_Groups(enos, seed), rows, "meters-eu", journal=journal)
+    assert journal_total(tmp_path / "journal.db") == store_count(store_path) == 4
+    seed.close()

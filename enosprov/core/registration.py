@@ -317,7 +317,9 @@ class ChunkAudit:
         detail = {**self.detail, "part": self.part, "created": counts["created"],
                   "skipped": counts["skipped"], "conflicts": counts["conflict"],
                   "failed": counts["failed"], "invalid": self.invalid}  # fmt: skip
-        if self.intent is not None:
+        if self.intent is not None and not counts["failed"]:
+            # completed; a row that failed may still have been created (its answer was lost):
+            # the intent then stays open, and the next run records what EnOS holds
             detail["intent"] = self.intent
         error = next((o.error for o in outcomes if o.outcome == "failed"), None)
         self.journal.record_with(conn, "register", outcome=outcome, devices=created,
