@@ -291,7 +291,10 @@ class ChunkAudit:
         # Probe for the one case where the record can share the change's transaction.
         self.atomic = journal is NO_JOURNAL or journal.is_in(getattr(backend, "conn", None))
         if not self.atomic:
-            settle_intents(backend, journal, group_id)
+            try:
+                settle_intents(backend, journal, group_id)
+            except BackendUnavailableError:
+                pass  # EnOS unreachable for the look-up: the intents stay open for a later run
 
     def before(self, records, invalid: int) -> None:
         self.part += 1
@@ -341,27 +344,32 @@ class ChunkAudit:
 
 def settle_intents(backend, journal, group_id: str) -> int:
     """Record the devices that runs killed with creates in flight left in the backend: for each
-    intent of ``group_id`` that no chunk record references, the intended deviceSns that exist
-    and were created after the intent are recorded as created (``detail.settles``). Returns how
-    many devices were recorded."""
+    intent of ``group_id`` that no chunk record references, the intended deviceSns that exist,
+    were created after the intent and are listed by no other record are recorded as created
+    (``detail.settles``). One look-up pass covers every open intent. Returns how many devices
+    were recorded."""
     from ..models import SearchQuery
 
+    intents = journal.open_intents(group_id)
+    if not intents:
+        return 0
+    wanted = list(dict.fromkeys(dsn for i in intents for _, dsn in i.devices))
+    existing: dict[str, tuple[str, int | None]] = {}
+    for start in range(0, len(wanted), 500):
+        query = SearchQuery(group_id=group_id, device_sns=tuple(wanted[start : start + 500]))
+        existing.update((d.device_sn, (d.sn, d.create_time)) for d in backend.iter_devices(query))
+    # devices another record already lists (an earlier run's, a settlement's) count once
+    recorded = journal.recorded_sns(group_id, min(i.time for i in intents) - INTENT_SKEW_MS)
     settled = 0
-    for intent in journal.open_intents(group_id):
-        device_sns = [dsn for _, dsn in intent.devices]
-        # devices another record already lists (an earlier run's, or a settlement's) count once
-        recorded = journal.recorded_sns(group_id, intent.time - INTENT_SKEW_MS)
+    for intent in intents:
         found: list[tuple[str, str]] = []
-        for start in range(0, len(device_sns), 500):
-            query = SearchQuery(
-                group_id=group_id, device_sns=tuple(device_sns[start : start + 500])
-            )
-            found.extend(
-                (d.sn, d.device_sn)
-                for d in backend.iter_devices(query)
-                if (d.create_time is None or d.create_time >= intent.time - INTENT_SKEW_MS)
-                and d.sn not in recorded
-            )
+        for _, dsn in intent.devices:
+            sn, created = existing.get(dsn, (None, None))
+            if sn is None or sn in recorded:
+                continue
+            if created is None or created >= intent.time - INTENT_SKEW_MS:
+                found.append((sn, dsn))
+                recorded.add(sn)
         kept = {k: intent.detail.get(k) for k in ("run", "part", "file", "batchOrder", "batchTag")}
         detail = {**kept, "intent": intent.id, "settles": intent.id, "created": len(found)}
         journal.record_with(
