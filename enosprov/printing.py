@@ -33,6 +33,7 @@ Library code: no typer, no rich.
 
 from __future__ import annotations
 
+import abc
 import os
 import re
 import shutil
@@ -81,17 +82,18 @@ def _bytes(value: int) -> str:
     return f"{value:,}"
 
 
-class Printer:
-    """Where labels go. Use as a context manager, or call :meth:`close`."""
+class Printer(abc.ABC):
+    """Where labels go (TcpPrinter, LpPrinter, FilePrinter). Use as a context manager, or call
+    :meth:`close`."""
 
     uri: str  # public_uri of what was opened
     label_format: str  # "zpl", "pdf", "png" or "svg": what send() takes
     name: str  # how messages name the printer
 
+    @abc.abstractmethod
     def send(self, data: bytes, *, what: str) -> None:
         """Print ``data`` (one label, or a document of labels, in :attr:`label_format`);
         PrinterError when it was not printed. ``what`` names it (a deviceSn)."""
-        raise NotImplementedError
 
     def status(self, timeout: float = STATUS_TIMEOUT) -> str | None:
         """A problem the printer reports ("paper out", "head open"...), or None when it reports
