@@ -100,7 +100,7 @@ class Printer(abc.ABC):
         none, cannot be asked, or does not answer within ``timeout`` seconds."""
         return None
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - a default: most printers hold nothing
         """Release what the printer holds (nothing by default)."""
 
     def _error(self, problem: str, what: str, hint: str | None = None) -> PrinterError:
