@@ -280,7 +280,7 @@ def _journal(
     journal, backend, call: str, cred: Credential, info: ConnectionInfo, extra: dict | None = None
 ) -> None:
     """One "bootstrap" record for a device-side call (never the secrets of its answer)."""
-    dps_url = getattr(getattr(backend, "config", None), "dps_url", None)
+    dps_url = backend.dps_url
     journal_or_null(journal).record(
         "bootstrap",
         devices=[(info.sn or cred.sn or "", cred.device_sn)],

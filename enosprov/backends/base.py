@@ -40,6 +40,16 @@ ChunkHook = Callable[[Any, "list[RegisterOutcome]"], None]
 @runtime_checkable
 class Backend(Protocol):
     name: str
+    # The EnOS requestId of the last single-request change (None where there is none, as on
+    # the local store): the audit journal records it.
+    last_request_id: str | None
+    # The DPS device endpoint this backend knows (a profile's dps_url), or None.
+    dps_url: str | None
+
+    def group_secret_error(self, group: str) -> str | None:
+        """Why the group's secret is not available here (an unset environment variable...),
+        or None."""
+        ...
 
     # -- groups (read side; the local store also creates them) --------------------------------
     def get_group(self, group: str) -> RegistrationGroup: ...

@@ -105,6 +105,10 @@ class EnosBackend:
     def list_groups(self) -> list[RegistrationGroup]:
         return [self.get_group(g.group_id) for g in self.config.groups]
 
+    @property
+    def dps_url(self) -> str | None:
+        return self.config.dps_url
+
     def group_secret_error(self, group: str) -> str | None:
         """Why the profile could not supply the group's secret, if it could not."""
         g = self._group_config(group)

@@ -66,6 +66,8 @@ class LocalBackend:
     """The embedded default backend. Usable from several threads only one at a time."""
 
     name = "local"
+    last_request_id: str | None = None  # no request ids: the store answers in process
+    dps_url: str | None = None  # the store serves no DPS endpoint of its own
 
     def __init__(
         self,
@@ -210,6 +212,9 @@ class LocalBackend:
     def create_group(self, group: RegistrationGroup) -> RegistrationGroup:
         with self.write() as conn:
             return local_groups.create_group(conn, group, now_ms())
+
+    def group_secret_error(self, group: str) -> str | None:
+        return None  # the store holds its groups' secrets
 
     def get_group(self, group: str) -> RegistrationGroup:
         return local_groups.get_group(self.conn, group)

@@ -194,7 +194,7 @@ def no_timezone_error(
 def dps_url_for(backend, group: RegistrationGroup, override: str | None) -> str:
     if override:
         return override
-    configured = getattr(getattr(backend, "config", None), "dps_url", None)
+    configured = backend.dps_url
     if configured:
         return configured
     if group.region_id:
@@ -210,7 +210,7 @@ def credential_for(
 ) -> Credential:
     if profile == "bootstrap":
         if not group.group_secret:
-            why = getattr(backend, "group_secret_error", lambda _g: None)(group.group_id)
+            why = backend.group_secret_error(group.group_id)
             raise InvalidArgumentError(
                 f"the group secret of {group.group_id} is not available"
                 + (f": {why}" if why else ""),

@@ -107,7 +107,7 @@ def update_device(
         "update",
         devices=[(dev.sn, dev.device_sn)],
         group_id=dev.group_id,
-        request_id=getattr(backend, "last_request_id", None),
+        request_id=backend.last_request_id,
         detail={
             "set": sorted(data),
             "unset": sorted(unset),
@@ -187,7 +187,7 @@ def delete_devices(
     rec.extend((d.sn, d.device_sn) for d in devices)
     for d in devices:
         rec.mark("deleted", d.sn, d.device_sn, d.batch_tag_text)
-    rec.commit(request_id=getattr(backend, "last_request_id", None))
+    rec.commit(request_id=backend.last_request_id)
     return DeleteReport(group_id, devices)
 
 
@@ -275,7 +275,7 @@ def allocate_devices(
             rec.add(dev.sn, dev.device_sn)
             results[dev.sn] = AllocateResult(after, True, wanted)
         if len(pending) == 1:
-            rec.request_id = getattr(backend, "last_request_id", None)
+            rec.request_id = backend.last_request_id
     return [results[d.sn] for d in devices]
 
 

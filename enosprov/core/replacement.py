@@ -330,7 +330,7 @@ def apply_replacement(
             registered_now = plan.new is None and new_sn is not None
             raise _failed(backend, journal, plan, new_sn, registered_now, exc, rec) from None
         rec.mark("replaced", old.sn, old.device_sn, old.batch_tag_text)
-        rec.request_id = getattr(backend, "last_request_id", None)
+        rec.request_id = backend.last_request_id
         rec.add(new.sn, new.device_sn)
         allocation = f"{new.region_id} / {new.org_id}" if new.allocated else None
         rec.detail["allocation"] = allocation

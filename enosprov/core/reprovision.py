@@ -230,7 +230,7 @@ def _set_target(backend, plan: ReprovisionPlan, item: ReprovisionItem, result) -
 
 
 def _note_request(backend, result: ReprovisionResult, rec) -> None:
-    rid = getattr(backend, "last_request_id", None)
+    rid = backend.last_request_id
     if rid:
         result.request_ids.append(rid)
         rec.request_id = rid

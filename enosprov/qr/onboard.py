@@ -230,7 +230,7 @@ def _apply_all(backend, plans: Sequence[OnboardPlan], journal: Journal | None):
         finally:
             rec.detail["allocatedNow"] = sum(r.allocated_now for r in results)
         if len(plans) == 1:  # the one request that allocated it (its update came before)
-            rec.request_id = getattr(backend, "last_request_id", None)
+            rec.request_id = backend.last_request_id
     return results
 
 
