@@ -278,6 +278,7 @@ def create_group(
     mqtt_url: str | None = None,
     http_url: str | None = None,
     timezone: str | None = None,
+    allow_retired_bootstrap: bool = False,
     journal: Journal | None = None,
 ) -> RegistrationGroup:
     """Create a registration group (local store only); its group secret is drawn from the
@@ -305,6 +306,7 @@ def create_group(
             mqtt_url=mqtt_url,
             http_url=http_url,
             timezone=timezone,
+            allow_retired_bootstrap=allow_retired_bootstrap,
         )
     )
     if journal is not None:  # the record `enosprov group create` writes

@@ -142,9 +142,7 @@ class OutputFolder:
             return
         for name in self.manifests:
             try:
-                os.unlink(self.path / name)
-            except FileNotFoundError:
-                pass
+                (self.path / name).unlink(missing_ok=True)
             except OSError as exc:
                 raise InputFileError(
                     f"cannot remove the previous {self.path / name}: {exc.strerror or exc}",

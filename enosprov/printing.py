@@ -34,6 +34,7 @@ Library code: no typer, no rich.
 from __future__ import annotations
 
 import abc
+import contextlib
 import os
 import re
 import shutil
@@ -301,10 +302,8 @@ class LpPrinter(Printer):
                     "check the queue name (lpstat -p) and the CUPS server",
                 )
         finally:
-            try:
+            with contextlib.suppress(OSError):  # a temporary copy: best effort
                 os.unlink(name)
-            except OSError:
-                pass
 
 
 class FilePrinter(Printer):

@@ -105,7 +105,7 @@ class LocalBackend:
                     if os.stat(path).st_mode & 0o077:
                         os.chmod(path, 0o600)
                 except OSError:  # absent, or not ours to change: nothing more to do here
-                    pass
+                    continue
             conn = sqlite3.connect(
                 self.path, isolation_level=None, timeout=self.busy_timeout, check_same_thread=False
             )

@@ -120,23 +120,8 @@ def create(
             mqtt_url=mqtt_url,
             http_url=http_url,
             timezone=timezone,
-        )
-        if allow_retired_bootstrap:
-            group = store.set_allow_retired_bootstrap(group.group_id, True)
-        journal.record(
-            "group-create",
-            group_id=group.group_id,
-            detail={
-                "name": group.name,
-                "productKey": group.product_key,
-                "regionId": group.region_id,
-                "orgId": group.org_id,
-                "reprovisionMethod": group.reprovision_method,
-                "modelType": group.model_type,
-                "masterDataGroupId": group.masterdata_group_id,
-                "timezone": group.timezone,
-                "allowRetiredBootstrap": group.allow_retired_bootstrap,
-            },
+            allow_retired_bootstrap=allow_retired_bootstrap,
+            journal=journal,
         )
     emit(group, json_, _render_group)
 

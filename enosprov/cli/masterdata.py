@@ -49,11 +49,7 @@ def create(
     from .. import api
 
     with state(ctx).open() as (store, journal):
-        mdg = api.create_masterdata_group(store, file)
-        journal.record(
-            "masterdata-create",
-            detail={"id": mdg.id, "name": mdg.name, "attributes": len(mdg.attributes)},
-        )
+        mdg = api.create_masterdata_group(store, file, journal=journal)
     emit(mdg, json_, _render_mdg)
 
 

@@ -143,8 +143,8 @@ def station(
                 else:
                     res = st.process(values, line, reprint=reprint)
                 report(res)
-        except KeyboardInterrupt:
-            pass
+        except KeyboardInterrupt:  # Ctrl-C ends the shift: the summary follows
+            say("interrupted", stderr=True)
         summary = st.summary
     if jsonl:
         sys.stdout.write(json.dumps({"summary": summary.to_dict()}) + "\n")

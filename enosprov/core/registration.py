@@ -12,6 +12,7 @@ reports conflicts (other data), so every row ends up registered exactly once.
 from __future__ import annotations
 
 import collections
+import contextlib
 import csv
 import io
 import itertools
@@ -335,11 +336,9 @@ class ChunkAudit:
         An intent of the chunk in progress stays open, to be settled by the next run."""
         if self.last == "failed":
             return
-        try:
+        with contextlib.suppress(Exception):  # best effort: the error that stopped it matters more
             self.journal.record_with(None, "register", outcome=outcome, group_id=self.group_id,
                                      error=error, detail={**self.detail, "part": self.part})  # fmt: skip
-        except Exception:  # best effort: the error that stopped the run matters more
-            pass
 
 
 def settle_intents(backend, journal, group_id: str) -> int:

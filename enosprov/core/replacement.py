@@ -382,10 +382,9 @@ def _replaced_meanwhile(backend, journal, old: Device) -> str | None:
         backend.get(old.sn)
         return None
     except NotFoundError:
-        pass
+        link = replaced_by(backend, journal, old.sn)  # gone: replaced, or deleted
     except EnosprovError:
         return None  # cannot tell: say nothing rather than guess
-    link = replaced_by(backend, journal, old.sn)
     if link is not None:
         return f"{link['newDeviceSn']} ({link['newSn']}) at {link['time']}"
     return "it is no longer registered (replaced or deleted by a run elsewhere)"
