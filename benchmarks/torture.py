@@ -572,7 +572,7 @@ def _sha(path: Path) -> str | None:
 def manifests(folder: Path) -> tuple[dict[str, list[dict]], int]:
     """The rows of each manifest present (manifest.json, manifest.csv), and how many of them
     cannot be read (a half-written manifest)."""
-    from enosprov.csvsafe import restore
+    from enosprov.domain.csvsafe import restore
 
     found: dict[str, list[dict]] = {}
     broken = 0
@@ -1326,7 +1326,7 @@ def emulator_hostility(t: Torture) -> list[Figure]:
 def formula_cells(t: Torture) -> list[Figure]:
     """Values that start with = + - @ registered as they are; every CSV enosprov writes from
     them must be spreadsheet-safe (csvsafe.is_risky on every cell)."""
-    from enosprov.csvsafe import is_risky
+    from enosprov.domain.csvsafe import is_risky
 
     s = t.sizes
     work = t.dir("8-formulas")

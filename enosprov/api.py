@@ -25,17 +25,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
-from . import secrets_gen
 from .backends.base import Backend
 from .backends.local import LocalBackend
 from .core import device_ops, lineage, registration, replacement
 from .core import reprovision as _reprovision
-from .core.csvsource import CsvSource
 from .core.device_ops import AllocateResult, DeleteReport, UpdateResult
 from .core.device_refs import find_one
 from .core.exporting import ExportReport, export_devices
 from .core.lineage import DeviceHistory
-from .core.masterdata_file import load_masterdata_group
 from .core.registration import DEFAULT_CHUNK_SIZE, RegisterReport
 from .core.replacement import (
     Outputs,
@@ -46,17 +43,13 @@ from .core.replacement import (
 )
 from .core.reprovision import ReprovisionPlan, ReprovisionResult
 from .core.rows import template_columns
+from .domain import secrets_gen
+from .domain.csvsource import CsvSource
+from .domain.masterdata_file import load_masterdata_group
+from .domain.models import Device, MasterDataGroup, Page, RegistrationGroup, SearchQuery, Sorter
+from .domain.signing import DEFAULT_SCHEME
 from .journal import Entry, Journal, open_journal, parse_time
-from .models import (
-    Device,
-    MasterDataGroup,
-    Page,
-    RegistrationGroup,
-    SearchQuery,
-    Sorter,
-)
 from .settings import Settings
-from .signing import DEFAULT_SCHEME
 
 if TYPE_CHECKING:  # imported on first use (label rendering and reports cost start-up time)
     from .burn.export import BurnReport, Selection
@@ -203,7 +196,7 @@ def open_session(
     if settings is None:
         settings = Settings.resolve(store, profile)
     elif store is not None or profile is not None:
-        from .errors import InvalidArgumentError
+        from .domain.errors import InvalidArgumentError
 
         raise InvalidArgumentError("give settings, or store / profile, not both")
     journal = open_journal(settings, station)

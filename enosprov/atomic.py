@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 from typing import IO, NamedTuple
 
-from .errors import InputFileError
+from .domain.errors import InputFileError
 
 TEMP_MARK = ".enosprov-"
 TEMP_SUFFIX = ".tmp"

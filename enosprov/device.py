@@ -25,11 +25,11 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import signing
 from .burn.credential import Credential, missing_message
-from .errors import EnosprovError, InputFileError, InvalidArgumentError
+from .domain import signing
+from .domain.errors import EnosprovError, InputFileError, InvalidArgumentError
+from .domain.models import ConnectionInfo, string_i18n
 from .journal import Journal, journal_or_null
-from .models import ConnectionInfo, string_i18n
 
 MQTT_STYLES = ("doc", "sdk")
 SECURE_MODES = (2, 3)  # 2: static (deviceSecret); 3: dynamic activation (productSecret)

@@ -26,7 +26,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import EnosprovError, InvalidArgumentError, StoreError
+from .domain.errors import EnosprovError, InvalidArgumentError, StoreError
 
 STATION_ENV = "ENOSPROV_STATION"
 JOURNAL_ENV = "ENOSPROV_JOURNAL"
@@ -741,7 +741,7 @@ def journal_path(settings) -> Path:
         return Path(settings.store)
     if env.get(JOURNAL_ENV):
         return Path(env[JOURNAL_ENV])
-    from .settings import user_data_dir
+    from .paths import user_data_dir
 
     return user_data_dir(env) / JOURNAL_FILENAME
 

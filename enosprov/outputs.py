@@ -16,9 +16,9 @@ import re
 from collections.abc import Iterable
 from pathlib import Path
 
-from . import csvsafe
 from .atomic import AtomicFile, NameLimits, NameProblem, remove_stale_temps, write_bytes
-from .errors import InputFileError, InvalidArgumentError
+from .domain import csvsafe
+from .domain.errors import InputFileError, InvalidArgumentError
 
 MANIFEST_CSV = "manifest.csv"
 MANIFEST_JSON = "manifest.json"

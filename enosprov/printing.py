@@ -45,7 +45,7 @@ import time
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from .errors import InvalidArgumentError, PrinterError
+from .domain.errors import InvalidArgumentError, PrinterError
 
 DEFAULT_PORT = 9100
 DEFAULT_TIMEOUT = 5.0  # seconds to connect, and for the printer to take each block of bytes

@@ -47,7 +47,7 @@ from .backends.enos_config import (
     EnosConfig,
     GroupConfig,
 )
-from .errors import ConflictError, InputFileError, InvalidArgumentError, NotFoundError
+from .domain.errors import ConflictError, InputFileError, InvalidArgumentError, NotFoundError
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -373,7 +373,7 @@ def _check_group(g: GroupEntry) -> GroupEntry:
         if value is not None and (not isinstance(value, str) or not value.strip()):
             raise InvalidArgumentError(f"group {g.group_id!r}: {key} must be a non-empty string")
     if g.product_key is not None:
-        from .core.rules import PRODUCT_KEY_RE
+        from .domain.rules import PRODUCT_KEY_RE
 
         if not PRODUCT_KEY_RE.fullmatch(g.product_key):
             raise InvalidArgumentError(
@@ -381,7 +381,7 @@ def _check_group(g: GroupEntry) -> GroupEntry:
                 hint="1-64 letters, digits, '_' or '-'",
             )
     if g.sign_scheme is not None:
-        from .signing import get_signer
+        from .domain.signing import get_signer
 
         get_signer(g.sign_scheme)
     if g.sn_pattern is not None:
@@ -390,7 +390,7 @@ def _check_group(g: GroupEntry) -> GroupEntry:
         except re.error as exc:
             raise InvalidArgumentError(f"deviceSn pattern {g.sn_pattern!r}: {exc}") from None
     if g.timezone is not None:
-        from .core.rules import timezone_problem
+        from .domain.rules import timezone_problem
 
         problem = timezone_problem(g.timezone)
         if problem:

@@ -12,40 +12,15 @@ beats the environment. ``--profile`` together with ``--store`` is an error.
 from __future__ import annotations
 
 import os
-import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .paths import user_data_dir
+
 STORE_ENV = "ENOSPROV_STORE"
 STORE_FILENAME = "store.db"
 PROFILE_ENV = "ENOSPROV_PROFILE"  # also profiles.PROFILE_ENV (kept here: no import at start-up)
-CACHE_ENV = "ENOSPROV_CACHE_DIR"  # the cache folder (API tokens), over the per-OS default
-
-
-def user_data_dir(env: Mapping[str, str] = os.environ) -> Path:
-    """The per-user data folder: %LOCALAPPDATA%, ~/Library/Application Support or XDG_DATA_HOME."""
-    if sys.platform == "win32":
-        base = env.get("LOCALAPPDATA") or str(Path.home() / "AppData" / "Local")
-        return Path(base) / "enosprov"
-    if sys.platform == "darwin":
-        return Path.home() / "Library" / "Application Support" / "enosprov"
-    base = env.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
-    return Path(base) / "enosprov"
-
-
-def user_cache_dir(env: Mapping[str, str] = os.environ) -> Path:
-    """The per-user cache folder (what may be lost at any time): ``$ENOSPROV_CACHE_DIR``, else
-    %LOCALAPPDATA%\\enosprov\\Cache, ~/Library/Caches/enosprov or $XDG_CACHE_HOME/enosprov."""
-    if env.get(CACHE_ENV):
-        return Path(env[CACHE_ENV])
-    if sys.platform == "win32":
-        base = env.get("LOCALAPPDATA") or str(Path.home() / "AppData" / "Local")
-        return Path(base) / "enosprov" / "Cache"
-    if sys.platform == "darwin":
-        return Path.home() / "Library" / "Caches" / "enosprov"
-    base = env.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "enosprov"
 
 
 @dataclass(frozen=True)
@@ -76,7 +51,7 @@ class Settings:
     ):
         """The backend a command uses: the arguments are the ``--store`` and ``--profile`` options."""
         if store and profile:
-            from .errors import InvalidArgumentError
+            from .domain.errors import InvalidArgumentError
 
             raise InvalidArgumentError(
                 "--profile and --store cannot be used together",
@@ -128,7 +103,7 @@ class Settings:
             except ModuleNotFoundError as exc:
                 if exc.name != "enosprov.backends.enos":
                     raise
-                from .errors import EnosprovError
+                from .domain.errors import EnosprovError
 
                 raise EnosprovError(
                     "this enosprov has no EnOS API backend yet",

@@ -2,7 +2,7 @@
 
 A script that runs ``enosprov --profile P ...`` once per unit would otherwise ask the gateway for a
 new token in every process. :class:`TokenCache` keeps the token of each profile in a small file
-of the user cache folder (:func:`enosprov.settings.user_cache_dir`), until shortly before it
+of the user cache folder (:func:`enosprov.paths.user_cache_dir`), until shortly before it
 expires (``TOKEN_MARGIN`` of :mod:`enosprov.backends.http`).
 
 - One file per key, ``tokens/<key>.json``; the key is a SHA-256 of the profile name, the API
@@ -94,7 +94,7 @@ class TokenCache:
     ) -> bool:
         """Keep ``token`` for ``key`` (replacing any); False when it could not be written."""
         from .atomic import write_bytes
-        from .errors import EnosprovError
+        from .domain.errors import EnosprovError
 
         doc = {
             "format": FORMAT,
@@ -168,6 +168,6 @@ def default_token_cache(env: Mapping[str, str] = os.environ) -> TokenCache | Non
     """The token cache of the commands: the user cache folder, or None when turned off."""
     if not token_cache_enabled(env):
         return None
-    from .settings import user_cache_dir
+    from .paths import user_cache_dir
 
     return TokenCache(user_cache_dir(env))

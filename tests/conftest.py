@@ -15,7 +15,7 @@ from enosprov import api
 from enosprov.backends.enos import EnosBackend
 from enosprov.backends.enos_config import EnosConfig
 from enosprov.backends.local import LocalBackend
-from enosprov.models import MasterDataAttribute, MasterDataGroup, RegistrationGroup
+from enosprov.domain.models import MasterDataAttribute, MasterDataGroup, RegistrationGroup
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"

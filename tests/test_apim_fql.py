@@ -10,8 +10,8 @@ from hypothesis import strategies as st
 
 from enosprov.backends import apim, fql
 from enosprov.backends.http import RateLimiter, backoff_delay
+from enosprov.domain.models import SearchQuery
 from enosprov.errors import InvalidArgumentError
-from enosprov.models import SearchQuery
 
 
 def test_documented_parameter_ordering_example():

@@ -20,7 +20,8 @@ from pathlib import Path
 import pytest
 from conftest import METERS, ROOT, file_mode, make_group
 
-from enosprov import signing
+from enosprov.domain import signing
+from enosprov.domain.models import NewDevice, SearchQuery, Sorter
 from enosprov.errors import (
     AuthError,
     ConflictError,
@@ -30,7 +31,6 @@ from enosprov.errors import (
     NotFoundError,
     RefusedError,
 )
-from enosprov.models import NewDevice, SearchQuery, Sorter
 
 DATA = {"max_capacity": 40, "phase": "single"}  # the required master data of METERS
 DEVICE_KEY_RE = re.compile(r"[A-Za-z0-9._-]{4,64}")
@@ -1221,7 +1221,7 @@ _CHILD = r"""
 import json, os, sys, time
 from enosprov import api
 from enosprov.errors import EnosprovError
-from enosprov.models import NewDevice
+from enosprov.domain.models import NewDevice
 
 path, gid, mode, start, count, order, go = sys.argv[1:8]
 start, count = int(start), int(count)

@@ -1,4 +1,4 @@
-"""Property tests of the spreadsheet-safe CSV cells (enosprov.csvsafe) and of enosprov's readers
+"""Property tests of the spreadsheet-safe CSV cells (enosprov.domain.csvsafe) and of enosprov's readers
 taking them back: restore(cell(x)) == x for any text, and cell(x) never starts a formula."""
 
 from __future__ import annotations
@@ -11,11 +11,10 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from enosprov import csvsafe
-from enosprov.core import rules
-from enosprov.core.csvsource import read_columns
 from enosprov.core.rows import RowSchema
-from enosprov.models import MasterDataAttribute, MasterDataGroup, RegistrationGroup
+from enosprov.domain import csvsafe, rules
+from enosprov.domain.csvsource import read_columns
+from enosprov.domain.models import MasterDataAttribute, MasterDataGroup, RegistrationGroup
 
 SETTINGS = settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 TRIGGERS = ("=", "+", "-", "@", "\t", "\r")

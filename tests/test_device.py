@@ -11,7 +11,6 @@ from dataclasses import replace
 import pytest
 from conftest import APP_KEY, APP_SECRET, enos_backend, make_group
 
-from enosprov import signing
 from enosprov.burn.credential import Credential
 from enosprov.device import (
     bootstrap_device,
@@ -20,6 +19,7 @@ from enosprov.device import (
     read_credential,
     session_from_triple,
 )
+from enosprov.domain import signing
 from enosprov.errors import AuthError, InputFileError, InvalidArgumentError, NotFoundError
 
 DATA = {"max_capacity": 60, "phase": "single"}

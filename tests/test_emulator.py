@@ -17,9 +17,9 @@ import pytest
 import requests
 from conftest import make_group
 
-from enosprov import signing
 from enosprov.backends import apim
 from enosprov.backends.local import LocalBackend
+from enosprov.domain import signing
 from enosprov.emulator import Faults, create_app, start_in_thread
 
 KEY, SECRET = "emu-key", "emu-secret-3d9c1f"

@@ -18,13 +18,13 @@ from urllib.parse import parse_qsl
 import pytest
 from conftest import APP_KEY, APP_SECRET, enos_backend, make_group
 
-from enosprov import signing
 from enosprov.backends.enos import EnosBackend
 from enosprov.backends.enos_config import EnosConfig
 from enosprov.core.replacement import ReplaceRequest, plan_replacements, replace_devices
 from enosprov.core.reprovision import reprovision
+from enosprov.domain import signing
+from enosprov.domain.models import NewDevice, SearchQuery
 from enosprov.emulator.server import start_in_thread
-from enosprov.models import NewDevice, SearchQuery
 
 APP_PATH = "/dps-service/v2.5/pvs/device"
 DATA = {"max_capacity": 40, "phase": "single"}  # the required master data of METERS
@@ -361,7 +361,7 @@ def test_a_tenant_that_ignores_the_target_is_told_plainly():
     import dataclasses
 
     from enosprov.core.device_ops import allocate_devices
-    from enosprov.models import Device
+    from enosprov.domain.models import Device
 
     dev = Device(sn="s1", group_id="g", device_sn="SN-0001")
 

@@ -245,9 +245,9 @@ def test_an_unreachable_token_service_is_not_blamed_on_the_key(scripted):
 def test_the_device_signs_each_retry_with_a_later_timestamp():
     """device.bootstrap_device hands the backend a resigner: each call gives a strictly later
     timestamp than the one before (even within one millisecond) and a signature over it."""
-    from enosprov import signing
     from enosprov.burn.credential import Credential
     from enosprov.device import _resigner
+    from enosprov.domain import signing
 
     cred = Credential(profile="bootstrap", device_sn="SN-0001", group_id="g",
                       group_secret="s3cret", dps_url="http://d", device_name="m",

@@ -13,8 +13,8 @@ from conftest import APP_KEY, APP_SECRET, enos_backend, make_group, meters_rows
 from enosprov import api
 from enosprov.backends.enos import EnosBackend
 from enosprov.backends.enos_config import EnosConfig
+from enosprov.domain.models import SearchQuery
 from enosprov.errors import AuthError, BackendUnavailableError
-from enosprov.models import SearchQuery
 
 DATA = {"max_capacity": 1, "phase": "single"}
 

@@ -14,8 +14,8 @@ from conftest import METERS_HEADER, make_group, meters_rows
 
 from enosprov.backends.local import LocalBackend
 from enosprov.cli.output import printable
-from enosprov.core import rules
-from enosprov.models import NewDevice
+from enosprov.domain import rules
+from enosprov.domain.models import NewDevice
 
 # Everything a terminal obeys (or a reader misreads) and must never receive raw: CSI (colour),
 # OSC (window title) ended by BEL, NUL, CR, backspace, DEL, a C1 control (NEL), a bidi override,

@@ -21,11 +21,11 @@ from enosprov.core.device_ops import (
     resolve_devices,
     update_device,
 )
+from enosprov.core.onboarding import onboard_devices
 from enosprov.device import bootstrap_device, device_conninfo, read_credential
 from enosprov.errors import InvalidArgumentError, NotFoundError
 from enosprov.journal import Actor, Journal
 from enosprov.qr.batch import qr_batch
-from enosprov.qr.onboard import onboard_devices
 
 
 def log_lines(cli, *args: str, env: dict | None = None) -> list[dict]:

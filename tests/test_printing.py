@@ -15,10 +15,10 @@ import pytest
 from conftest import meters_rows
 
 from enosprov import api
+from enosprov.core.reprint import print_labels
 from enosprov.errors import EXIT_PRINTER, InvalidArgumentError, PrinterError
 from enosprov.printing import open_printer, parse_host_status, public_uri
 from enosprov.qr.payload import parse_payload
-from enosprov.qr.printjob import print_labels
 from enosprov.qr.unit import render_unit_label
 from enosprov.qr.zpl import zpl_unescape
 

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from enosprov import api
 from enosprov.burn.export import Selection
+from enosprov.core.scan import scan_images
 from enosprov.errors import InvalidArgumentError, NotFoundError
 from enosprov.qr.batch import qr_batch
 from enosprov.qr.payload import (
@@ -24,7 +25,6 @@ from enosprov.qr.payload import (
     short_code,
 )
 from enosprov.qr.render import QrOptions, decode_texts, encode, to_image
-from enosprov.qr.scan import scan_images
 
 values = st.text(st.characters(blacklist_categories=("Cs",)), min_size=1, max_size=64)
 odd = ["AA:BB:CC:DD:EE:FF", "a%41b", "x y", "ENP1:x", "Ünïcödé-序列号", "....", "::::", "%%%%"]

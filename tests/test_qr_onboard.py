@@ -9,10 +9,10 @@ from conftest import meters_rows
 
 from enosprov import api
 from enosprov.burn.export import Selection
+from enosprov.core.onboarding import onboard_device, onboard_devices, parse_sets
+from enosprov.core.scan import scan_images
 from enosprov.errors import InvalidArgumentError
 from enosprov.qr.batch import qr_batch
-from enosprov.qr.onboard import onboard_device, onboard_devices, parse_sets
-from enosprov.qr.scan import scan_images
 
 
 @pytest.fixture

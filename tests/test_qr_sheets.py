@@ -61,7 +61,7 @@ def registration_order(backend, group_id: str, rows: list[str]) -> list[str]:
     the order they were given (``rows``); EnOS records a createTime per device (the EnOS backend
     registers a batch's rows in parallel), ties broken by sn."""
     from enosprov.backends.local import LocalBackend
-    from enosprov.models import SearchQuery
+    from enosprov.domain.models import SearchQuery
 
     if isinstance(backend, LocalBackend):
         return rows

@@ -24,8 +24,8 @@ from conftest import METERS_HEADER, ROOT, file_mode, make_group, meters_rows
 
 from enosprov import api
 from enosprov.backends.local import LocalBackend
+from enosprov.domain.models import canonical_json
 from enosprov.errors import InputFileError, ValidationFailedError
-from enosprov.models import canonical_json
 
 GROUP = "meters-eu"
 HEADER_FIELDS = METERS_HEADER.split(",")

@@ -13,13 +13,13 @@ from enosprov import api
 from enosprov.burn.export import Selection
 from enosprov.core.batches import show_batch
 from enosprov.core.lineage import device_history, look_up_unit, retired_units, retirement
+from enosprov.core.onboarding import scanned_devices
 from enosprov.core.replacement import ReplaceRequest, plan_replacements, replace_device
+from enosprov.core.scan import scan_images
 from enosprov.device import bootstrap_device
 from enosprov.errors import RefusedError, ValidationFailedError
 from enosprov.journal import Actor, Journal
 from enosprov.qr.batch import qr_batch
-from enosprov.qr.onboard import scanned_devices
-from enosprov.qr.scan import scan_images
 from enosprov.reports.batch_csv import write_batch_csv
 from enosprov.reports.batch_html import render_batch_html
 
@@ -142,8 +142,8 @@ def test_the_emulator_accepts_a_retired_unit_even_when_the_store_refuses(
 ):
     """The rule is the local store's, passed by the device simulator; the emulator answers
     /dev/bootstrap through the same store without it, as EnOS does."""
+    from enosprov.domain.signing import sign
     from enosprov.emulator import actions
-    from enosprov.signing import sign
 
     cred, _label_path, _old, _new = _replaced_unit(backend, tmp_path, audit)
     store = backend if backend.name == "local" else backend.store

@@ -13,10 +13,10 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from enosprov.core import rules
-from enosprov.core.csvsource import DELIMITERS, CsvSource, detect_delimiter
 from enosprov.core.rows import RowSchema
-from enosprov.models import (
+from enosprov.domain import rules
+from enosprov.domain.csvsource import DELIMITERS, CsvSource, detect_delimiter
+from enosprov.domain.models import (
     MasterDataAttribute,
     MasterDataGroup,
     RegistrationGroup,
@@ -105,8 +105,8 @@ def valid_rows(draw):
 
 
 def _read(cell: str) -> str:
-    """A cell as enosprov reads it: trimmed, its spreadsheet-safe ' removed (enosprov.csvsafe)."""
-    from enosprov import csvsafe
+    """A cell as enosprov reads it: trimmed, its spreadsheet-safe ' removed (enosprov.domain.csvsafe)."""
+    from enosprov.domain import csvsafe
 
     text = cell.strip()
     return csvsafe.restore(text) if text else text

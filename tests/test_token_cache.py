@@ -18,7 +18,8 @@ from enosprov import api
 from enosprov.backends.enos import EnosBackend
 from enosprov.backends.enos_config import EnosConfig
 from enosprov.backends.http import TOKEN_MARGIN, ApiClient
-from enosprov.settings import Settings, user_cache_dir
+from enosprov.paths import user_cache_dir
+from enosprov.settings import Settings
 from enosprov.token_cache import (
     TokenCache,
     cache_key,

@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, Protocol, runtime_checkable
 
-from ..models import (
+from ..domain.models import (
     ConnectionInfo,
     Device,
     MasterDataGroup,

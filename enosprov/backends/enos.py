@@ -14,14 +14,14 @@ from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 
-from ..errors import (
+from ..domain.errors import (
     BackendUnavailableError,
     ConflictError,
     InvalidArgumentError,
     NotFoundError,
     RefusedError,
 )
-from ..models import (
+from ..domain.models import (
     OUTCOME_FAILED,
     SORTABLE_FIELDS,
     ConnectionInfo,
@@ -136,7 +136,7 @@ class EnosBackend:
                 hint="with a profile, master data comes from the group's `masterdata` TOML file",
             )
         if mdg_id not in self._mdg_cache:
-            from ..core.masterdata_file import load_masterdata_group
+            from ..domain.masterdata_file import load_masterdata_group
 
             self._mdg_cache[mdg_id] = load_masterdata_group(mdg_id[5:])
         return self._mdg_cache[mdg_id]

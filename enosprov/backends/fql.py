@@ -13,8 +13,8 @@ from __future__ import annotations
 import re
 from dataclasses import fields, replace
 
-from ..errors import InvalidArgumentError
-from ..models import SearchQuery
+from ..domain.errors import InvalidArgumentError
+from ..domain.models import SearchQuery
 
 CLIENT_SIDE = ("batch_tag", "allocate_status", "connect_status")
 # Sorter fields sent to DPS. EnOS documents the sorter shape and the default (createTime

@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from ..errors import AuthError, BackendUnavailableError, NotFoundError, enos_error
+from ..domain.errors import AuthError, BackendUnavailableError, NotFoundError, enos_error
 from ..token_cache import TokenCache, cache_key
 from . import apim
 from .enos_config import EnosConfig

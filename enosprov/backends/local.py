@@ -16,17 +16,15 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
-from .. import secrets_gen
-from ..core.rules import sn_matcher
-from ..errors import (
+from ..domain import secrets_gen
+from ..domain.errors import (
     InvalidArgumentError,
     NotFoundError,
     StoreError,
     StoreVersionError,
     enos_error,
 )
-from ..journal import os_user
-from ..models import (
+from ..domain.models import (
     ConnectionInfo,
     Device,
     MasterDataGroup,
@@ -37,6 +35,8 @@ from ..models import (
     SearchQuery,
     canonical_json,
 )
+from ..domain.rules import sn_matcher
+from ..journal import os_user
 from . import local_batches, local_device, local_groups, local_query
 from .base import MAX_CREATE_COUNT, ChunkHook, compare_registered
 from .local_schema import (
@@ -531,7 +531,7 @@ class LocalBackend:
             ) from None
 
     def _check_new_sn(self, group: RegistrationGroup, device_sn: str) -> None:
-        from ..core.rules import sn_problem
+        from ..domain.rules import sn_problem
 
         problem = sn_problem(device_sn, group.sn_pattern)
         if problem:

@@ -5,10 +5,9 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING
 
-from .. import signing
-from ..core import rules
-from ..errors import AuthError, RefusedError, enos_error
-from ..models import ConnectionInfo, NewDevice, RegistrationGroup, canonical_json
+from ..domain import rules, signing
+from ..domain.errors import AuthError, RefusedError, enos_error
+from ..domain.models import ConnectionInfo, NewDevice, RegistrationGroup, canonical_json
 from . import local_groups
 from .base import Resigner
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 import sqlite3
 
-from ..core import rules
-from ..errors import ConflictError, InvalidArgumentError, enos_error
-from ..models import (
+from ..domain import rules
+from ..domain.errors import ConflictError, InvalidArgumentError, enos_error
+from ..domain.models import (
     BUILTIN_KEYS,
     MODEL_TYPES,
     REPROVISION_METHODS,
@@ -15,7 +15,7 @@ from ..models import (
     MasterDataGroup,
     RegistrationGroup,
 )
-from ..signing import get_signer
+from ..domain.signing import get_signer
 from .local_schema import BUILTIN_MASTERDATA_GROUP
 
 _GROUP_COLUMNS = (

@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 
-from ..core.rules import IDENTIFIER_RE
-from ..errors import enos_error
-from ..models import BUILTIN_KEYS, SORTABLE_FIELDS, Device, DeviceStatus, Page, SearchQuery
+from ..domain.errors import enos_error
+from ..domain.models import BUILTIN_KEYS, SORTABLE_FIELDS, Device, DeviceStatus, Page, SearchQuery
+from ..domain.rules import IDENTIFIER_RE
 from .base import MAX_PAGE_SIZE
 from .local_schema import DEVICE_COLUMNS
 

@@ -80,7 +80,7 @@ class Credential:
     @classmethod
     def from_dict(cls, d: dict) -> Credential:
         """From field names to values (as every decoder produces); unknown names are refused."""
-        from ..errors import InputFileError
+        from ..domain.errors import InputFileError
 
         unknown = set(d) - set(FIELD_NAMES)
         if unknown:

@@ -29,11 +29,11 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .. import signing
 from ..atomic import AtomicFile
-from ..errors import InvalidArgumentError, NotFoundError
+from ..domain import signing
+from ..domain.errors import InvalidArgumentError, NotFoundError
+from ..domain.models import Device, RegistrationGroup, SearchQuery
 from ..journal import Journal, journal_or_null
-from ..models import Device, RegistrationGroup, SearchQuery
 from ..outputs import (  # the output folder, shared with the labels (qr) and the station
     MANIFEST_CSV,
     MANIFEST_JSON,
@@ -92,7 +92,7 @@ class Selection:
 
 def read_device_sns(path: str | Path) -> list[str]:
     """The deviceSn column of a CSV file (encoding utf-8-sig, delimiter detected)."""
-    from ..core.csvsource import read_columns
+    from ..domain.csvsource import read_columns
 
     hint = "the first line is the header, with a deviceSn column"
     return [v[0] for _row, v in read_columns(path, [("deviceSn",)], hint=hint)]
@@ -120,7 +120,7 @@ def select_devices(backend, group: RegistrationGroup, selection: Selection):
             raise InvalidArgumentError(
                 "--no-register needs the deviceSns: --csv FILE or --device-sn"
             )
-        from ..core.rules import sn_problem
+        from ..domain.rules import sn_problem
 
         for sn in requested:
             problem = sn_problem(sn, group.sn_pattern)

@@ -6,7 +6,7 @@ import hmac
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..errors import EnosprovError
+from ..domain.errors import EnosprovError
 from .credential import Credential
 
 
@@ -53,7 +53,7 @@ class VerifyReport:
 
 def read_credential_file(path: str | Path, options=None) -> tuple[str, Credential]:
     """(format name, credential) of a file in any supported format."""
-    from ..errors import InputFileError
+    from ..domain.errors import InputFileError
     from .formats import FORMATS, FormatOptions, detect
 
     path = Path(path)
@@ -74,7 +74,7 @@ def _same(a: str | None, b: str | None) -> bool:
 
 def check_credential(backend, cred: Credential, check: FileCheck) -> None:
     """Fill ``check.problems`` with every way ``cred`` disagrees with the backend."""
-    from ..errors import NotFoundError
+    from ..domain.errors import NotFoundError
 
     group_id = cred.group_id
     dev = None
@@ -138,7 +138,7 @@ def check_credential(backend, cred: Credential, check: FileCheck) -> None:
 def _check_name_and_timezone(cred: Credential, dev, check: FileCheck) -> None:
     """The timezone must be one DPS accepts; a registered device keeps its own name and timezone
     (the values burned are used when the device registers itself), so a difference is a note."""
-    from ..core.rules import timezone_problem
+    from ..domain.rules import timezone_problem
     from .export import device_name_for
 
     problem = timezone_problem(cred.timezone or "")

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from ..errors import EXIT_MISMATCH
+from ..domain.errors import EXIT_MISMATCH
 from .options import (
     BatchTagFilterOpt,
     CsvSelectOpt,

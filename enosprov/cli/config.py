@@ -12,7 +12,7 @@ import typer
 
 from ..backends.enos_config import DEFAULT_RETRIES, DEFAULT_TIMEOUT, DEFAULT_WORKERS
 from .options import GroupTimezoneOpt, JsonOpt, state
-from .output import emit, handled, key_values, printable, say, table
+from .output import confirm_or_refuse, emit, handled, key_values, say, table
 
 app = typer.Typer(
     help="Configuration profiles: how to reach a real EnOS OU (API gateway, OU, service account, "
@@ -62,7 +62,7 @@ def _warnings_to_stderr():
 
 def _secret(env_var: str | None, file: Path | None, stdin: bool, required: bool):
     """The SecretRef the options give (exactly one of them, or none when not ``required``)."""
-    from ..errors import InvalidArgumentError
+    from ..domain.errors import InvalidArgumentError
     from ..profiles import SecretRef
 
     given = [x for x in (env_var is not None, file is not None, stdin) if x]
@@ -275,7 +275,7 @@ def add_group(
     secret = _secret(secret_env, secret_file, secret_stdin, required=False)
     md = None
     if masterdata is not None:
-        from ..core.masterdata_file import load_masterdata_group
+        from ..domain.masterdata_file import load_masterdata_group
 
         md_path = masterdata.expanduser().absolute()
         load_masterdata_group(md_path)  # fails now, not at the first registration
@@ -383,7 +383,7 @@ def show(
     Example: enosprov config show prod-eu --json
     """
     from .. import profiles
-    from ..errors import InvalidArgumentError
+    from ..domain.errors import InvalidArgumentError
 
     config = profiles.load()
     name = name or state(ctx).profile or os.environ.get(profiles.PROFILE_ENV) or config.current
@@ -410,7 +410,7 @@ def use(
     Example: enosprov config use prod-eu
     """
     from .. import profiles
-    from ..errors import InvalidArgumentError
+    from ..domain.errors import InvalidArgumentError
 
     if (name is None) == (not local):
         raise InvalidArgumentError(
@@ -451,17 +451,10 @@ def delete(
     Example: enosprov config delete staging --yes
     """
     from .. import profiles
-    from ..errors import InvalidArgumentError, RefusedError
 
     profiles.get_profile(name)  # unknown -> not found, before asking
-    if not yes:
-        if not sys.stdin.isatty():
-            raise InvalidArgumentError(
-                f"not deleting profile {name!r} without confirmation",
-                hint="pass --yes (there is no terminal to ask on)",
-            )
-        if not typer.confirm(printable(f"Delete profile {name}?"), default=False):
-            raise RefusedError(f"profile {name!r} not deleted")
+    confirm_or_refuse(f"Delete profile {name}?", yes=yes, what=f"delete profile {name!r}",
+                      dry_run=False)  # fmt: skip
     with _warnings_to_stderr():
         was_current = profiles.delete_profile(name)
 

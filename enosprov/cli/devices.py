@@ -31,7 +31,7 @@ ConnectOpt = Annotated[
 
 
 def _query(store, group, batch_tag, allocate_status, connect_status, device_sn, **kw):
-    from ..models import SearchQuery
+    from ..domain.models import SearchQuery
 
     return SearchQuery(
         group_id=store.get_group(group).group_id if group else None,
@@ -97,11 +97,11 @@ def list_(
     Example: enosprov devices list --retired --group meters-eu
     """
     from ..core.lineage import retired_links, retirement_from_link
-    from ..models import Sorter
+    from ..domain.models import Sorter
 
     if retired:
         if allocate_status or connect_status:
-            from ..errors import InvalidArgumentError
+            from ..domain.errors import InvalidArgumentError
 
             raise InvalidArgumentError(
                 "--allocate-status and --connect-status do not apply to --retired",
@@ -332,7 +332,7 @@ def export(
     Example: enosprov devices export --group meters-eu --batch-tag B-1 --out devices-b1.csv
     """
     from .. import api
-    from ..models import Sorter
+    from ..domain.models import Sorter
 
     with state(ctx).backend() as store:
         query = _query(
@@ -398,7 +398,7 @@ def update(
     --unset site --batch-tag B-2026-11-B
     """
     from ..core.device_ops import update_device
-    from ..qr.onboard import parse_sets
+    from ..core.onboarding import parse_sets
 
     values = parse_sets(set_)
     with state(ctx).open() as (store, journal):

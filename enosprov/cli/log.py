@@ -82,7 +82,7 @@ def log(
     import json
     import sys
 
-    from ..errors import InvalidArgumentError
+    from ..domain.errors import InvalidArgumentError
     from ..journal import OPERATIONS, parse_time
 
     unknown = [op for op in operation or () if op not in OPERATIONS]

@@ -21,8 +21,8 @@ from contextlib import contextmanager
 
 import typer
 
-from ..core.rules import CONTROL_RE
-from ..errors import EXIT_FAILED, EXIT_INTERRUPTED, EnosprovError, ValidationFailedError
+from ..domain.errors import EXIT_FAILED, EXIT_INTERRUPTED, EnosprovError, ValidationFailedError
+from ..domain.rules import CONTROL_RE
 
 _NAMED_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
 
@@ -215,7 +215,7 @@ def confirm_or_refuse(question: str, *, yes: bool, what: str, dry_run: bool = Tr
     """Ask ``question`` (on stderr) on a terminal unless ``yes``; without a terminal, refuse
     without --yes. ``what`` names the change in the refusal, e.g. "reprovision 3 devices";
     ``dry_run``: the command has --dry-run (the hint says so)."""
-    from ..errors import RefusedError
+    from ..domain.errors import RefusedError
 
     if yes:
         return

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from ..errors import EXIT_FAILED, EXIT_PRINTER
+from ..domain.errors import EXIT_FAILED, EXIT_PRINTER
 from .options import (
     BatchTagFilterOpt,
     CsvSelectOpt,
@@ -21,7 +20,16 @@ from .options import (
     RegionOpt,
     state,
 )
-from .output import emit, handled, key_values, printable, progress_bar, say, status_line, table
+from .output import (
+    confirm_or_refuse,
+    emit,
+    handled,
+    key_values,
+    progress_bar,
+    say,
+    status_line,
+    table,
+)
 
 app = typer.Typer(
     help="QR code labels that identify devices (never a secret), and scanning them back.\n\n"
@@ -214,7 +222,7 @@ def print_(
 
     Example: enosprov qr print SN-000017 --printer lp:office --label-template thermal-4x6in
     """
-    from ..qr.printjob import print_labels
+    from ..core.reprint import print_labels
 
     with state(ctx).open() as (backend, journal):
         report = print_labels(backend, units, printer, group=group, template=label_template,
@@ -281,8 +289,8 @@ def scan(
     Example: enosprov qr scan label.jpg --onboard --name 'Meter hall 3' --timezone
     Europe/Berlin --set site=Hall-3 --region eu2 --org o15000000000001
     """
-    from ..errors import InvalidArgumentError, RefusedError
-    from ..qr.scan import ScanReport, scan_images
+    from ..core.scan import ScanReport, scan_images
+    from ..domain.errors import InvalidArgumentError
 
     onboarding = {"name": name, "timezone": timezone, "--set": set_, "--region": region,
                   "--org": org}  # fmt: skip
@@ -296,7 +304,7 @@ def scan(
         report = ScanReport(scan_images(backend, images, journal=journal))
         results = None
         if onboard and report.ok:
-            from ..qr.onboard import onboard_devices, parse_sets, scanned_devices
+            from ..core.onboarding import onboard_devices, parse_sets, scanned_devices
 
             values = parse_sets(set_)
             devices = scanned_devices([c for i in report.images for c in i.codes])
@@ -305,15 +313,10 @@ def scan(
                     f"--name names one device, but {len(devices)} devices were found",
                     hint="scan one label at a time to name devices",
                 )
-            if len(devices) > 1 and not yes:
-                if not sys.stdin.isatty():
-                    raise InvalidArgumentError(
-                        f"not onboarding {len(devices)} devices without confirmation",
-                        hint="pass --yes (there is no terminal to ask on)",
-                    )
+            if len(devices) > 1:
                 shown = ", ".join(f"{d.group_id}/{d.device_sn}" for d in devices)
-                if not typer.confirm(printable(f"Onboard {len(devices)} devices ({shown})?")):
-                    raise RefusedError("nothing onboarded")
+                confirm_or_refuse(f"Onboard {len(devices)} devices ({shown})?", yes=yes,
+                                  what=f"onboard {len(devices)} devices", dry_run=False)  # fmt: skip
             results = onboard_devices(backend, devices, name=name, timezone=timezone,
                                       values=values, region_id=region, org_id=org,
                                       journal=journal)  # fmt: skip

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from ..errors import EXIT_OK, EXIT_PARTIAL
+from ..domain.errors import EXIT_OK, EXIT_PARTIAL
 from .options import GroupOpt, JsonOpt, RawCsvOpt, state
 from .output import emit, handled, progress_bar, say, table
 
@@ -97,7 +97,7 @@ def register(
     import sys
 
     from .. import api
-    from ..errors import InvalidArgumentError
+    from ..domain.errors import InvalidArgumentError
 
     unit = {"--name": name, "--timezone": timezone, "--set": set_, "--desc": desc}
     if (csv_file is None) == (device_sn is None):
@@ -115,7 +115,7 @@ def register(
                   results=results, chunk_size=chunk_size, progress=progress, journal=journal,
                   raw_csv=raw_csv, allow_retired=allow_retired)  # fmt: skip
         if device_sn is not None:
-            from ..qr.onboard import parse_sets
+            from ..core.onboarding import parse_sets
 
             row = {"deviceSn": device_sn, "deviceName": name, "timezone": timezone,
                    "desc": desc, **parse_sets(set_)}  # fmt: skip

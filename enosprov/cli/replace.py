@@ -93,7 +93,7 @@ def replace(
         read_pairs,
         replace_devices,
     )
-    from ..errors import InvalidArgumentError
+    from ..domain.errors import InvalidArgumentError
 
     if csv_file is not None and (old or new_sn):
         raise InvalidArgumentError("give OLD --new-sn NEW, or --csv FILE, not both")
@@ -136,7 +136,7 @@ def replace(
             )
     emit(report, json_, _render)
     if report.printing is not None and not report.printing.ok:
-        from ..errors import EXIT_PRINTER
+        from ..domain.errors import EXIT_PRINTER
 
         raise typer.Exit(EXIT_PRINTER)
 

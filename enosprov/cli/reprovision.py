@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from ..errors import EXIT_FAILED, EXIT_PARTIAL
+from ..domain.errors import EXIT_FAILED, EXIT_PARTIAL
 from .options import BatchTagFilterOpt, JsonOpt, OptionalGroupOpt, state
 from .output import confirm_or_refuse, emit, handled, say, table
 

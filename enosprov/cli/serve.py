@@ -140,10 +140,10 @@ def serve(
     import sys
     import threading
 
+    from ..domain.errors import InvalidArgumentError
     from ..emulator import Behaviour, Faults, create_app
     from ..emulator import serve as run_server
     from ..emulator.server import DEFAULT_CHANNEL_TIMEOUT
-    from ..errors import InvalidArgumentError
 
     if not app_key or not app_secret:
         raise InvalidArgumentError(

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from ..errors import EXIT_OK, EXIT_PARTIAL
+from ..domain.errors import EXIT_OK, EXIT_PARTIAL
 from .options import GroupOpt, state
 from .output import handled, say, status_line
 
@@ -106,8 +106,8 @@ def station(
     """
     import json
 
+    from ..core.onboarding import parse_sets
     from ..core.station import Station, StationConfig, read_units
-    from ..qr.onboard import parse_sets
 
     config = StationConfig(
         group=group, out_dir=out, burn_format=burn_format, burn_template=burn_template,

@@ -98,7 +98,7 @@ def burn(
 def _shipped(kind: str, name: str | None, out: Path | None, as_json: bool) -> None:
     from .. import templates
     from ..atomic import write_text
-    from ..errors import InvalidArgumentError
+    from ..domain.errors import InvalidArgumentError
 
     if name is None:
         names = templates.names(kind)

@@ -36,9 +36,9 @@ from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
-from ..errors import InvalidArgumentError, NotFoundError
+from ..domain.errors import InvalidArgumentError, NotFoundError
+from ..domain.models import Device, SearchQuery
 from ..journal import MARKS, Journal, NullJournal, duration_ms, journal_or_null, parse_time
-from ..models import Device, SearchQuery
 from .lineage import Retirement, retired_links, retirement_from_link
 
 STATES = (
@@ -300,7 +300,7 @@ def find_batch(backend, journal, tag: str, group: str | None = None) -> BatchSum
 
 def batch_devices(backend, summary: BatchSummary) -> Iterator[Device]:
     """The devices of a batch now in DPS, oldest first."""
-    from ..models import Sorter
+    from ..domain.models import Sorter
 
     q = SearchQuery(group_id=summary.group_id, batch_tag=summary.batch_tag,
                     sorters=(Sorter("createTime", "ASC"),))  # fmt: skip

@@ -12,10 +12,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from ..backends.base import Backend
-from ..errors import InvalidArgumentError, RefusedError
+from ..domain import rules
+from ..domain.errors import InvalidArgumentError, RefusedError
+from ..domain.models import BUILTIN_KEYS, Device, RegistrationGroup, string_i18n
 from ..journal import Journal, journal_or_null
-from ..models import BUILTIN_KEYS, Device, RegistrationGroup, string_i18n
-from . import rules
 from .device_refs import names, one_group, resolve_devices
 
 NOTHING_CHANGED = "nothing was changed"
@@ -63,7 +63,7 @@ def update_device(
 
     Everything is checked first: InvalidArgumentError listing every problem, nothing changed.
     """
-    from ..qr.onboard import convert_sets
+    from .onboarding import convert_sets
 
     values = dict(values or {})
     unset = list(dict.fromkeys(unset))

@@ -17,8 +17,9 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from ..errors import EnosprovError, InvalidArgumentError, NotFoundError
-from ..models import Device, SearchQuery
+from ..domain.errors import EnosprovError, InvalidArgumentError, NotFoundError
+from ..domain.models import Device, SearchQuery
+from ..domain.wording import names
 
 LOOKUP_SLICE = 500
 # How a get by system sn says "no such sn" (as api.NOT_FOUND_CODES)
@@ -30,7 +31,7 @@ SUGGEST_REMOTE_SCAN = 5000  # devices read from a remote backend (EnOS) to find 
 def read_refs_csv(path: str | Path) -> list[str]:
     """The device references of a CSV: its ``sn`` column (system sns) or else its ``deviceSn``
     column. Blank lines are skipped; an empty cell is an error naming its row."""
-    from .csvsource import read_columns
+    from ..domain.csvsource import read_columns
 
     hint = "the first line is the header; name the column sn or deviceSn"
     return [v[0] for _row, v in read_columns(path, [("sn", "deviceSn")], hint=hint)]
@@ -39,12 +40,6 @@ def read_refs_csv(path: str | Path) -> list[str]:
 def _unique(refs: Sequence[str]) -> list[str]:
     seen: set[str] = set()
     return [r for r in refs if not (r in seen or seen.add(r))]
-
-
-def names(items: Sequence[str], limit: int = 10) -> str:
-    """``a, b, c and 7 more``."""
-    shown = ", ".join(items[:limit])
-    return shown + (f" and {len(items) - limit} more" if len(items) > limit else "")
 
 
 def not_found_error(

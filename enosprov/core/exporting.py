@@ -14,10 +14,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from .. import csvsafe
 from ..atomic import AtomicFile
-from ..errors import InputFileError
-from ..models import Device
+from ..domain import csvsafe
+from ..domain.errors import InputFileError
+from ..domain.models import Device
 
 # csvsafe.cell changes only text that starts with one of these: a cheap test per cell first
 # halves the cost of a spreadsheet-safe export (measured: 100,000 devices).

@@ -15,9 +15,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ..errors import EnosprovError, NotFoundError
+from ..domain.errors import EnosprovError, NotFoundError
+from ..domain.models import Device
 from ..journal import Entry, Journal, NullJournal, iso, journal_or_null
-from ..models import Device
 
 NOT_FOUND_CODES = (35601, 35404, 99404)  # how a get by system sn says "no such sn" (api.py)
 
@@ -311,12 +311,12 @@ def look_up_unit(backend, journal, ident: str, group: str | None = None) -> Unit
     """The device ``ident`` (system sn or deviceSn) names, and whether it is retired; a unit
     that was replaced and is not registered any more comes back with ``device`` None.
     NotFoundError when neither the backend nor the records know it."""
-    from .. import api
+    from .device_refs import find_one
 
     journal = journal_or_null(journal)
     group_id = backend.get_group(group).group_id if group else None
     try:
-        dev = api.find_device(backend, ident, group)
+        dev = find_one(backend, ident, group)
     except NotFoundError:
         found = retirement(backend, journal, ident, group_id=group_id)
         if found is None:
@@ -423,13 +423,13 @@ def device_history(
     backend, ident: str, *, group: str | None = None, journal: Journal | None = None
 ) -> DeviceHistory:
     """The chain of units ``ident`` belongs to and every journal event of those units."""
-    from .. import api
+    from .device_refs import find_one
 
     journal = journal_or_null(journal)
     current: Device | None = None
     came_back: Retirement | None = None
     try:
-        current = api.find_device(backend, ident, group)
+        current = find_one(backend, ident, group)
         unit = {"sn": current.sn, "deviceSn": current.device_sn}
         came_back = retirement(backend, journal, current.device_sn, group_id=current.group_id,
                                device=current)  # fmt: skip

@@ -26,17 +26,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
-from .. import csvsafe
 from ..backends.base import Backend
-from ..errors import (
+from ..domain import csvsafe
+from ..domain.csvsource import CsvSource
+from ..domain.errors import (
     BackendUnavailableError,
     EnosprovError,
     InvalidArgumentError,
     ValidationFailedError,
 )
+from ..domain.models import RegisterOutcome
 from ..journal import NO_JOURNAL, Journal, journal_or_null
-from ..models import RegisterOutcome
-from .csvsource import CsvSource
 from .results import ResultsWriter
 from .rows import RowIssue, RowSchema, RowWarning, to_new_device
 
@@ -347,7 +347,7 @@ def settle_intents(backend, journal, group_id: str) -> int:
     were created after the intent and are listed by no other record are recorded as created
     (``detail.settles``). One look-up pass covers every open intent. Returns how many devices
     were recorded."""
-    from ..models import SearchQuery
+    from ..domain.models import SearchQuery
 
     intents = journal.open_intents(group_id)
     if not intents:

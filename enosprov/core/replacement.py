@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..errors import (
+from ..domain.errors import (
     ConflictError,
     EnosprovError,
     InputFileError,
@@ -27,8 +27,8 @@ from ..errors import (
     RefusedError,
     ValidationFailedError,
 )
+from ..domain.models import Device, SearchQuery
 from ..journal import Journal, journal_or_null
-from ..models import Device, SearchQuery
 from .lineage import replaced_by
 from .rows import RowIssue
 
@@ -130,7 +130,7 @@ class ReplaceReport:
 
 def read_pairs(path: str | Path) -> list[ReplaceRequest]:
     """The (old, new) pairs of a CSV with columns ``old`` and ``new``."""
-    from .csvsource import read_columns
+    from ..domain.csvsource import read_columns
 
     hint = (
         "the header is `old,new`: the old unit (system sn or deviceSn) and the new unit's "
@@ -210,7 +210,7 @@ def plan_replacements(
     ValidationFailedError listing every refused row (a file of pairs)."""
     if not requests:
         raise InvalidArgumentError("no replacement given", hint="OLD --new-sn NEW, or --csv FILE")
-    from .. import api
+    from .device_refs import find_one
 
     journal = journal_or_null(journal)
     problems = _Problems(source)
@@ -223,7 +223,7 @@ def plan_replacements(
             continue
         unknown_hint = "give its system sn or deviceSn (`enosprov devices list`)"
         try:
-            old = api.find_device(backend, req.old, group_id)
+            old = find_one(backend, req.old, group_id)
         except NotFoundError as missed:
             old = None
             unknown_hint = missed.hint if "did you mean" in (missed.hint or "") else unknown_hint
@@ -263,7 +263,7 @@ def plan_replacements(
                          f"{new.org_id}", "a replacement unit must be fresh (not allocated)")  # fmt: skip
             continue
         if new is None:
-            from .rules import sn_problem
+            from ..domain.rules import sn_problem
 
             problem = sn_problem(req.new, backend.get_group(old.group_id).sn_pattern)
             if problem:

@@ -22,9 +22,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..errors import EnosprovError, InvalidArgumentError
+from ..domain.errors import EnosprovError, InvalidArgumentError
+from ..domain.models import Device, RegistrationGroup
 from ..journal import Journal, journal_or_null
-from ..models import Device, RegistrationGroup
 from .device_refs import one_group, resolve_devices
 
 RESET_SLICE = 500  # devices per resetAllocationStatus call

@@ -14,9 +14,9 @@ import csv
 import json
 from pathlib import Path
 
-from .. import csvsafe
 from ..atomic import AtomicFile
-from ..models import RegisterOutcome
+from ..domain import csvsafe
+from ..domain.models import RegisterOutcome
 
 RESULT_COLUMNS = ("row", "deviceSn", "sn", "outcome", "error")
 

@@ -16,9 +16,8 @@ import functools
 import json
 from dataclasses import dataclass
 
-from .. import csvsafe
-from ..models import TARGET_KEYS, MasterDataGroup, NewDevice, RegistrationGroup
-from . import rules
+from ..domain import csvsafe, rules
+from ..domain.models import TARGET_KEYS, MasterDataGroup, NewDevice, RegistrationGroup
 
 # The string escaper json uses with ensure_ascii=False (C-accelerated where available).
 _json_str = json.encoder.encode_basestring

@@ -22,7 +22,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..errors import EnosprovError, InputFileError, InvalidArgumentError
+from ..domain.errors import EnosprovError, InputFileError, InvalidArgumentError
 from ..journal import Journal, journal_or_null
 
 STEPS = ("register", "burn", "verify", "flash", "label", "print")

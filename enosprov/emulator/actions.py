@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING
 
 from ..backends import fql
 from ..backends.local import LocalBackend
-from ..errors import enos_error
-from ..models import Sorter
+from ..domain.errors import enos_error
+from ..domain.models import Sorter
 
 if TYPE_CHECKING:
     from .app import Behaviour

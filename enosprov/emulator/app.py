@@ -55,8 +55,8 @@ from urllib.parse import parse_qsl
 
 from ..backends import apim
 from ..backends.local import DEFAULT_CLOCK_SKEW_MS, LocalBackend
-from ..errors import EnosprovError, InvalidArgumentError, NotFoundError
-from ..models import RegistrationGroup
+from ..domain.errors import EnosprovError, InvalidArgumentError, NotFoundError
+from ..domain.models import RegistrationGroup
 from . import contract
 from .actions import ACTIONS, DEVICE_CALLS
 from .auth import INVALID_PARAMETER, TOKEN_EXPIRED, Gateway, Rejected, SeenRecently

@@ -13,9 +13,9 @@ Value kinds: ``str``, ``int`` (a JSON integer, never a boolean), ``i18n`` (Strin
 from __future__ import annotations
 
 from ..backends import fql
-from ..core import rules
-from ..errors import enos_error
-from ..models import BUILTIN_TYPES, I18N_LOCALES
+from ..domain import rules
+from ..domain.errors import enos_error
+from ..domain.models import BUILTIN_TYPES, I18N_LOCALES
 
 # action -> documented query parameters besides ``action`` and ``orgId`` [DOC]
 QUERY: dict[str, tuple[str, ...]] = {

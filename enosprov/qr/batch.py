@@ -34,9 +34,9 @@ from typing import TYPE_CHECKING
 
 from ..atomic import AtomicFile
 from ..burn.export import Selection, select_devices
-from ..errors import InvalidArgumentError
+from ..domain.errors import InvalidArgumentError
+from ..domain.models import Device, RegistrationGroup
 from ..journal import Journal, journal_or_null
-from ..models import Device, RegistrationGroup
 from ..outputs import OutputFolder, check_file_names, safe_filename, write_csv_manifest
 from .payload import Payload, render_payload
 from .render import QrOptions, encode, png_bytes, to_image, to_svg, verify_png

@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .. import templates as _shipped
-from ..core.rules import CONTROL_RE
-from ..errors import InvalidArgumentError
+from ..domain.errors import InvalidArgumentError
+from ..domain.rules import CONTROL_RE
 
 if sys.version_info >= (3, 11):
     import tomllib

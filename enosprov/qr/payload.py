@@ -33,7 +33,7 @@ import string
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from ..errors import InvalidArgumentError
+from ..domain.errors import InvalidArgumentError
 
 VERSION = "ENP1"
 SEPARATOR = ":"

@@ -22,9 +22,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..errors import PrinterError
+from ..domain.errors import PrinterError
+from ..domain.models import Device
 from ..journal import Journal
-from ..models import Device
 from .labels import LabelTemplate
 
 if TYPE_CHECKING:
@@ -199,33 +199,3 @@ def print_devices(
                                  options=options)  # fmt: skip
         jobs.append(PrintJob([unit_of(dev)], data, dev.device_sn))
     return print_jobs(printer, jobs, template=template_name(template, fmt), journal=journal)
-
-
-def print_labels(
-    backend,
-    refs: Sequence[str],
-    printer_uri: str,
-    *,
-    group: str | None = None,
-    template: str | Path | LabelTemplate | None = None,
-    journal: Journal | None = None,
-    options: QrOptions | None = None,
-) -> PrintReport:
-    """Reprint the labels of registered units named by system sn or deviceSn (``group``
-    narrows deviceSns to one group) on the printer of ``printer_uri``; one result per unit.
-
-    Refused with nothing sent: a bad printer URI, an unknown unit, a sheet template. The
-    report's ``ok`` is False when any unit was not printed (the CLI exits with 6)."""
-    from ..core.device_refs import resolve_devices
-    from ..errors import InvalidArgumentError
-    from ..printing import open_printer
-
-    if not refs:
-        raise InvalidArgumentError("no unit given", hint="name units by system sn or deviceSn")
-    with open_printer(printer_uri) as printer:
-        from .unit import unit_template
-
-        unit_template(template, printer.label_format)  # refused before any lookup
-        devices = resolve_devices(backend, refs, group)
-        return print_devices(backend, devices, printer, template=template, options=options,
-                             journal=journal)  # fmt: skip

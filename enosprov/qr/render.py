@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from xml.sax.saxutils import escape as xml_escape
 
-from ..errors import EnosprovError, InvalidArgumentError
+from ..domain.errors import EnosprovError, InvalidArgumentError
 from .labels import label_text
 
 EC_LEVELS = ("L", "M", "Q", "H")

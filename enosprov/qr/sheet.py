@@ -43,8 +43,8 @@ from pathlib import Path
 
 from ..atomic import pid_running
 from ..burn.export import Selection
-from ..core.device_refs import names as _shown
-from ..errors import InvalidArgumentError
+from ..domain.errors import InvalidArgumentError
+from ..domain.wording import names as _shown
 from ..outputs import OutputFolder, check_file_names, safe_filename
 from .batch import (
     MANIFEST_CSV,

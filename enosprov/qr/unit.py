@@ -14,8 +14,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..errors import InvalidArgumentError, NotFoundError
-from ..models import Device, RegistrationGroup
+from ..domain.errors import InvalidArgumentError, NotFoundError
+from ..domain.models import Device, RegistrationGroup
 from .batch import caption_for, payload_for
 from .labels import LabelTemplate, load_template
 from .payload import render_payload

@@ -24,7 +24,7 @@ from __future__ import annotations
 import math
 import re
 
-from ..errors import InvalidArgumentError
+from ..domain.errors import InvalidArgumentError
 from .labels import LabelTemplate, label_text
 
 ESCAPE_CHAR = "_"

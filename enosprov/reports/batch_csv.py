@@ -21,11 +21,11 @@ import datetime as dt
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .. import csvsafe
 from ..atomic import AtomicFile
 from ..core.batches import BatchDetail, batch_devices, is_stuck
+from ..domain import csvsafe
+from ..domain.models import Device
 from ..journal import Journal, NullJournal, journal_or_null
-from ..models import Device
 
 if TYPE_CHECKING:
     from ..backends.base import Backend

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from functools import cache
 from pathlib import PurePath
 
-from ...errors import InputFileError, InvalidArgumentError
+from ...domain.errors import InputFileError, InvalidArgumentError
 from ..credential import FIELDS, Credential
 
 NVS_NAME_MAX = 15  # NVS keys and namespace names: at most 15 bytes (16 with the NUL)

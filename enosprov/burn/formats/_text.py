@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ...errors import InputFileError
+from ...domain.errors import InputFileError
 
 
 def text_of(data: bytes, what: str) -> str:

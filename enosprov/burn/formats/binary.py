@@ -21,7 +21,7 @@ from __future__ import annotations
 import struct
 import zlib
 
-from ...errors import InputFileError, InvalidArgumentError
+from ...domain.errors import InputFileError, InvalidArgumentError
 from ..credential import FIELD_NAMES, PROFILES, Credential
 
 MAGIC = b"ENPV"

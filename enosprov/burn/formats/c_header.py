@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import re
 
-from ...errors import InputFileError, InvalidArgumentError
+from ...domain.errors import InputFileError, InvalidArgumentError
 from ..credential import FIELD_NAMES, Credential
 from ._text import text_of
 

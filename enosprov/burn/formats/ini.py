@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import re
 
-from ...errors import InputFileError
+from ...domain.errors import InputFileError
 from ..credential import FIELD_NAMES, Credential
 from ._text import first_line, text_of
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import io
 import re
 
-from ...errors import InputFileError, InvalidArgumentError
+from ...domain.errors import InputFileError, InvalidArgumentError
 from ..credential import Credential
 from . import binary
 from ._text import first_line

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from ...errors import InputFileError
+from ...domain.errors import InputFileError
 from ..credential import Credential
 from ._text import first_line, text_of
 

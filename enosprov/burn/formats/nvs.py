@@ -17,7 +17,7 @@ import struct
 import zlib
 from dataclasses import dataclass
 
-from ...errors import InputFileError, InvalidArgumentError
+from ...domain.errors import InputFileError, InvalidArgumentError
 from ..credential import Credential
 from . import NVS_MIN_SIZE, NVS_PAGE, check_nvs_name
 

@@ -13,7 +13,7 @@ from os import PathLike
 from pathlib import Path, PurePath
 from string import Formatter
 
-from ...errors import InputFileError, InvalidArgumentError
+from ...domain.errors import InputFileError, InvalidArgumentError
 from ..credential import FIELD_NAMES, Credential
 
 _FORMATTER = Formatter()

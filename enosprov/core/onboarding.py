@@ -12,10 +12,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from ..core import rules
-from ..errors import InvalidArgumentError, RefusedError
-from ..journal import Journal, journal_or_null
-from ..models import (
+from ..domain import rules
+from ..domain.errors import InvalidArgumentError, RefusedError
+from ..domain.models import (
     BUILTIN_KEYS,
     BUILTIN_TYPES,
     SYSTEM_OWNED_KEYS,
@@ -23,6 +22,7 @@ from ..models import (
     RegistrationGroup,
     string_i18n,
 )
+from ..journal import Journal, journal_or_null
 
 
 @dataclass

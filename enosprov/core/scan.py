@@ -15,8 +15,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..errors import EnosprovError
-from .payload import ForeignCodeError, Payload, parse_payload
+from ..domain.errors import EnosprovError
+from ..qr.payload import ForeignCodeError, Payload, parse_payload
 
 
 @dataclass
@@ -117,7 +117,7 @@ def retired_lookup(backend, journal, payload: Payload, device, problem: str | No
     """(device, problem, retirement) of a label once its device was looked up: a label whose
     device is unknown but was replaced is a retired unit (no problem); a device registered under
     a retired deviceSn is a returning unit."""
-    from ..core.lineage import retirement
+    from .lineage import retirement
 
     if problem is not None and device is None and not problem.startswith("unknown device"):
         return device, problem, None
@@ -138,7 +138,7 @@ def scan_images(backend, paths, *, journal=None) -> list[ScanResult]:
     replacements that retired a unit (the local store also has its own records)."""
     from PIL import Image, UnidentifiedImageError
 
-    from .render import read_qr
+    from ..qr.render import read_qr
 
     results = []
     for path in paths:

@@ -11,8 +11,8 @@ import re
 from collections.abc import Callable
 from functools import lru_cache
 
-from ..errors import InvalidArgumentError
-from ..models import (
+from .errors import InvalidArgumentError
+from .models import (
     ATTRIBUTE_TYPES,
     BUILTIN_KEYS,
     BUILTIN_TYPES,

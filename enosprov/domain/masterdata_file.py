@@ -5,8 +5,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from ..errors import InputFileError
-from ..models import MasterDataAttribute, MasterDataGroup
+from .errors import InputFileError
+from .models import MasterDataAttribute, MasterDataGroup
 
 if sys.version_info >= (3, 11):
     import tomllib

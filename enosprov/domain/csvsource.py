@@ -14,8 +14,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from .. import csvsafe
-from ..errors import InputFileError
+from . import csvsafe
+from .errors import InputFileError
 
 DELIMITERS = (",", ";", "\t")
 DEFAULT_ENCODING = "utf-8-sig"  # UTF-8, with or without Excel's byte order mark
