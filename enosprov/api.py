@@ -698,10 +698,7 @@ def batch_report(
     from .reports.batch_html import write_batch_html
 
     backend, journal = _unpack(target, journal)
-    if isinstance(target, Session):
-        label = target.label
-    else:
-        label = "local store" if isinstance(backend, LocalBackend) else "EnOS"
+    label = target.label if isinstance(target, Session) else backend.label
     detail = show_batch(backend, journal, tag, group=group, stale=stale, stuck_limit=1000)
     html = write_batch_html(detail, out, generated_ms=int(time.time() * 1000), backend_label=label)
     rows = None

@@ -25,6 +25,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .backends.base import Backend
 from .burn.credential import Credential, missing_message
 from .domain import signing
 from .domain.errors import EnosprovError, InputFileError, InvalidArgumentError
@@ -162,7 +163,7 @@ class DeviceSession:
 
 
 def bootstrap_device(
-    backend,
+    backend: Backend,
     cred: Credential,
     *,
     device_name: str | None = None,
@@ -201,9 +202,8 @@ def bootstrap_device(
             hint="or pass device_name and timezone",
         )
     ts = _now() if now_ms is None else int(now_ms)
-    # [ENOSPROV] the local store's rule on retired units, asked for here (the device side of
-    # the local store) and never by the emulator, which answers as EnOS does
-    local_rule = {"refuse_retired": True} if getattr(backend, "name", None) == "local" else {}
+    # [ENOSPROV] a local store refuses a retired unit here (its own rule, on by default; the
+    # emulator's store, which answers as EnOS does, has it off: LocalBackend)
     info = backend.bootstrap(
         group_id=cred.group_id,
         device_sn=cred.device_sn,
@@ -213,7 +213,6 @@ def bootstrap_device(
         device_name=string_i18n(name),
         timezone=timezone,
         resign=_resigner(cred, cred.device_sn, ts),
-        **local_rule,
     )
     retired = _came_back(backend, journal, cred, info)
     extra = None
@@ -227,7 +226,7 @@ def bootstrap_device(
     return _session("bootstrap", cred.device_sn, info, ts, retired=retired)
 
 
-def _came_back(backend, journal, cred: Credential, info: ConnectionInfo):
+def _came_back(backend: Backend, journal, cred: Credential, info: ConnectionInfo):
     """The retirement of the deviceSn that just bootstrapped as a new registration (a retired
     unit that came back), or None."""
     from .core.lineage import retirement
@@ -241,7 +240,7 @@ def _came_back(backend, journal, cred: Credential, info: ConnectionInfo):
 
 
 def device_conninfo(
-    backend, cred: Credential, *, now_ms: int | None = None, journal: Journal | None = None
+    backend: Backend, cred: Credential, *, now_ms: int | None = None, journal: Journal | None = None
 ) -> DeviceSession:
     """Get Device Connection Info as the device does it: sign the system sn with the group secret
     and call ``backend.get_connection_info``. The device must be allocated. The call marks the
@@ -277,7 +276,12 @@ def _resigner(cred: Credential, identity: str, first_ts: int):
 
 
 def _journal(
-    journal, backend, call: str, cred: Credential, info: ConnectionInfo, extra: dict | None = None
+    journal,
+    backend: Backend,
+    call: str,
+    cred: Credential,
+    info: ConnectionInfo,
+    extra: dict | None = None,
 ) -> None:
     """One "bootstrap" record for a device-side call (never the secrets of its answer)."""
     dps_url = backend.dps_url
@@ -287,7 +291,7 @@ def _journal(
         group_id=cred.group_id or None,
         detail={
             "call": call,
-            "backend": getattr(backend, "name", None),
+            "backend": backend.name,
             "dpsUrl": dps_url,
             **(extra or {}),
         },

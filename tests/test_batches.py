@@ -16,14 +16,18 @@ DPS = "http://dps.example"
 
 
 class NoIndexes:
-    """The local store seen through the generic path (what the EnOS backend uses)."""
+    """The local store seen through the generic path (what the EnOS backend uses): the
+    capabilities answer as backends/base.py's defaults do."""
+
+    indexed = False
 
     def __init__(self, store):
         self.store = store
 
+    def batch_summaries(self, group_id=None):
+        return None
+
     def __getattr__(self, name):
-        if name == "batch_summaries":
-            raise AttributeError(name)
         return getattr(self.store, name)
 
 

@@ -368,6 +368,7 @@ def test_a_tenant_that_ignores_the_target_is_told_plainly():
     class IgnoresTarget:
         name = "enos"
         last_request_id = None
+        knows_group_targets = False  # as backends/base.py declares for EnOS
 
         def __init__(self):
             self.sent = []

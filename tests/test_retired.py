@@ -140,20 +140,25 @@ def test_a_retired_unit_that_bootstraps_again(backend, fleet, tmp_path, audit):
 def test_the_emulator_accepts_a_retired_unit_even_when_the_store_refuses(
     backend, fleet, tmp_path, audit
 ):
-    """The rule is the local store's, passed by the device simulator; the emulator answers
-    /dev/bootstrap through the same store without it, as EnOS does."""
+    """The rule is the local store's own (on by default); the emulator answers /dev/bootstrap
+    through the same store file opened without it, as EnOS does."""
+    from enosprov.backends.local import LocalBackend
     from enosprov.domain.signing import sign
     from enosprov.emulator import actions
 
     cred, _label_path, _old, _new = _replaced_unit(backend, tmp_path, audit)
-    store = backend if backend.name == "local" else backend.store
-    assert not store.get_group("meters-eu").allow_retired_bootstrap
+    plain = backend if backend.name == "local" else backend.store
+    assert not plain.get_group("meters-eu").allow_retired_bootstrap
+    assert plain.refuse_retired_bootstrap
+    # as the emulator opens its store (emulator/app.py)
+    store = LocalBackend(plain.path, durable=False, refuse_retired_bootstrap=False)
     ts = int(__import__("time").time() * 1000)
     body = {"groupId": "meters-eu", "deviceSn": OLD, "dpsSignTimestamp": ts,
             "dpsSign": sign("sn-ts-secret", OLD, ts, cred.group_secret),
             "deviceName": {"defaultValue": "Meter 1"}, "timezone": "+08:00"}  # fmt: skip
     info = actions.bootstrap(store, body)
     assert store.get(info["sn"]).device_sn == OLD
+    store.close()
 
 
 def test_a_group_can_let_retired_units_register_again(store, tmp_path, write_csv):

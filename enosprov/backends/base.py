@@ -11,8 +11,9 @@ chunk of rows, each row classified as created, skipped (same data) or conflict (
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 
 from ..domain.models import (
     ConnectionInfo,
@@ -27,6 +28,8 @@ from ..domain.models import (
 
 MAX_PAGE_SIZE = 1000  # documented DPS search limit
 MAX_CREATE_COUNT = 1_000_000  # documented DPS create limit
+# devices a backend without indexes (EnOS) reads to find "did you mean" suggestions
+REMOTE_SCAN_LIMIT = 5000
 
 # A device-side caller's way to sign its request again for a retry: () -> (timestamp, sign),
 # each call with a strictly later timestamp than the one before.
@@ -37,28 +40,44 @@ Resigner = Callable[[], "tuple[int, str]"]
 ChunkHook = Callable[[Any, "list[RegisterOutcome]"], None]
 
 
-@runtime_checkable
-class Backend(Protocol):
-    name: str
+class Backend(ABC):
+    """What every workflow may ask of a backend: the DPS operations (abstract: each backend
+    implements them) and the optional capabilities below them, declared here with the default
+    a backend without that capability gets (workflows call them; they never probe)."""
+
+    name: str = ""  # "local" or "enos": for messages and journal records, never for decisions
+    label: str = ""  # where the devices live, as people are told: "local store", "EnOS"
     # The EnOS requestId of the last single-request change (None where there is none, as on
     # the local store): the audit journal records it.
-    last_request_id: str | None
+    last_request_id: str | None = None
     # The DPS device endpoint this backend knows (a profile's dps_url), or None.
-    dps_url: str | None
+    dps_url: str | None = None
+    # Batch summaries and deviceSn look-ups come from the backend's own indexes (the local
+    # store); False: workflows count and look up through iter_devices (one scan).
+    indexed: bool = False
+    # The registration group's allocation target is known here (the local store keeps it);
+    # False: EnOS applies the target configured on the group, which no API reads.
+    knows_group_targets: bool = False
 
     def group_secret_error(self, group: str) -> str | None:
         """Why the group's secret is not available here (an unset environment variable...),
         or None."""
-        ...
+        return None
 
     # -- groups (read side; the local store also creates them) --------------------------------
+    @abstractmethod
     def get_group(self, group: str) -> RegistrationGroup: ...
+    @abstractmethod
     def list_groups(self) -> list[RegistrationGroup]: ...
+    @abstractmethod
     def get_masterdata_group(self, mdg_id: str) -> MasterDataGroup: ...
+    @abstractmethod
     def list_masterdata_groups(self) -> list[MasterDataGroup]: ...
+    @abstractmethod
     def device_counts(self) -> dict[str, int]: ...  # groupId -> number of devices
 
     # -- application API ------------------------------------------------------------------------
+    @abstractmethod
     def create(
         self,
         group_id: str,
@@ -69,11 +88,16 @@ class Backend(Protocol):
         device_data: dict | None = None,
     ) -> list[str]: ...
 
+    @abstractmethod
     def get(self, sn: str) -> Device: ...
+    @abstractmethod
     def find_by_device_sn(self, group_id: str, device_sn: str) -> Device | None: ...
+    @abstractmethod
     def search(self, query: SearchQuery) -> Page: ...
+    @abstractmethod
     def iter_devices(self, query: SearchQuery) -> Iterator[Device]: ...
 
+    @abstractmethod
     def update(
         self,
         sn: str,
@@ -83,17 +107,22 @@ class Backend(Protocol):
         device_data: dict | None = None,
     ) -> str: ...
 
+    @abstractmethod
     def delete(self, group_id: str, sns: Sequence[str]) -> list[str]: ...
+    @abstractmethod
     def allocate(self, sn: str, *, device_data: dict | None = None) -> Device:
         """Allocate (and activate) ``sn``; the target, when chosen, is the built-in master data
         ``device_data["regionId"]``/``["orgId"]``, else the device's own, else the group's."""
-        ...
 
+    @abstractmethod
     def reset_allocation(self, group_id: str, sns: Sequence[str]) -> list[str]: ...
+    @abstractmethod
     def replace(self, sn: str, replacement_sn: str) -> Device: ...
 
     # -- bulk registration ------------------------------------------------------------------
+    @abstractmethod
     def next_batch_order(self) -> int | None: ...
+    @abstractmethod
     def register_batch(
         self,
         group_id: str,
@@ -107,9 +136,9 @@ class Backend(Protocol):
         skipped (same data), conflict (other data) or failed (the backend could not be reached
         for it; only backends that send one call per device report it: the rest of the chunk
         is still reported). ``on_commit`` sees the outcomes (see ChunkHook)."""
-        ...
 
     # -- device side ----------------------------------------------------------------------------
+    @abstractmethod
     def bootstrap(
         self,
         *,
@@ -123,6 +152,7 @@ class Backend(Protocol):
         resign: Resigner | None = None,
     ) -> ConnectionInfo: ...
 
+    @abstractmethod
     def get_connection_info(
         self,
         *,
@@ -133,7 +163,74 @@ class Backend(Protocol):
         resign: Resigner | None = None,
     ) -> ConnectionInfo: ...
 
+    @abstractmethod
     def close(self) -> None: ...
+
+    # -- optional capabilities (defaults: what a backend without them answers) ------------------
+    def stored_connection_info(
+        self, dev: Device, group: RegistrationGroup
+    ) -> ConnectionInfo | None:
+        """The device's connection info read without acting as the device (no call, no side
+        effect), or None where it can only be asked for with the group secret (EnOS: Get
+        Connection Info, signed as the device)."""
+        return None
+
+    @property
+    def journal_connection(self) -> Any:
+        """The database connection an audit journal may share, so that a record commits in the
+        same transaction as the change it describes (the local store's), or None."""
+        return None
+
+    def replacements(self, sn: str) -> list[dict]:
+        """Replacement links the backend itself keeps that involve ``sn`` as old or new unit
+        (oldSn, oldDeviceSn, newSn, newDeviceSn, groupId, time); none where EnOS keeps none."""
+        return []
+
+    def replacement_links(self, group_id: str | None = None) -> list[dict]:
+        """Every replacement link the backend keeps (of one group)."""
+        return []
+
+    def batch_summaries(self, group_id: str | None = None) -> list[tuple] | None:
+        """Per (group, batch tag) counts from the backend's indexes, or None: count through
+        iter_devices (core.batches does)."""
+        return None
+
+    def registration_order(self) -> Callable[[Device], tuple]:
+        """The sort key of registration order: createTime, ties broken by sn (EnOS)."""
+        return lambda d: (d.create_time or 0, d.sn)
+
+    def device_sn_rows(self, group_id: str | None, *, payload: bool) -> Iterator[tuple]:
+        """(key, groupId, deviceSn as UTF-8 bytes, sn, batch tag) of every device of the group
+        (of every group without one), for short-code look-ups; :meth:`device_by_key` gets the
+        device of a key back. ``payload``: the sn and batch tag are needed (else they may be
+        None). By default one scan through iter_devices, the key being the Device itself."""
+        for dev in self.iter_devices(SearchQuery(group_id=group_id)):
+            yield dev, dev.group_id, dev.device_sn.encode("utf-8"), dev.sn, dev.batch_tag_text
+
+    def device_by_key(self, key: Any) -> Device:
+        """The device of a key of :meth:`device_sn_rows`."""
+        return key
+
+    def device_sns_between(
+        self,
+        group_id: str | None,
+        shortest: int,
+        longest: int,
+        *,
+        others: bool = False,
+        limit: int = REMOTE_SCAN_LIMIT,
+    ) -> Iterator[tuple[str, bytes]]:
+        """(groupId, deviceSn as UTF-8 bytes) of the devices of the group (of every group
+        without one; of the other groups with ``others``) whose deviceSn is ``shortest`` to
+        ``longest`` characters long, for "did you mean". By default only the first ``limit``
+        devices of one scan through iter_devices, and never the other groups."""
+        if others:
+            return
+        for i, dev in enumerate(self.iter_devices(SearchQuery(group_id=group_id))):
+            if i >= limit:
+                return
+            if shortest <= len(dev.device_sn) <= longest:
+                yield dev.group_id, dev.device_sn.encode("utf-8")
 
 
 def compare_registered(

@@ -36,7 +36,7 @@ from ..domain.models import (
     canonical_json,
 )
 from . import fql
-from .base import MAX_PAGE_SIZE, ChunkHook, Resigner, compare_registered
+from .base import MAX_PAGE_SIZE, Backend, ChunkHook, Resigner, compare_registered
 from .enos_config import EnosConfig, GroupConfig
 from .http import ApiClient, DeviceClient, OutcomeUnknown, backoff_delay
 
@@ -47,8 +47,9 @@ LOOKUP_SLICE = 500  # deviceSns per search request when classifying a batch
 SCAN_ORDER = (Sorter("createTime", "ASC"), Sorter("sn", "ASC"))  # full scans: a stable order
 
 
-class EnosBackend:
+class EnosBackend(Backend):
     name = "enos"
+    label = "EnOS"
 
     def __init__(self, config: EnosConfig, *, api: ApiClient | None = None) -> None:
         self.config = config

@@ -12,9 +12,10 @@ import os
 import random
 import sqlite3
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from ..domain import secrets_gen
 from ..domain.errors import (
@@ -38,7 +39,7 @@ from ..domain.models import (
 from ..domain.rules import sn_matcher
 from ..journal import os_user
 from . import local_batches, local_device, local_groups, local_query
-from .base import MAX_CREATE_COUNT, ChunkHook, compare_registered
+from .base import MAX_CREATE_COUNT, Backend, ChunkHook, Resigner, compare_registered
 from .local_schema import (
     ADDED_DEVICE_COLUMNS,
     ADDED_GROUP_COLUMNS,
@@ -62,10 +63,13 @@ def now_ms() -> int:
 canonical = canonical_json
 
 
-class LocalBackend:
+class LocalBackend(Backend):
     """The embedded default backend. Usable from several threads only one at a time."""
 
     name = "local"
+    label = "local store"
+    indexed = True  # batch summaries and deviceSn look-ups straight from SQLite
+    knows_group_targets = True
     last_request_id: str | None = None  # no request ids: the store answers in process
     dps_url: str | None = None  # the store serves no DPS endpoint of its own
 
@@ -76,14 +80,20 @@ class LocalBackend:
         busy_timeout: float = DEFAULT_BUSY_TIMEOUT,
         clock_skew_ms: int | None = DEFAULT_CLOCK_SKEW_MS,
         durable: bool = True,
+        refuse_retired_bootstrap: bool = True,
     ) -> None:
         """``durable=False`` syncs the WAL at checkpoints only (synchronous=NORMAL): still
         consistent after a crash, but the last transactions may be lost on power failure. The
-        emulator uses it; factory registration keeps the default, synchronous=FULL."""
+        emulator uses it; factory registration keeps the default, synchronous=FULL.
+
+        ``refuse_retired_bootstrap`` [ENOSPROV]: the store's own rule that a retired deviceSn
+        may not register itself on Bootstrap Device (local_device.bootstrap). The emulator
+        turns it off, since it answers as EnOS documents (no such rule)."""
         self.path = Path(path)
         self.durable = durable
         self.busy_timeout = busy_timeout
         self.clock_skew_ms = clock_skew_ms
+        self.refuse_retired_bootstrap = refuse_retired_bootstrap
         self.user = os_user()
         self.conn = self._connect()
         self._migrate()
@@ -512,13 +522,97 @@ class LocalBackend:
         ]
 
     # -- device side ----------------------------------------------------------------------------
-    # Defined in local_device.py (functions whose first argument is the backend).
-    bootstrap = local_device.bootstrap
-    get_connection_info = local_device.get_connection_info
-    replacement_links = local_device.replacement_links  # every replacement (of a group)
+    def bootstrap(
+        self,
+        *,
+        group_id: str,
+        device_sn: str,
+        timestamp: int,
+        sign: str,
+        sign_method: str = "sha256",
+        device_name: dict | None = None,
+        timezone: str | None = None,
+        resign: Resigner | None = None,
+    ) -> ConnectionInfo:
+        return local_device.bootstrap(
+            self,
+            group_id=group_id,
+            device_sn=device_sn,
+            timestamp=timestamp,
+            sign=sign,
+            sign_method=sign_method,
+            device_name=device_name,
+            timezone=timezone,
+            resign=resign,
+            refuse_retired=self.refuse_retired_bootstrap,
+        )
 
-    # -- batch monitoring (local_batches.py) ------------------------------------------------------
-    batch_summaries = local_batches.batch_summaries
+    def get_connection_info(
+        self,
+        *,
+        sn: str,
+        timestamp: int,
+        sign: str,
+        sign_method: str = "sha256",
+        resign: Resigner | None = None,
+    ) -> ConnectionInfo:
+        return local_device.get_connection_info(
+            self, sn=sn, timestamp=timestamp, sign=sign, sign_method=sign_method, resign=resign
+        )
+
+    # -- capabilities of the store (backends/base.py declares them) ------------------------------
+    @property
+    def journal_connection(self) -> sqlite3.Connection:
+        return self.conn
+
+    def replacement_links(self, group_id: str | None = None) -> list[dict]:
+        return local_device.replacement_links(self, group_id)
+
+    def batch_summaries(self, group_id: str | None = None) -> list[tuple]:
+        return local_batches.batch_summaries(self, group_id)
+
+    def registration_order(self) -> Callable[[Device], tuple]:
+        """Batch order (the store numbers its batches), then registration time and sn (a store
+        write gives its rows one registration time and consecutive system sns)."""
+        last = float("inf")  # a device without a batch order (none in practice) comes last
+        return lambda d: (
+            d.batch_order if d.batch_order is not None else last,
+            d.create_time or 0,
+            d.sn,
+        )
+
+    def device_sn_rows(self, group_id: str | None, *, payload: bool) -> Iterator[tuple]:
+        """From the (groupId, deviceSn) index alone unless ``payload``; the key is the rowid."""
+        columns = "rowid, group_id, CAST(device_sn AS BLOB)"
+        columns += ", sn, batch_tag" if payload else ", NULL, NULL"
+        where, params = (" WHERE group_id=?", (group_id,)) if group_id else ("", ())
+        yield from self.conn.execute(f"SELECT {columns} FROM devices{where}", params)
+
+    def device_by_key(self, key: Any) -> Device:
+        if isinstance(key, Device):
+            return key
+        (sn,) = self.conn.execute("SELECT sn FROM devices WHERE rowid=?", (key,)).fetchone()
+        return self.get(sn)
+
+    def device_sns_between(
+        self,
+        group_id: str | None,
+        shortest: int,
+        longest: int,
+        *,
+        others: bool = False,
+        limit: int = 0,
+    ) -> Iterator[tuple[str, bytes]]:
+        """Every matching device (``limit`` does not apply: an index scan in SQLite)."""
+        where, params = "", [shortest, longest]
+        if group_id is not None:
+            where = " AND group_id != ?" if others else " AND group_id = ?"
+            params.append(group_id)
+        sql = (
+            "SELECT group_id, CAST(device_sn AS BLOB) FROM devices "
+            f"WHERE length(device_sn) BETWEEN ? AND ?{where}"
+        )
+        yield from self.conn.execute(sql, params)
 
     # -- internals shared with local_device -----------------------------------------------------
 
@@ -645,7 +739,7 @@ class LocalBackend:
             },
         )
 
-    def connection_info(self, dev: Device, group: RegistrationGroup) -> ConnectionInfo:
+    def stored_connection_info(self, dev: Device, group: RegistrationGroup) -> ConnectionInfo:
         region = dev.region_id or ""
         return ConnectionInfo(
             sn=dev.sn,

@@ -182,7 +182,7 @@ def _connected(backend: LocalBackend, conn, sn: str, group: RegistrationGroup) -
             "connected_time": now,
         },
     )
-    return backend.connection_info(backend._device_row(conn, sn), group)
+    return backend.stored_connection_info(backend._device_row(conn, sn), group)
 
 
 def _check_name_and_timezone(device_name: dict | None, timezone: str | None) -> None:

@@ -30,9 +30,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..atomic import AtomicFile
+from ..backends.base import Backend
 from ..domain import signing
 from ..domain.errors import InvalidArgumentError, NotFoundError
-from ..domain.models import Device, RegistrationGroup, SearchQuery
+from ..domain.models import ConnectionInfo, Device, RegistrationGroup, SearchQuery
 from ..journal import Journal, journal_or_null
 from ..outputs import (  # the output folder, shared with the labels (qr) and the station
     MANIFEST_CSV,
@@ -110,7 +111,7 @@ def _requested(selection: Selection) -> list[str]:
     return out
 
 
-def select_devices(backend, group: RegistrationGroup, selection: Selection):
+def select_devices(backend: Backend, group: RegistrationGroup, selection: Selection):
     """A function returning a fresh iterator over the selected devices (Device), or for
     no_register their deviceSns (str). Checked first: every requested deviceSn exists in the
     group (one error naming the missing ones, before anything is written)."""
@@ -191,7 +192,7 @@ def no_timezone_error(
     )
 
 
-def dps_url_for(backend, group: RegistrationGroup, override: str | None) -> str:
+def dps_url_for(backend: Backend, group: RegistrationGroup, override: str | None) -> str:
     if override:
         return override
     configured = backend.dps_url
@@ -206,7 +207,7 @@ def dps_url_for(backend, group: RegistrationGroup, override: str | None) -> str:
 
 
 def credential_for(
-    backend, group: RegistrationGroup, item: Device | str, profile: str, dps_url: str
+    backend: Backend, group: RegistrationGroup, item: Device | str, profile: str, dps_url: str
 ) -> Credential:
     if profile == "bootstrap":
         if not group.group_secret:
@@ -253,10 +254,11 @@ def credential_for(
     )
 
 
-def _connection_info(backend, group: RegistrationGroup, dev: Device):
+def _connection_info(backend: Backend, group: RegistrationGroup, dev: Device) -> ConnectionInfo:
     """The device's connection info: the local store reads it; EnOS answers get/conn."""
-    if hasattr(backend, "connection_info"):  # the local store: no call, no side effect
-        return backend.connection_info(dev, group)
+    stored = backend.stored_connection_info(dev, group)  # no call, no side effect
+    if stored is not None:
+        return stored
     ts = int(time.time() * 1000)
     sign = signing.sign(group.sign_scheme, dev.sn, ts, group.group_secret)
     resign = signing.resigner(group.sign_scheme, dev.sn, group.group_secret, ts)
@@ -272,7 +274,7 @@ def _previous_times(out_dir: Path) -> dict[tuple[str, str], str]:
 
 
 def export_burn_files(
-    backend,
+    backend: Backend,
     selection: Selection,
     out_dir: str | Path,
     *,

@@ -6,6 +6,7 @@ import hmac
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..backends.base import Backend
 from ..domain.errors import EnosprovError
 from .credential import Credential
 
@@ -72,7 +73,7 @@ def _same(a: str | None, b: str | None) -> bool:
     return bool(a) and bool(b) and hmac.compare_digest(a.encode(), b.encode())
 
 
-def check_credential(backend, cred: Credential, check: FileCheck) -> None:
+def check_credential(backend: Backend, cred: Credential, check: FileCheck) -> None:
     """Fill ``check.problems`` with every way ``cred`` disagrees with the backend."""
     from ..domain.errors import NotFoundError
 
@@ -127,7 +128,7 @@ def check_credential(backend, cred: Credential, check: FileCheck) -> None:
     group = backend.get_group(dev.group_id)
     from .export import _connection_info
 
-    if group.group_secret or hasattr(backend, "connection_info"):
+    if group.group_secret or backend.stored_connection_info(dev, group) is not None:
         info = _connection_info(backend, group, dev)
         if not _same(cred.device_secret, info.device_secret):
             check.problems.append("the deviceSecret does not match")
@@ -157,7 +158,7 @@ def _check_name_and_timezone(cred: Credential, dev, check: FileCheck) -> None:
         check.notes.append(f"deviceName {cred.device_name!r} differs from the registered {name!r}")
 
 
-def verify_files(backend, paths, options=None) -> VerifyReport:
+def verify_files(backend: Backend, paths, options=None) -> VerifyReport:
     checks = []
     for path in paths:
         check = FileCheck(file=str(path))

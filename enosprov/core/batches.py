@@ -36,6 +36,7 @@ from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
+from ..backends.base import Backend
 from ..domain.errors import InvalidArgumentError, NotFoundError
 from ..domain.models import Device, SearchQuery
 from ..journal import MARKS, Journal, NullJournal, duration_ms, journal_or_null, parse_time
@@ -57,8 +58,8 @@ MIN_RATE_SPAN_MS = 60_000  # units/hour needs at least this much time between fi
 RETURNED_SLICE = 100  # deviceSns per search when looking for retired units that came back
 
 
-def _store_source(backend) -> str:
-    return "store" if hasattr(backend, "batch_summaries") else "DPS search"
+def _store_source(backend: Backend) -> str:
+    return "store" if backend.indexed else "DPS search"
 
 
 @dataclass
@@ -118,10 +119,11 @@ class _Tally:
             r[7] = d.update_time if r[7] is None else max(r[7], d.update_time)
 
 
-def _store_rows(backend, group_id: str | None) -> list[tuple]:
+def _store_rows(backend: Backend, group_id: str | None) -> list[tuple]:
     """Rows as LocalBackend.batch_summaries gives them, for any backend."""
-    if hasattr(backend, "batch_summaries"):
-        return backend.batch_summaries(group_id)
+    indexed = backend.batch_summaries(group_id)
+    if indexed is not None:
+        return indexed
     groups = [group_id] if group_id else [g.group_id for g in backend.list_groups()]
     rows = []
     for gid in groups:
@@ -158,7 +160,7 @@ def _summaries(rows, marks, source: str) -> dict[tuple[str, str | None], BatchSu
 
 
 def list_batches(
-    backend,
+    backend: Backend,
     journal: Journal | NullJournal | None = None,
     *,
     group: str | None = None,
@@ -280,7 +282,7 @@ def describe_duration(ms: int) -> str:
     return f"{minutes} minute{'s' if minutes != 1 else ''}"
 
 
-def find_batch(backend, journal, tag: str, group: str | None = None) -> BatchSummary:
+def find_batch(backend: Backend, journal, tag: str, group: str | None = None) -> BatchSummary:
     """The summary of batch ``tag``; with the tag in several groups, ``group`` must say which."""
     wanted = None if tag == NO_TAG else tag
     found = [b for b in list_batches(backend, journal, group=group) if b.batch_tag == wanted]
@@ -298,7 +300,7 @@ def find_batch(backend, journal, tag: str, group: str | None = None) -> BatchSum
     return found[0]
 
 
-def batch_devices(backend, summary: BatchSummary) -> Iterator[Device]:
+def batch_devices(backend: Backend, summary: BatchSummary) -> Iterator[Device]:
     """The devices of a batch now in DPS, oldest first."""
     from ..domain.models import Sorter
 
@@ -310,7 +312,7 @@ def batch_devices(backend, summary: BatchSummary) -> Iterator[Device]:
 
 
 def show_batch(
-    backend,
+    backend: Backend,
     journal: Journal | NullJournal | None,
     tag: str,
     *,
@@ -326,7 +328,7 @@ def show_batch(
     journal = journal_or_null(journal)
     stale_for = stale_ms(stale)
     tally = None
-    if hasattr(backend, "batch_summaries") or group is None:
+    if backend.indexed or group is None:
         summary = find_batch(backend, journal, tag, group)
     else:  # no indexes (EnOS): count the batch in the one pass below, not in a pass of its own
         summary = BatchSummary(backend.get_group(group).group_id, None if tag == NO_TAG else tag)
@@ -609,7 +611,7 @@ def batch_production(
 
 
 def devices_in_state(
-    backend,
+    backend: Backend,
     journal: Journal | NullJournal | None,
     summary: BatchSummary,
     state: str,

@@ -284,7 +284,7 @@ def _check_targets(
 ) -> None:
     """Every device has somewhere to go, before any is allocated. Only the local store knows a
     group's target; with EnOS the group's configured target applies."""
-    if getattr(backend, "name", None) != "local" or (region_id and org_id):
+    if not backend.knows_group_targets or (region_id and org_id):
         return
     groups: dict[str, RegistrationGroup] = {}
     lacking = []

@@ -14,9 +14,10 @@ code two devices share is refused, naming both.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
+from ..backends.base import REMOTE_SCAN_LIMIT, Backend
 from ..domain.errors import EnosprovError, InvalidArgumentError, NotFoundError
 from ..domain.models import Device, SearchQuery
 from ..domain.wording import names
@@ -25,7 +26,7 @@ LOOKUP_SLICE = 500
 # How a get by system sn says "no such sn" (as api.NOT_FOUND_CODES)
 NOT_FOUND_CODES = (35601, 35404, 99404)
 SUGGEST_REFS = 5  # unknown references that get "did you mean" suggestions, per error
-SUGGEST_REMOTE_SCAN = 5000  # devices read from a remote backend (EnOS) to find suggestions
+SUGGEST_REMOTE_SCAN = REMOTE_SCAN_LIMIT  # devices read from a remote backend (EnOS) for suggestions
 
 
 def read_refs_csv(path: str | Path) -> list[str]:
@@ -78,7 +79,7 @@ def did_you_mean(missing: Sequence[str], suggestions: dict[str, list[str]]) -> s
 
 
 def resolve_devices(
-    backend,
+    backend: Backend,
     refs: Sequence[str] = (),
     group: str | None = None,
     *,
@@ -150,21 +151,21 @@ def resolve_devices(
     return [d for d in devices if not (d.sn in seen or seen.add(d.sn))]
 
 
-def _lookup(backend, ref: str, group_id: str | None) -> Device | None:
+def _lookup(backend: Backend, ref: str, group_id: str | None) -> Device | None:
     dev = find_exact(backend, ref, group_id)
     if dev is None or (group_id is not None and dev.group_id != group_id):
         return None
     return dev
 
 
-def find_exact(backend, ref: str, group_id: str | None = None) -> Device | None:
+def find_exact(backend: Backend, ref: str, group_id: str | None = None) -> Device | None:
     """The device whose system sn is ``ref``, else whose deviceSn is ``ref`` (within
     ``group_id`` when given); None when there is none. InvalidArgumentError when the deviceSn
     exists in several groups."""
     return _by_sn(backend, ref) or _by_device_sn(backend, ref, group_id)
 
 
-def _by_sn(backend, ref: str) -> Device | None:
+def _by_sn(backend: Backend, ref: str) -> Device | None:
     try:
         return backend.get(ref)
     except EnosprovError as exc:
@@ -173,7 +174,7 @@ def _by_sn(backend, ref: str) -> Device | None:
     return None
 
 
-def _by_device_sn(backend, ref: str, group_id: str | None) -> Device | None:
+def _by_device_sn(backend: Backend, ref: str, group_id: str | None) -> Device | None:
     page = backend.search(SearchQuery(group_id=group_id, device_sns=(ref,), page_size=2))
     if not page.items:
         return None
@@ -185,7 +186,7 @@ def _by_device_sn(backend, ref: str, group_id: str | None) -> Device | None:
     return page.items[0]
 
 
-def find_one(backend, ref: str, group: str | None = None) -> Device:
+def find_one(backend: Backend, ref: str, group: str | None = None) -> Device:
     """One device by system sn (whatever ``group``), by deviceSn (within ``group``, an id or
     name, when given) or by short code; NotFoundError with the nearest deviceSns when none
     matches, InvalidArgumentError when a short code matches several devices."""
@@ -214,33 +215,8 @@ def _parse_code(ref: str):
     return parse_short_code(ref)
 
 
-def _code_rows(backend, group_id: str | None, *, payload: bool) -> Iterator[tuple]:
-    """(key, groupId, deviceSn as UTF-8 bytes, sn, batch tag) of every device of the group (of
-    the store without one); ``key`` gets the device back (:func:`_device_of`). The local store
-    answers from SQLite, from its (groupId, deviceSn) index alone unless ``payload`` (the sn and
-    batch tag an old short code needs); other backends by a full scan through ``iter_devices``,
-    the key being the Device itself."""
-    from ..backends.local import LocalBackend
-
-    if isinstance(backend, LocalBackend):
-        columns = "rowid, group_id, CAST(device_sn AS BLOB)"
-        columns += ", sn, batch_tag" if payload else ", NULL, NULL"
-        where, params = (" WHERE group_id=?", (group_id,)) if group_id else ("", ())
-        yield from backend.conn.execute(f"SELECT {columns} FROM devices{where}", params)
-        return
-    for dev in backend.iter_devices(SearchQuery(group_id=group_id)):
-        yield dev, dev.group_id, dev.device_sn.encode("utf-8"), dev.sn, dev.batch_tag_text
-
-
-def _device_of(backend, key) -> Device:
-    if isinstance(key, Device):
-        return key
-    (sn,) = backend.conn.execute("SELECT sn FROM devices WHERE rowid=?", (key,)).fetchone()
-    return backend.get(sn)
-
-
 def match_short_codes(
-    backend, refs: Sequence[str], group_id: str | None = None
+    backend: Backend, refs: Sequence[str], group_id: str | None = None
 ) -> dict[str, list[Device]]:
     """The devices of each well-formed short code among ``refs`` (others are left out): those of
     the group (of the store without one) whose new (version 2) or old (version 1) short code it
@@ -256,7 +232,7 @@ def match_short_codes(
     old = {c.value for c in codes.values() if c.version == 1}
     hits: dict[tuple[int, int], list] = {}
     prefixes: dict[str, bytes] = {}  # groupId -> its UTF-8 bytes and "\n"
-    for key, gid, raw, sn, tag in _code_rows(backend, group_id, payload=bool(old)):
+    for key, gid, raw, sn, tag in backend.device_sn_rows(group_id, payload=bool(old)):
         if new:
             prefix = prefixes.get(gid) or prefixes.setdefault(gid, gid.encode("utf-8") + b"\n")
             value = key_code_value(prefix + raw)
@@ -267,7 +243,7 @@ def match_short_codes(
                 if value in old:
                     hits.setdefault((1, value), []).append(key)
     return {
-        ref: [_device_of(backend, key) for key in hits.get((c.version, c.value), [])]
+        ref: [backend.device_by_key(key) for key in hits.get((c.version, c.value), [])]
         for ref, c in codes.items()
     }
 
@@ -288,36 +264,8 @@ def shared_code_error(shared: dict[str, list[Device]], *, changing: bool) -> Inv
 # -- did you mean ------------------------------------------------------------------------------
 
 
-def _sn_rows(backend, group_id: str | None, shortest: int, longest: int, *, others: bool = False
-             ) -> Iterator[tuple]:  # fmt: skip
-    """(groupId, deviceSn as UTF-8 bytes) of the devices of the group (of the store without one;
-    of the other groups with ``others``) whose deviceSn has a length in [shortest, longest]. On
-    the local store straight from SQLite; on a remote backend only the first
-    SUGGEST_REMOTE_SCAN devices of the group (of the environment without one), never others."""
-    from ..backends.local import LocalBackend
-
-    if isinstance(backend, LocalBackend):
-        where, params = "", [shortest, longest]
-        if group_id is not None:
-            where = " AND group_id != ?" if others else " AND group_id = ?"
-            params.append(group_id)
-        sql = (
-            "SELECT group_id, CAST(device_sn AS BLOB) FROM devices "
-            f"WHERE length(device_sn) BETWEEN ? AND ?{where}"
-        )
-        yield from backend.conn.execute(sql, params)
-        return
-    if others:
-        return
-    for i, dev in enumerate(backend.iter_devices(SearchQuery(group_id=group_id))):
-        if i >= SUGGEST_REMOTE_SCAN:
-            return
-        if shortest <= len(dev.device_sn) <= longest:
-            yield dev.group_id, dev.device_sn.encode("utf-8")
-
-
 def suggest_device_sns(
-    backend, refs: Sequence[str], group_id: str | None = None
+    backend: Backend, refs: Sequence[str], group_id: str | None = None
 ) -> dict[str, list[str]]:
     """For each unknown reference (the first SUGGEST_REFS; short codes left out), the nearest
     existing deviceSns: at most 3, each within :func:`suggest.max_distance` edits, and only
@@ -336,7 +284,9 @@ def suggest_device_sns(
     for others in passes:
         if others and all(len(f) >= MAX_SUGGESTIONS for f in found):
             break
-        for gid, raw in _sn_rows(backend, group_id, *span, others=others):
+        for gid, raw in backend.device_sns_between(
+            group_id, *span, others=others, limit=SUGGEST_REMOTE_SCAN
+        ):
             for i, match in enumerate(matchers):
                 d = match(raw)
                 if d is None or (d == 0 and not others):

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from ..backends.base import Backend
 from ..domain.errors import EnosprovError, NotFoundError
 from ..domain.models import Device
 from ..journal import Entry, Journal, NullJournal, iso, journal_or_null
@@ -24,7 +25,7 @@ NOT_FOUND_CODES = (35601, 35404, 99404)  # how a get by system sn says "no such 
 MAX_CHAIN = 1000  # a guard against a corrupted cycle in the records
 
 
-def _links(backend, journal, ident: str) -> list[dict]:
+def _links(backend: Backend, journal, ident: str) -> list[dict]:
     """Replacement links (oldSn, oldDeviceSn, newSn, newDeviceSn, groupId, time) that involve
     ``ident`` as the old or the new unit, oldest first."""
     links: dict[tuple[str, str], dict] = {}
@@ -32,14 +33,14 @@ def _links(backend, journal, ident: str) -> list[dict]:
         link = _link_from_entry(e)
         if link is not None:
             links[(link["oldSn"], link["newSn"])] = link
-    for r in getattr(backend, "replacements", lambda _i: [])(ident):
+    for r in backend.replacements(ident):
         key = (r["oldSn"], r["newSn"])
         if key not in links:
             links[key] = {**r, "time": iso(r["time"]), "journalId": None}
     return sorted(links.values(), key=lambda link: link["time"])
 
 
-def replaced_by(backend, journal: Journal | NullJournal | None, ident: str) -> dict | None:
+def replaced_by(backend: Backend, journal: Journal | NullJournal | None, ident: str) -> dict | None:
     """The link that replaced unit ``ident`` (system sn or deviceSn), or None."""
     journal = journal_or_null(journal)
     for link in _links(backend, journal, ident):
@@ -61,7 +62,7 @@ def _link_from_entry(e: Entry) -> dict | None:
     }  # fmt: skip
 
 
-def all_links(backend, journal, group_id: str | None = None) -> list[dict]:
+def all_links(backend: Backend, journal, group_id: str | None = None) -> list[dict]:
     """Every replacement link (of ``group_id``), oldest first: the journal's ``replace``
     records and, on the local store, its ``replacements`` table."""
     journal = journal_or_null(journal)
@@ -70,13 +71,12 @@ def all_links(backend, journal, group_id: str | None = None) -> list[dict]:
         link = _link_from_entry(e)
         if link is not None:
             links[(link["oldSn"], link["newSn"])] = link
-    table = getattr(backend, "replacement_links", None)
-    for r in table(group_id) if table is not None else ():
+    for r in backend.replacement_links(group_id):
         links.setdefault((r["oldSn"], r["newSn"]), {**r, "time": iso(r["time"]), "journalId": None})
     return sorted(links.values(), key=lambda link: link["time"])
 
 
-def _get(backend, sn: str) -> Device | None:
+def _get(backend: Backend, sn: str) -> Device | None:
     """The device with system sn ``sn``, or None when there is none."""
     try:
         return backend.get(sn)
@@ -86,7 +86,7 @@ def _get(backend, sn: str) -> Device | None:
         raise
 
 
-def _registered(backend, group_id: str | None, device_sn: str | None) -> Device | None:
+def _registered(backend: Backend, group_id: str | None, device_sn: str | None) -> Device | None:
     if not group_id or not device_sn:
         return None
     try:
@@ -195,7 +195,7 @@ class Retirement:
         }
 
 
-def _in_service(backend, journal, link: dict) -> tuple[dict, Device | None]:
+def _in_service(backend: Backend, journal, link: dict) -> tuple[dict, Device | None]:
     """The last unit of the chain that ``link`` is part of, and that unit as registered now."""
     unit = _unit(link["newSn"], link["newDeviceSn"])
     seen = {link["oldSn"], link["newSn"]}
@@ -208,7 +208,7 @@ def _in_service(backend, journal, link: dict) -> tuple[dict, Device | None]:
     return unit, _get(backend, unit["sn"])
 
 
-def _superseded(backend, journal, link: dict) -> bool:
+def _superseded(backend: Backend, journal, link: dict) -> bool:
     """The retired deviceSn of ``link`` was put back into service: it is the new unit of a
     later replacement in the same group."""
     for other in _links(backend, journal, link["oldDeviceSn"]):
@@ -222,7 +222,7 @@ def _superseded(backend, journal, link: dict) -> bool:
 
 
 def retirement_from_link(
-    backend, journal, link: dict, *, returned: Device | bool | None = True
+    backend: Backend, journal, link: dict, *, returned: Device | bool | None = True
 ) -> Retirement:
     """The retirement ``link`` records. ``returned``: the registered device of the retired
     deviceSn when the caller has it (or None: not registered); True looks it up."""
@@ -240,7 +240,7 @@ def retirement_from_link(
 
 
 def retirement(
-    backend,
+    backend: Backend,
     journal: Journal | NullJournal | None,
     ident: str,
     *,
@@ -267,7 +267,7 @@ def retirement(
     return retirement_from_link(backend, journal, link, returned=found)
 
 
-def retired_links(backend, journal, group_id: str | None = None) -> dict[tuple, dict]:
+def retired_links(backend: Backend, journal, group_id: str | None = None) -> dict[tuple, dict]:
     """The retired units (of ``group_id``): (groupId, deviceSn) -> the link that retired it
     (the latest), leaving out deviceSns put back into service by a later replacement."""
     out: dict[tuple, dict] = {}
@@ -278,7 +278,7 @@ def retired_links(backend, journal, group_id: str | None = None) -> dict[tuple, 
 
 
 def retired_units(
-    backend, journal, *, group_id: str | None = None, device_sns=()
+    backend: Backend, journal, *, group_id: str | None = None, device_sns=()
 ) -> list[Retirement]:
     """Every retired unit (of ``group_id``; only ``device_sns`` when given), each with the unit
     in service and its returning registration, oldest replacement first."""
@@ -307,7 +307,7 @@ class UnitLookup:
                 "retired": r.to_dict()}  # fmt: skip
 
 
-def look_up_unit(backend, journal, ident: str, group: str | None = None) -> UnitLookup:
+def look_up_unit(backend: Backend, journal, ident: str, group: str | None = None) -> UnitLookup:
     """The device ``ident`` (system sn or deviceSn) names, and whether it is retired; a unit
     that was replaced and is not registered any more comes back with ``device`` None.
     NotFoundError when neither the backend nor the records know it."""
@@ -326,14 +326,14 @@ def look_up_unit(backend, journal, ident: str, group: str | None = None) -> Unit
                                       device=dev))  # fmt: skip
 
 
-def _replaced(backend, journal, unit: dict) -> dict | None:
+def _replaced(backend: Backend, journal, unit: dict) -> dict | None:
     for link in _links(backend, journal, unit["sn"]):
         if link["oldSn"] == unit["sn"]:
             return link
     return None
 
 
-def _predecessor(backend, journal, unit: dict) -> dict | None:
+def _predecessor(backend: Backend, journal, unit: dict) -> dict | None:
     for link in _links(backend, journal, unit["sn"]):
         if link["newSn"] == unit["sn"]:
             return link
@@ -420,7 +420,7 @@ def summary(e: Entry, chain: list[dict] = ()) -> str:
 
 
 def device_history(
-    backend, ident: str, *, group: str | None = None, journal: Journal | None = None
+    backend: Backend, ident: str, *, group: str | None = None, journal: Journal | None = None
 ) -> DeviceHistory:
     """The chain of units ``ident`` belongs to and every journal event of those units."""
     from .device_refs import find_one
@@ -491,7 +491,7 @@ def device_history(
     return DeviceHistory(ident, current, chain, events, asked, returned)
 
 
-def _unit_from_records(backend, journal, ident: str) -> dict | None:
+def _unit_from_records(backend: Backend, journal, ident: str) -> dict | None:
     for link in _links(backend, journal, ident):
         if ident in (link["oldSn"], link["oldDeviceSn"]):
             return {"sn": link["oldSn"], "deviceSn": link["oldDeviceSn"]}

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from ..backends.base import Backend
 from ..domain import rules
 from ..domain.errors import InvalidArgumentError, RefusedError
 from ..domain.models import (
@@ -113,7 +114,7 @@ def _put(data: dict, problems: list[str], key: str, value, problem: str | None) 
 
 
 def convert_sets(
-    backend, group: RegistrationGroup, values: dict[str, str], *, builtins: bool = False
+    backend: Backend, group: RegistrationGroup, values: dict[str, str], *, builtins: bool = False
 ) -> tuple[dict, list[str]]:
     """``--set`` values typed by the group's master data definitions: (deviceData, problems).
 
@@ -158,7 +159,7 @@ def convert_sets(
 
 
 def plan_onboarding(
-    backend,
+    backend: Backend,
     device: Device,
     *,
     name: str | None = None,
@@ -200,14 +201,14 @@ def plan_onboarding(
 
 
 def apply_onboarding(
-    backend, plan: OnboardPlan, *, journal: Journal | None = None
+    backend: Backend, plan: OnboardPlan, *, journal: Journal | None = None
 ) -> OnboardResult:
     """Update then allocate one device as planned; one "onboard" record in ``journal``."""
     (result,) = _apply_all(backend, [plan], journal)
     return result
 
 
-def _apply_all(backend, plans: Sequence[OnboardPlan], journal: Journal | None):
+def _apply_all(backend: Backend, plans: Sequence[OnboardPlan], journal: Journal | None):
     """Apply the plans in order, as one "onboard" journal record listing the devices changed."""
     first = plans[0]
     data_keys = sorted({k for p in plans for k in p.device_data} - set(BUILTIN_KEYS))
@@ -239,7 +240,7 @@ def _common_group(devices) -> str | None:
     return groups.pop() if len(groups) == 1 else None
 
 
-def _apply(backend, plan: OnboardPlan, rec) -> OnboardResult:
+def _apply(backend: Backend, plan: OnboardPlan, rec) -> OnboardResult:
     dev = plan.device
     if plan.device_data:  # the full map: right whether EnOS merges or replaces deviceData
         full = {**dev.copyable_data(), **plan.device_data, "deviceSn": dev.device_sn}
@@ -282,7 +283,7 @@ def scanned_devices(codes) -> list[Device]:
 
 
 def onboard_devices(
-    backend,
+    backend: Backend,
     devices: Sequence[Device],
     *,
     name: str | None = None,
@@ -316,7 +317,7 @@ def onboard_devices(
 
 
 def onboard_device(
-    backend,
+    backend: Backend,
     device: Device,
     *,
     name: str | None = None,

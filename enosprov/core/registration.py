@@ -279,7 +279,7 @@ class ChunkAudit:
     (:func:`settle_intents`), which records the devices EnOS holds.
     """
 
-    def __init__(self, journal, backend, group_id: str, detail: dict) -> None:
+    def __init__(self, journal, backend: Backend, group_id: str, detail: dict) -> None:
         import secrets
 
         self.journal = journal
@@ -290,7 +290,7 @@ class ChunkAudit:
         self.intent: int | None = None
         self.last: str | None = None  # outcome of the last chunk record
         # Probe for the one case where the record can share the change's transaction.
-        self.atomic = journal is NO_JOURNAL or journal.is_in(getattr(backend, "conn", None))
+        self.atomic = journal is NO_JOURNAL or journal.is_in(backend.journal_connection)
         if not self.atomic:
             try:
                 settle_intents(backend, journal, group_id)
@@ -341,7 +341,7 @@ class ChunkAudit:
                                      error=error, detail={**self.detail, "part": self.part})  # fmt: skip
 
 
-def settle_intents(backend, journal, group_id: str) -> int:
+def settle_intents(backend: Backend, journal, group_id: str) -> int:
     """Record the devices that runs killed with creates in flight left in the backend: for each
     intent of ``group_id`` that no chunk record references, the intended deviceSns that exist,
     were created after the intent and are listed by no other record are recorded as created
@@ -381,7 +381,7 @@ def settle_intents(backend, journal, group_id: str) -> int:
 INTENT_SKEW_MS = 60_000  # a device created up to a minute before its intent's clock still counts
 
 
-def _write_chunks(backend, group_id, staging, bad_rows, size, report, writer, progress, total,
+def _write_chunks(backend: Backend, group_id, staging, bad_rows, size, report, writer, progress, total,
                   audit):  # fmt: skip
     """Pass 2: hand the staged rows to the backend chunk by chunk (one transaction each).
 
@@ -450,7 +450,7 @@ RETIRED_ISSUE = "is a retired unit"
 class _RetiredRows:
     """The retired deviceSns of a group (read once), and the issue of a row that names one."""
 
-    def __init__(self, backend, journal, group_id: str) -> None:
+    def __init__(self, backend: Backend, journal, group_id: str) -> None:
         from .lineage import retired_links
 
         self.backend, self.journal, self.group_id = backend, journal, group_id

@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..backends.base import Backend
 from ..domain.errors import (
     ConflictError,
     EnosprovError,
@@ -199,7 +200,7 @@ def _check_pairs(requests: Sequence[ReplaceRequest], problems: _Problems) -> Non
 
 
 def plan_replacements(
-    backend,
+    backend: Backend,
     requests: Sequence[ReplaceRequest],
     *,
     group: str | None = None,
@@ -292,12 +293,12 @@ def _mark_registered_new(journal, plans: list[PlannedReplacement]) -> None:
             plan.new_marks = tuple(m for m in ("exported", "labelled") if m in marks.get(sn, ()))
 
 
-def _find_new(backend, group_id: str, device_sn: str) -> Device | None:
+def _find_new(backend: Backend, group_id: str, device_sn: str) -> Device | None:
     return backend.find_by_device_sn(group_id, device_sn)
 
 
 def apply_replacement(
-    backend, plan: PlannedReplacement, *, journal: Journal | None = None
+    backend: Backend, plan: PlannedReplacement, *, journal: Journal | None = None
 ) -> Replaced:
     """Register NEW if needed, then replace OLD by NEW; one journal record."""
     journal = journal_or_null(journal)
@@ -339,7 +340,7 @@ def apply_replacement(
                     request_id=rec.request_id)  # fmt: skip
 
 
-def _failed(backend, journal, plan: PlannedReplacement, new_sn: str | None,
+def _failed(backend: Backend, journal, plan: PlannedReplacement, new_sn: str | None,
             registered_now: bool, exc: EnosprovError, rec) -> EnosprovError:  # fmt: skip
     """The error to raise when registering NEW or `replace` failed: says whether OLD was just
     replaced by another station (and by which unit), and removes the NEW this run registered,
@@ -374,7 +375,7 @@ def _failed(backend, journal, plan: PlannedReplacement, new_sn: str | None,
                      request_id=exc.request_id)  # fmt: skip
 
 
-def _replaced_meanwhile(backend, journal, old: Device) -> str | None:
+def _replaced_meanwhile(backend: Backend, journal, old: Device) -> str | None:
     """ "NEW (sn) at TIME" when OLD is gone because another run replaced it; "a run elsewhere"
     when OLD is gone and this machine's records do not say by which unit; None when OLD is
     still there."""
@@ -405,7 +406,7 @@ class Outputs:
 
 
 def replace_devices(
-    backend,
+    backend: Backend,
     plans: Sequence[PlannedReplacement],
     *,
     journal: Journal | None = None,
@@ -447,7 +448,9 @@ def replace_devices(
     return report
 
 
-def _replace_and_write(backend, plans, journal, outputs: Outputs, progress) -> ReplaceReport:
+def _replace_and_write(
+    backend: Backend, plans, journal, outputs: Outputs, progress
+) -> ReplaceReport:
     report = ReplaceReport()
     for i, plan in enumerate(plans):
         report.replaced.append(apply_replacement(backend, plan, journal=journal))
@@ -483,7 +486,7 @@ def _replace_and_write(backend, plans, journal, outputs: Outputs, progress) -> R
     return report
 
 
-def _check_burnable(backend, plans: Sequence[PlannedReplacement]) -> None:
+def _check_burnable(backend: Backend, plans: Sequence[PlannedReplacement]) -> None:
     """Every NEW credential file can be written (a timezone to burn: OLD's, which NEW takes
     over, or the group's), checked before anything is replaced."""
     from ..burn.export import no_timezone_error, timezone_for
@@ -503,7 +506,7 @@ def _check_burnable(backend, plans: Sequence[PlannedReplacement]) -> None:
 
 
 def replace_device(
-    backend,
+    backend: Backend,
     old: str,
     new_device_sn: str,
     *,

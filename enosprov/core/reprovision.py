@@ -22,6 +22,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..backends.base import Backend
 from ..domain.errors import EnosprovError, InvalidArgumentError
 from ..domain.models import Device, RegistrationGroup
 from ..journal import Journal, journal_or_null
@@ -140,7 +141,7 @@ def device_refusal(dev: Device, region_id: str, org_id: str) -> str | None:
 
 
 def plan_reprovision(
-    backend,
+    backend: Backend,
     refs: Sequence[str] = (),
     *,
     region_id: str | None,
@@ -168,7 +169,7 @@ def plan_reprovision(
 
 
 def apply_reprovision(
-    backend, plan: ReprovisionPlan, *, journal: Journal | None = None
+    backend: Backend, plan: ReprovisionPlan, *, journal: Journal | None = None
 ) -> ReprovisionResult:
     """Reset the allocation of every accepted device, then set its target in its master data
     (deviceData.regionId/orgId) by Update Device. One "reprovision" journal record lists the
@@ -210,7 +211,7 @@ def apply_reprovision(
     return result
 
 
-def _set_target(backend, plan: ReprovisionPlan, item: ReprovisionItem, result) -> None:
+def _set_target(backend: Backend, plan: ReprovisionPlan, item: ReprovisionItem, result) -> None:
     dev = item.device
     try:
         backend.update(dev.sn, device_data=item.target_data(plan))
@@ -229,7 +230,7 @@ def _set_target(backend, plan: ReprovisionPlan, item: ReprovisionItem, result) -
     result.targeted.append(dev.sn)
 
 
-def _note_request(backend, result: ReprovisionResult, rec) -> None:
+def _note_request(backend: Backend, result: ReprovisionResult, rec) -> None:
     rid = backend.last_request_id
     if rid:
         result.request_ids.append(rid)
@@ -237,7 +238,7 @@ def _note_request(backend, result: ReprovisionResult, rec) -> None:
 
 
 def reprovision(
-    backend,
+    backend: Backend,
     refs: Sequence[str] = (),
     *,
     region_id: str,

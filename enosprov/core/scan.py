@@ -15,6 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..backends.base import Backend
 from ..domain.errors import EnosprovError
 from ..qr.payload import ForeignCodeError, Payload, parse_payload
 
@@ -90,7 +91,7 @@ class ScanReport:
         return {"ok": self.ok, "images": [r.to_dict() for r in self.images]}
 
 
-def lookup(backend, payload: Payload):
+def lookup(backend: Backend, payload: Payload):
     """(device, problem): by system sn when the label has one, else by group + deviceSn."""
     try:
         if payload.sn:
@@ -113,7 +114,7 @@ def lookup(backend, payload: Payload):
     return dev, None
 
 
-def retired_lookup(backend, journal, payload: Payload, device, problem: str | None):
+def retired_lookup(backend: Backend, journal, payload: Payload, device, problem: str | None):
     """(device, problem, retirement) of a label once its device was looked up: a label whose
     device is unknown but was replaced is a retired unit (no problem); a device registered under
     a retired deviceSn is a returning unit."""
@@ -133,7 +134,7 @@ def retired_lookup(backend, journal, payload: Payload, device, problem: str | No
     return device, problem, None
 
 
-def scan_images(backend, paths, *, journal=None) -> list[ScanResult]:
+def scan_images(backend: Backend, paths, *, journal=None) -> list[ScanResult]:
     """Decode and look up every code of every image. ``journal`` (the audit journal) finds the
     replacements that retired a unit (the local store also has its own records)."""
     from PIL import Image, UnidentifiedImageError

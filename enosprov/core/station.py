@@ -22,6 +22,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..backends.base import Backend
 from ..domain.errors import EnosprovError, InputFileError, InvalidArgumentError
 from ..journal import Journal, journal_or_null
 
@@ -173,7 +174,7 @@ class Ledger:
 class Station:
     """A station's run: open once, :meth:`process` each unit, :meth:`close` at the end."""
 
-    def __init__(self, backend, config: StationConfig, *, journal: Journal | None = None):
+    def __init__(self, backend: Backend, config: StationConfig, *, journal: Journal | None = None):
         from ..burn.export import dps_url_for
         from ..burn.formats import FORMATS, FormatOptions
 

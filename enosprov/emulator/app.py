@@ -283,7 +283,12 @@ class EmulatorApp:
     def _backend(self) -> LocalBackend:
         be = getattr(self._local, "backend", None)
         if be is None:
-            be = LocalBackend(self.store_path, durable=False, clock_skew_ms=self.clock_skew_ms)
+            be = LocalBackend(
+                self.store_path,
+                durable=False,
+                clock_skew_ms=self.clock_skew_ms,
+                refuse_retired_bootstrap=False,
+            )
             self._local.backend = be
             with self._backends_lock:
                 self._backends.append(be)

@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..atomic import AtomicFile
+from ..backends.base import Backend
 from ..burn.export import Selection, select_devices
 from ..domain.errors import InvalidArgumentError
 from ..domain.models import Device, RegistrationGroup
@@ -100,24 +101,15 @@ def _device_sn(item: Device | str) -> str:
     return item.device_sn if isinstance(item, Device) else item
 
 
-def registration_key(backend) -> Callable[[Device], tuple]:
+def registration_key(backend: Backend) -> Callable[[Device], tuple]:
     """The sort key of registration order on ``backend``: the local store numbers its batches
     (batch order), and a store write gives its rows one registration time and consecutive system
     sns; EnOS gives createTime, ties broken by sn."""
-    from ..backends.local import LocalBackend
-
-    if isinstance(backend, LocalBackend):
-        last = float("inf")  # a device without a batch order (none in practice) comes last
-        return lambda d: (
-            d.batch_order if d.batch_order is not None else last,
-            d.create_time or 0,
-            d.sn,
-        )
-    return lambda d: (d.create_time or 0, d.sn)
+    return backend.registration_order()
 
 
 def ordered_devices(
-    backend, group: RegistrationGroup, selection: Selection, order: str = "registration"
+    backend: Backend, group: RegistrationGroup, selection: Selection, order: str = "registration"
 ) -> list[Device | str]:
     """The selected devices (checked as by burn export: unknown deviceSns, an empty
     selection), in ``order``: "registration" (default), "device-sn" or "csv" (the order of the
@@ -207,7 +199,7 @@ def _format_for(fmt: str | None, printer: Printer | None) -> str:
 
 
 def qr_batch(
-    backend,
+    backend: Backend,
     selection: Selection,
     out_dir: str | Path,
     *,
@@ -264,7 +256,16 @@ def qr_batch(
 
 
 def _files(
-    backend, selection, out_dir, fmt, options, progress, journal, raw_csv, order, collect=False
+    backend: Backend,
+    selection,
+    out_dir,
+    fmt,
+    options,
+    progress,
+    journal,
+    raw_csv,
+    order,
+    collect=False,
 ) -> QrReport:
     """PNG and/or SVG, one file per device."""
     t0 = time.perf_counter()
@@ -363,7 +364,7 @@ def _detail(out_dir, fmt: str, template: str | None, options: QrOptions | None) 
 
 
 def _sheet(
-    backend, selection, out_dir, fmt, template, options, progress, journal, raw_csv=False,
+    backend: Backend, selection, out_dir, fmt, template, options, progress, journal, raw_csv=False,
     *, order="registration", per_device=False, force=False, collect=False,
 ) -> QrReport:  # fmt: skip
     """A pdf/zpl document of labels (or one per device), journaled from the manifest it

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ..backends.base import Backend
 from ..domain.errors import PrinterError
 from ..domain.models import Device
 from ..journal import Journal
@@ -175,7 +176,7 @@ def journal_prints(journal: Journal, report: PrintReport, *, interrupted: bool =
 
 
 def print_devices(
-    backend,
+    backend: Backend,
     devices: Sequence[Device],
     printer: Printer,
     *,

@@ -42,6 +42,7 @@ import time
 from pathlib import Path
 
 from ..atomic import pid_running
+from ..backends.base import Backend
 from ..burn.export import Selection
 from ..domain.errors import InvalidArgumentError
 from ..domain.wording import names as _shown
@@ -297,7 +298,7 @@ class PdfSheet:
 
 
 def qr_sheet(
-    backend,
+    backend: Backend,
     selection: Selection,
     out_dir: str | Path,
     *,

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..backends.base import Backend
 from ..domain.errors import InvalidArgumentError, NotFoundError
 from ..domain.models import Device, RegistrationGroup
 from .batch import caption_for, payload_for
@@ -81,7 +82,7 @@ def template_name(template: str | Path | LabelTemplate | None, label_format: str
 
 
 def render_unit_label(
-    backend,
+    backend: Backend,
     group: RegistrationGroup | str,
     device: Device | str,
     *,
