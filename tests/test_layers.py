@@ -89,9 +89,9 @@ def _layer(name: str) -> int:
     best: tuple[int, int] | None = None  # (prefix length, layer index): the longest prefix wins
     for index, (_, prefixes) in enumerate(LAYERS):
         for prefix in prefixes:
-            if name == prefix or name.startswith(prefix + "."):
-                if best is None or len(prefix) > best[0]:
-                    best = (len(prefix), index)
+            matches = name == prefix or name.startswith(prefix + ".")
+            if matches and (best is None or len(prefix) > best[0]):
+                best = (len(prefix), index)
     assert best is not None, f"{name} is in no layer: add it to LAYERS and docs/architecture.md"
     return best[1]
 
@@ -174,7 +174,7 @@ def test_no_import_loop_crosses_folders():
         stack.append(node)
         for nxt in sorted(graph.get(node, ())):
             if state.get(nxt) == 1:
-                return stack[stack.index(nxt) :] + [nxt]
+                return [*stack[stack.index(nxt) :], nxt]
             if nxt not in state:
                 cycle = visit(nxt)
                 if cycle:
