@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 endif
 DEMO := demo-out
 
-.PHONY: demo test bench torture lint clean
+.PHONY: demo test bench torture lint docs clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -92,9 +92,14 @@ torture: $(VENV)/.installed
 	$(BIN)/python benchmarks/torture.py
 
 lint: $(VENV)/.installed
-	$(BIN)/python -m pip install --quiet ruff
+	$(BIN)/python -m pip install --quiet ruff "mypy>=1.13" types-requests
 	$(BIN)/python -m ruff check enosprov tests benchmarks
 	$(BIN)/python -m ruff format --check enosprov tests benchmarks
+	$(BIN)/python -m mypy
+
+# docs/cli.md, generated from the application's help texts (tests/test_docs.py checks it)
+docs: $(VENV)/.installed
+	$(BIN)/python -m enosprov.cli.reference docs/cli.md
 
 clean:
 	rm -rf $(VENV) $(DEMO) bench-out torture-out *.egg-info
