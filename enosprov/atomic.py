@@ -20,7 +20,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import IO, NamedTuple
+from typing import IO, Any, NamedTuple
 
 from .domain.errors import InputFileError
 
@@ -106,6 +106,8 @@ def pid_running(pid: int) -> bool:
 
 
 def _windows_pid_running(pid: int) -> bool:  # pragma: no cover - Windows only
+    if sys.platform != "win32":  # only pid_running calls it, on Windows
+        raise NotImplementedError("Windows only")
     import ctypes
     from ctypes import wintypes
 
@@ -148,6 +150,8 @@ def path_limits(folder: str | Path) -> tuple[int, int | None]:
 
 
 def _windows_long_paths() -> bool:  # pragma: no cover - Windows only
+    if sys.platform != "win32":  # only path_limits calls it, on Windows
+        return False  # (what the AttributeError below would give elsewhere)
     import ctypes
 
     try:
@@ -202,10 +206,10 @@ class AtomicFile:
         self.path = Path(path)
         self.private = private
         self.binary = binary
-        self.fh: IO[str] | None = None
+        self.fh: IO[Any] | None = None  # IO[str], or IO[bytes] when binary
         self._tmp: str | None = None
 
-    def open(self) -> IO[str]:
+    def open(self) -> IO[Any]:
         if self.path.is_dir():
             raise InputFileError(
                 f"{self.path} is a folder", hint="give a file name (e.g. results.csv)"
@@ -220,11 +224,13 @@ class AtomicFile:
         # mkstemp creates the file 0600 (owner only) on POSIX; widen it when nothing is secret.
         if not self.private:
             os.chmod(self._tmp, 0o666 & ~_umask())
+        fh: IO[Any]
         if self.binary:
-            self.fh = os.fdopen(fd, "wb")
+            fh = os.fdopen(fd, "wb")
         else:
-            self.fh = os.fdopen(fd, "w", encoding="utf-8", newline="")
-        return self.fh
+            fh = os.fdopen(fd, "w", encoding="utf-8", newline="")
+        self.fh = fh
+        return fh
 
     def commit(self) -> Path:
         assert self.fh is not None and self._tmp is not None
@@ -247,7 +253,7 @@ class AtomicFile:
             os.unlink(self._tmp)
         self._tmp = None
 
-    def __enter__(self) -> IO[str]:
+    def __enter__(self) -> IO[Any]:
         return self.open()
 
     def __exit__(self, exc_type, exc, tb) -> None:

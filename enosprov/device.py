@@ -24,13 +24,17 @@ import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from .backends.base import Backend
+from .backends.base import Backend, Resigner
 from .burn.credential import Credential, missing_message
 from .domain import signing
 from .domain.errors import EnosprovError, InputFileError, InvalidArgumentError
 from .domain.models import ConnectionInfo, string_i18n
 from .journal import Journal, journal_or_null
+
+if TYPE_CHECKING:
+    from .core.lineage import Retirement
 
 MQTT_STYLES = ("doc", "sdk")
 SECURE_MODES = (2, 3)  # 2: static (deviceSecret); 3: dynamic activation (productSecret)
@@ -138,9 +142,9 @@ class DeviceSession:
     info: ConnectionInfo
     mqtt: MqttLogin
     timestamp: int | None = None
-    # a bootstrap that registered a retired (replaced) deviceSn again: the retirement
-    # (core.lineage.Retirement), so that the caller says so loudly and what to do
-    retired: object | None = None
+    # a bootstrap that registered a retired (replaced) deviceSn again: the retirement, so that
+    # the caller says so loudly and what to do
+    retired: Retirement | None = None
 
     def to_dict(self, include_secret: bool = False) -> dict:
         """Credential field names (productKey, deviceKey, deviceSecret, mqttUrl, httpUrl), so the
@@ -192,7 +196,9 @@ def bootstrap_device(
             "(`enosprov device conninfo FILE` shows that login); bootstrap needs a bootstrap "
             "credential (groupId, groupSecret, deviceSn)",
         )
-    _need(cred, ("groupId", cred.group_id), ("groupSecret", cred.group_secret))
+    group_id, group_secret = _need(
+        cred, ("groupId", cred.group_id), ("groupSecret", cred.group_secret)
+    )
     name = device_name or cred.device_name
     timezone = timezone or cred.timezone
     missing = [n for n, v in (("deviceName", name), ("timezone", timezone)) if not v]
@@ -205,10 +211,10 @@ def bootstrap_device(
     # [ENOSPROV] a local store refuses a retired unit here (its own rule, on by default; the
     # emulator's store, which answers as EnOS does, has it off: LocalBackend)
     info = backend.bootstrap(
-        group_id=cred.group_id,
+        group_id=group_id,
         device_sn=cred.device_sn,
         timestamp=ts,
-        sign=signing.sign(_scheme(cred), cred.device_sn, ts, cred.group_secret),
+        sign=signing.sign(_scheme(cred), cred.device_sn, ts, group_secret),
         sign_method="sha256",
         device_name=string_i18n(name),
         timezone=timezone,
@@ -226,7 +232,9 @@ def bootstrap_device(
     return _session("bootstrap", cred.device_sn, info, ts, retired=retired)
 
 
-def _came_back(backend: Backend, journal, cred: Credential, info: ConnectionInfo):
+def _came_back(
+    backend: Backend, journal, cred: Credential, info: ConnectionInfo
+) -> Retirement | None:
     """The retirement of the deviceSn that just bootstrapped as a new registration (a retired
     unit that came back), or None."""
     from .core.lineage import retirement
@@ -257,12 +265,12 @@ def device_conninfo(
             hint="bootstrap first (enosprov device bootstrap FILE), or export the credential "
             "with the sn of the registered device",
         )
-    _need(cred, ("groupSecret", cred.group_secret))
+    (group_secret,) = _need(cred, ("groupSecret", cred.group_secret))
     ts = _now() if now_ms is None else int(now_ms)
     info = backend.get_connection_info(
         sn=cred.sn,
         timestamp=ts,
-        sign=signing.sign(_scheme(cred), cred.sn, ts, cred.group_secret),
+        sign=signing.sign(_scheme(cred), cred.sn, ts, group_secret),
         sign_method="sha256",
         resign=_resigner(cred, cred.sn, ts),
     )
@@ -270,9 +278,10 @@ def device_conninfo(
     return _session("get/conn", cred.device_sn, info, ts)
 
 
-def _resigner(cred: Credential, identity: str, first_ts: int):
+def _resigner(cred: Credential, identity: str, first_ts: int) -> Resigner:
     """Signs a retry of a device call again, with a strictly later timestamp each time."""
-    return signing.resigner(_scheme(cred), identity, cred.group_secret, first_ts)
+    (group_secret,) = _need(cred, ("groupSecret", cred.group_secret))
+    return signing.resigner(_scheme(cred), identity, group_secret, first_ts)
 
 
 def _journal(
@@ -300,7 +309,7 @@ def _journal(
 
 def session_from_triple(cred: Credential, *, now_ms: int | None = None) -> DeviceSession:
     """The session of a device whose triple is burned in: no DPS call, only the MQTT login."""
-    _need(
+    product_key, device_key, device_secret = _need(
         cred,
         ("productKey", cred.product_key),
         ("deviceKey", cred.device_key),
@@ -308,9 +317,9 @@ def session_from_triple(cred: Credential, *, now_ms: int | None = None) -> Devic
     )
     info = ConnectionInfo(
         sn=cred.sn or "",
-        product_key=cred.product_key,
-        device_key=cred.device_key,
-        device_secret=cred.device_secret,
+        product_key=product_key,
+        device_key=device_key,
+        device_secret=device_secret,
         mqtt_url=cred.mqtt_url,
         http_url=cred.http_url,
     )
@@ -323,7 +332,7 @@ def _session(
     info: ConnectionInfo,
     ts: int | None,
     mqtt_ts: int | None = None,
-    retired: object | None = None,
+    retired: Retirement | None = None,
 ) -> DeviceSession:
     login = mqtt_login(
         info.product_key,
@@ -334,12 +343,15 @@ def _session(
     return DeviceSession(call, device_sn, info, login, ts, retired)
 
 
-def _need(cred: Credential, *pairs: tuple[str, str | None]) -> None:
+def _need(cred: Credential, *pairs: tuple[str, str | None]) -> list[str]:
+    """The values of the (field name, value) ``pairs``, in order; an error names every field
+    that is missing or empty."""
     missing = [name for name, value in pairs if not value]
     if missing:
         raise InvalidArgumentError(
             f"the {cred.profile} credential of {cred.device_sn} lacks {', '.join(missing)}"
         )
+    return [value for _name, value in pairs if value]
 
 
 def _scheme(cred: Credential) -> str:
@@ -387,7 +399,7 @@ def _decode(data: bytes, filename: str) -> Credential:
     name = formats.detect(data, filename)
     if not name:
         raise InputFileError("unknown credential file format")
-    options = getattr(formats, "FormatOptions", dict)()  # the defaults of every format
+    options = formats.FormatOptions()  # the defaults of every format
     return formats.FORMATS[name].decode(data, options)
 
 

@@ -25,6 +25,7 @@ import zlib
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal, cast, overload
 
 from .domain.errors import EnosprovError, InvalidArgumentError, StoreError
 
@@ -232,7 +233,7 @@ class Record:
         self.request_id: str | None = None
         self.count = 0
         self._small: list[tuple[str, str]] = []
-        self._packer = None
+        self._packer: zlib._Compress | None = None
         self._packed: list[bytes] = []
         self._marks: list[tuple] = []
         self.committed: int | None = None
@@ -273,6 +274,7 @@ class Record:
         self._pack(rest, count=True)
 
     def _pack(self, pairs: Iterable[tuple[str, str]], count: bool = False) -> None:
+        assert self._packer is not None  # extend() creates it before the first call
         lines = [f"{sn or ''}\t{dsn or ''}\n" for sn, dsn in pairs]
         if count:
             self.count += len(lines)
@@ -333,7 +335,13 @@ class Journal:
 
     # -- connection ---------------------------------------------------------------------------
 
+    @overload
+    def _connect(self, create: Literal[True]) -> sqlite3.Connection: ...
+    @overload
+    def _connect(self, create: bool) -> sqlite3.Connection | None: ...
+
     def _connect(self, create: bool) -> sqlite3.Connection | None:
+        """The journal's connection; None when ``create`` is False and there is no file yet."""
         if self._conn is not None:
             return self._conn
         if not create and not self.path.exists():
@@ -676,7 +684,8 @@ class Journal:
             ).fetchall()
         return Entry(
             id_, time_, user, host, station, backend, profile, operation, outcome, group_id,
-            count, [tuple(d) for d in devices], request_id, error,
+            # every row and line is a (sn, deviceSn) pair: both are written that way
+            count, cast("list[tuple[str, str]]", [tuple(d) for d in devices]), request_id, error,
             json.loads(detail) if detail else {},
         )  # fmt: skip
 
@@ -729,7 +738,7 @@ class NullJournal:
 NO_JOURNAL = NullJournal()
 
 
-def journal_or_null(journal: Journal | None) -> Journal | NullJournal:
+def journal_or_null(journal: Journal | NullJournal | None) -> Journal | NullJournal:
     return NO_JOURNAL if journal is None else journal
 
 

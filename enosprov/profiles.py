@@ -52,7 +52,9 @@ from .domain.errors import ConflictError, InputFileError, InvalidArgumentError, 
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover
-    import tomli as tomllib
+    # a dependency on Python < 3.11 only: mypy checks this branch (python_version 3.10) where
+    # it may not be installed
+    import tomli as tomllib  # type: ignore[import-not-found, unused-ignore]
 
 CONFIG_ENV = "ENOSPROV_CONFIG"
 PROFILE_ENV = "ENOSPROV_PROFILE"

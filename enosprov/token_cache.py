@@ -30,6 +30,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeGuard
 
 TOKEN_CACHE_ENV = "ENOSPROV_TOKEN_CACHE"  # "0" (or false, no, off): no token file
 TOKENS_FOLDER = "tokens"
@@ -120,7 +121,7 @@ class TokenCache:
             self.path(key).unlink()
 
 
-def _is_number(value: object) -> bool:
+def _is_number(value: object) -> TypeGuard[int | float]:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and value == value
 
 

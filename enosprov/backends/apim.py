@@ -39,7 +39,12 @@ def params_data(query: Mapping[str, object], body: str | bytes | None) -> str:
 
 
 def request_signature(
-    token: str, query: Mapping[str, object], body: str | bytes | None, timestamp: int, secret: str
+    token: str,
+    query: Mapping[str, object],
+    body: str | bytes | None,
+    timestamp: int | str,
+    secret: str,
 ) -> str:
-    """The ``apim-signature`` header value."""
+    """The ``apim-signature`` header value (``timestamp``: epoch ms, or the header's text as a
+    request carried it, which the emulator checks against)."""
     return sha256_hex(f"{token}{params_data(query, body)}{timestamp}{secret}")

@@ -50,8 +50,6 @@ class Backend(ABC):
     # The EnOS requestId of the last single-request change (None where there is none, as on
     # the local store): the audit journal records it.
     last_request_id: str | None = None
-    # The DPS device endpoint this backend knows (a profile's dps_url), or None.
-    dps_url: str | None = None
     # Batch summaries and deviceSn look-ups come from the backend's own indexes (the local
     # store); False: workflows count and look up through iter_devices (one scan).
     indexed: bool = False
@@ -59,12 +57,25 @@ class Backend(ABC):
     # False: EnOS applies the target configured on the group, which no API reads.
     knows_group_targets: bool = False
 
+    @property
+    def dps_url(self) -> str | None:
+        """The DPS device endpoint this backend knows (a profile's dps_url), or None."""
+        return None
+
     def group_secret_error(self, group: str) -> str | None:
         """Why the group's secret is not available here (an unset environment variable...),
         or None."""
         return None
 
     # -- groups (read side; the local store also creates them) --------------------------------
+    @abstractmethod
+    def create_group(self, group: RegistrationGroup) -> RegistrationGroup:
+        """Create ``group`` (local store); EnOS refuses (groups are made in its console)."""
+
+    @abstractmethod
+    def create_masterdata_group(self, mdg: MasterDataGroup) -> MasterDataGroup:
+        """Create ``mdg`` (local store); EnOS refuses (made in its console)."""
+
     @abstractmethod
     def get_group(self, group: str) -> RegistrationGroup: ...
     @abstractmethod

@@ -9,10 +9,12 @@ twice. See docs/enos-api.md for every endpoint and what is enosprov's own choice
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
+from typing import cast
 
 from ..domain.errors import (
     BackendUnavailableError,
@@ -228,7 +230,9 @@ class EnosBackend(Backend):
             # DPS cannot search or sort by these: scan every match, then sort and page here.
             matches = list(self.iter_devices(query))
             for s in reversed(query.sorters):
-                matches.sort(key=lambda d, f=s.field: _sort_key(d, f), reverse=s.order == "DESC")
+                matches.sort(
+                    key=functools.partial(_sort_key, name=s.field), reverse=s.order == "DESC"
+                )
             start = (query.page_no - 1) * query.page_size
             return Page(matches[start : start + query.page_size], query.page_no,
                         query.page_size, len(matches))  # fmt: skip
@@ -356,8 +360,8 @@ class EnosBackend(Backend):
                 todo.append((len(outcomes) - 1, rec))
                 continue
             outcomes.append(compare_registered(rec.device_sn, prior, data, rec.desc, tag))
-        if dry_run:
-            return outcomes  # type: ignore[return-value]
+        if dry_run:  # every row has its outcome: no None was appended
+            return cast("list[RegisterOutcome]", outcomes)
         pool = self._executor()
         futures = [(i, rec, pool.submit(self._register_one, group_id, rec)) for i, rec in todo]
         for i, rec, fut in futures:
@@ -366,9 +370,11 @@ class EnosBackend(Backend):
             except (ConflictError, BackendUnavailableError) as exc:
                 # the others of the chunk still count (and reach the journal)
                 outcomes[i] = RegisterOutcome(rec.device_sn, OUTCOME_FAILED, None, exc.message)
+        # the None slots were todo's, each filled above (or its exception propagated)
+        done = cast("list[RegisterOutcome]", outcomes)
         if on_commit is not None:
-            on_commit(None, outcomes)
-        return outcomes  # type: ignore[return-value]
+            on_commit(None, done)
+        return done
 
     def _register_one(self, group_id: str, rec: NewDevice) -> RegisterOutcome:
         body = _drop_none(

@@ -83,11 +83,13 @@ _FIELD_EQ = {
 
 
 def _tokens(expr: str) -> list[tuple[str, str]]:
-    out, pos = [], 0
+    out: list[tuple[str, str]] = []
+    pos = 0
     expr = expr.rstrip()
     while pos < len(expr):
         m = _TOKEN.match(expr, pos)
-        if not m or m.end() == pos:
+        # lastgroup: the named group that matched (every non-empty match has one)
+        if not m or m.end() == pos or m.lastgroup is None:
             raise InvalidArgumentError(f"Invalid Argument expression near {expr[pos : pos + 20]!r}")
         kind = m.lastgroup
         text = m.group(kind)

@@ -32,7 +32,8 @@ USER_AGENT = "enosprov"
 # token is not documented: HTTP 401 or 403, or HTTP 200 with the code in ``code`` or ``status``.
 DUPLICATED = 1001  # the same encryption / signature twice: sign again with a fresh timestamp
 TOKEN_EXPIRED = 1203  # expired or unknown token: renew once and retry
-AUTH_HINTS = {
+# Looked up with whatever code an answer carries (any JSON value), hence the object keys.
+AUTH_HINTS: dict[object, str] = {
     1002: "check the profile's access key (enosprov config show)",
     1003: "check the profile's access secret, and that nothing rewrites the request body",
     1004: "check the machine's clock: the gateway accepts timestamps within minutes of its own",

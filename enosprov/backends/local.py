@@ -71,7 +71,10 @@ class LocalBackend(Backend):
     indexed = True  # batch summaries and deviceSn look-ups straight from SQLite
     knows_group_targets = True
     last_request_id: str | None = None  # no request ids: the store answers in process
-    dps_url: str | None = None  # the store serves no DPS endpoint of its own
+
+    @property
+    def dps_url(self) -> str | None:
+        return None  # the store serves no DPS endpoint of its own
 
     def __init__(
         self,
@@ -604,7 +607,8 @@ class LocalBackend(Backend):
         limit: int = 0,
     ) -> Iterator[tuple[str, bytes]]:
         """Every matching device (``limit`` does not apply: an index scan in SQLite)."""
-        where, params = "", [shortest, longest]
+        where = ""
+        params: list[int | str] = [shortest, longest]
         if group_id is not None:
             where = " AND group_id != ?" if others else " AND group_id = ?"
             params.append(group_id)

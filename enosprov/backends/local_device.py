@@ -6,7 +6,7 @@ import time
 from typing import TYPE_CHECKING
 
 from ..domain import rules, signing
-from ..domain.errors import AuthError, RefusedError, enos_error
+from ..domain.errors import AuthError, RefusedError, StoreError, enos_error
 from ..domain.models import ConnectionInfo, NewDevice, RegistrationGroup, canonical_json
 from . import local_groups
 from .base import Resigner
@@ -86,6 +86,10 @@ def bootstrap(
             record = NewDevice(device_sn=device_sn, device_data=data)
             backend._insert(conn, group, [(record, canonical_json(data))], order)
             dev = backend.find_by_device_sn(group.group_id, device_sn)
+            if dev is None:  # inserted just above, in this transaction: never the case
+                raise StoreError(
+                    f"store {backend.path}: device {device_sn} not found after its insert"
+                )
         if not dev.allocated:
             backend._allocate(conn, dev, group)
         return _connected(backend, conn, dev.sn, group)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from typing import TYPE_CHECKING
 
 from ..domain import rules
 from ..domain.errors import ConflictError, InvalidArgumentError, enos_error
@@ -17,6 +18,13 @@ from ..domain.models import (
 )
 from ..domain.signing import get_signer
 from .local_schema import BUILTIN_MASTERDATA_GROUP
+
+if TYPE_CHECKING:
+    # One row of SELECT _GROUP_COLUMNS: the registration_groups columns (local_schema), in order.
+    GroupRow = tuple[
+        str, str, str, str, str, str, str | None, str | None, str, str, str | None, str,
+        str | None, str | None, str | None, int, int, str | None, int,
+    ]  # fmt: skip
 
 _GROUP_COLUMNS = (
     "group_id, name, product_key, masterdata_group_id, group_secret, description, region_id, "
@@ -212,7 +220,7 @@ def get_group(conn, group: str, by_name: bool = True) -> RegistrationGroup:
     return _group(row)
 
 
-def _group(row) -> RegistrationGroup:
+def _group(row: GroupRow) -> RegistrationGroup:
     return RegistrationGroup(*row[:-1], allow_retired_bootstrap=bool(row[-1]))
 
 

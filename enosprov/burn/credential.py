@@ -16,6 +16,7 @@ binary tags are indexes into it, so the tags of older files stay valid.
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
+from typing import Any
 
 PROFILES = ("bootstrap", "triple")
 
@@ -85,7 +86,9 @@ class Credential:
         unknown = set(d) - set(FIELD_NAMES)
         if unknown:
             raise InputFileError(f"unknown credential field(s): {', '.join(sorted(unknown))}")
-        kw = {attr: d.get(name) for name, attr, _ in FIELDS if d.get(name) not in (None, "")}
+        kw: dict[str, Any] = {
+            attr: d.get(name) for name, attr, _ in FIELDS if d.get(name) not in (None, "")
+        }
         if kw.get("profile") not in PROFILES:
             raise InputFileError(
                 f"credential profile {kw.get('profile')!r} is not one of {', '.join(PROFILES)}"

@@ -207,8 +207,13 @@ def dps_url_for(backend: Backend, group: RegistrationGroup, override: str | None
 
 
 def credential_for(
-    backend: Backend, group: RegistrationGroup, item: Device | str, profile: str, dps_url: str
+    backend: Backend,
+    group: RegistrationGroup,
+    item: Device | str,
+    profile: str,
+    dps_url: str | None,
 ) -> Credential:
+    """``dps_url``: the endpoint a bootstrap credential carries (unused by the triple profile)."""
     if profile == "bootstrap":
         if not group.group_secret:
             why = backend.group_secret_error(group.group_id)
@@ -217,8 +222,7 @@ def credential_for(
                 + (f": {why}" if why else ""),
                 hint="with a profile, give the group a secret source (config add-group --secret-env)",
             )
-        dev = _device(item)
-        device_sn = dev.device_sn if dev else item
+        dev, device_sn = (item, item.device_sn) if isinstance(item, Device) else (None, item)
         timezone = timezone_for(group, dev)
         if not timezone:
             raise no_timezone_error(group, [device_sn], registered=dev is not None)

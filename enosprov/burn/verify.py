@@ -70,7 +70,9 @@ def read_credential_file(path: str | Path, options=None) -> tuple[str, Credentia
 
 
 def _same(a: str | None, b: str | None) -> bool:
-    return bool(a) and bool(b) and hmac.compare_digest(a.encode(), b.encode())
+    if not a or not b:
+        return False
+    return hmac.compare_digest(a.encode(), b.encode())
 
 
 def check_credential(backend: Backend, cred: Credential, check: FileCheck) -> None:
@@ -95,6 +97,9 @@ def check_credential(backend: Backend, cred: Credential, check: FileCheck) -> No
                 f"device is in group {dev.group_id}, the file says {cred.group_id}"
             )
     if cred.profile == "bootstrap":
+        if group_id is None:  # a bootstrap file names its group (Credential.from_dict requires it)
+            check.problems.append("the file names no registration group")
+            return
         try:
             group = backend.get_group(group_id)
         except NotFoundError:

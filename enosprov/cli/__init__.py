@@ -6,7 +6,7 @@ Only Typer is imported at start-up; each command imports what it needs when it r
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -32,8 +32,10 @@ from . import replace as replace_cmd
 from . import reprovision as reprovision_cmd
 from .options import CliState
 
-# typer >= 0.28 carries its own copy of click; older ones use click itself
-_click = getattr(typer.core, "_click", None) or typer.core.click
+if TYPE_CHECKING:  # the installed typer (>= 0.28) carries its own copy of click
+    from typer import _click
+else:  # typer >= 0.28 carries its own copy of click; older ones use click itself
+    _click = getattr(typer.core, "_click", None) or typer.core.click
 
 
 class SuggestingGroup(typer.core.TyperGroup):
@@ -42,7 +44,9 @@ class SuggestingGroup(typer.core.TyperGroup):
     ``enosprov devics list`` -> ``'devices list'``, ``enosprov show`` -> ``'devices show'``.
     The error stays a usage error: on stderr, exit code 2."""
 
-    def resolve_command(self, ctx: typer.Context, args: list[str]) -> tuple:
+    def resolve_command(
+        self, ctx: _click.Context, args: list[str]
+    ) -> tuple[str | None, _click.Command | None, list[str]]:
         try:
             return super().resolve_command(ctx, args)
         except _click.exceptions.UsageError as exc:
@@ -68,7 +72,7 @@ def command_paths(group: object, prefix: tuple[str, ...] = ()) -> list[tuple[str
     return out
 
 
-def suggest_commands(ctx: typer.Context, args: list[str]) -> list[str]:
+def suggest_commands(ctx: _click.Context, args: list[str]) -> list[str]:
     """The command paths nearest to what was typed: the group's path plus the unknown word
     (plus the next word when it is not an option, for a wrong group name followed by a valid
     command), by edit distance; else the commands of that exact name in other groups."""
@@ -77,7 +81,8 @@ def suggest_commands(ctx: typer.Context, args: list[str]) -> list[str]:
     prefix: list[str] = []
     c = ctx
     while c.parent is not None:
-        prefix.insert(0, c.info_name)
+        if c.info_name is not None:  # a sub-command's context is named after it: always set
+            prefix.insert(0, c.info_name)
         c = c.parent
     paths = command_paths(c.command)
     typed = [(*prefix, args[0])]

@@ -299,14 +299,12 @@ def report(
     result = {"html": str(html), "csv": str(csv_path) if csv_path else None, "csvRows": rows,
               "batch": detail.summary.to_dict(), "returnedCount": len(detail.returned),
               "returned": [r.to_dict() for r in detail.returned]}  # fmt: skip
-    emit(
-        result,
-        json_,
-        lambda r: (
-            say(
-                f"report of batch {tag}: {r['html']}"
-                + (f"; {r['csvRows']} devices in {r['csv']}" if r["csv"] else "")
-            ),
-            returned(detail.returned),
-        ),
-    )
+
+    def show(r: dict) -> None:
+        say(
+            f"report of batch {tag}: {r['html']}"
+            + (f"; {r['csvRows']} devices in {r['csv']}" if r["csv"] else "")
+        )
+        returned(detail.returned)
+
+    emit(result, json_, show)

@@ -6,7 +6,7 @@ import os
 import sys
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -332,7 +332,7 @@ def list_(ctx: typer.Context, json_: JsonOpt = False) -> None:
     from .. import profiles
 
     config = profiles.load()
-    data = [
+    data: list[dict[str, Any]] = [
         {
             "name": p.name,
             "current": config.current == p.name,

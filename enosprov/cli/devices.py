@@ -162,6 +162,8 @@ def list_(
         first = (p.page_no - 1) * p.page_size
         say(f"{first + 1 if p.items else 0}-{first + len(p.items)} of {p.total}", stderr=True)
         for r in came_back.values():
+            if r.returned is None:  # the unit in service itself: nothing came back
+                continue
             say(f"{r.returned.sn}: {r.returned_text()}; what to do: {r.advice()}", stderr=True)
 
     data = result.to_dict()

@@ -139,6 +139,7 @@ def _render(entries: list, journal) -> None:
         return
     rows = []
     for e in entries:
+        devices: list[str] | str
         if 0 < e.device_count <= SHOWN_DEVICES:
             devices = [dsn or sn for sn, dsn in e.devices]  # one line each
         else:

@@ -18,11 +18,14 @@ import re
 import sys
 from collections.abc import Callable
 from contextlib import contextmanager
+from typing import TypeVar
 
 import typer
 
 from ..domain.errors import EXIT_FAILED, EXIT_INTERRUPTED, EnosprovError, ValidationFailedError
 from ..domain.rules import CONTROL_RE
+
+T = TypeVar("T")
 
 _NAMED_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
 
@@ -60,7 +63,7 @@ def _console(stderr: bool = False):
     return Console(stderr=stderr, highlight=False, soft_wrap=True)
 
 
-def emit(data, as_json: bool, render: Callable[[object], None] | None = None) -> None:
+def emit(data: T, as_json: bool, render: Callable[[T], None] | None = None) -> None:
     """Print a command's result: ``{"data": ...}`` with --json, else through ``render``."""
     if as_json:
         payload = data.to_dict() if hasattr(data, "to_dict") else data
@@ -106,11 +109,11 @@ def handled(fn):
         except Exception as exc:
             if _debug(kwargs.get("ctx")):
                 raise
-            err = EnosprovError(
+            internal = EnosprovError(
                 f"internal error: {type(exc).__name__}",
                 hint="run again with --debug for a traceback, and report it",
             )
-            print_error(err, as_json)
+            print_error(internal, as_json)
             raise typer.Exit(EXIT_FAILED) from None
 
     return wrapper
@@ -190,7 +193,14 @@ def progress_bar(enabled: bool, description: str):
         yield None
         return
     from rich.markup import escape
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TaskID,
+        TextColumn,
+        TimeElapsedColumn,
+    )
 
     with Progress(
         TextColumn("{task.description}"),
@@ -200,7 +210,7 @@ def progress_bar(enabled: bool, description: str):
         console=_console(stderr=True),
         transient=True,
     ) as bar:
-        tasks: dict[str, int] = {}
+        tasks: dict[str, TaskID] = {}
 
         def update(phase: str, done: int, total: int | None) -> None:
             if phase not in tasks:

@@ -360,4 +360,9 @@ def scan(
             raise typer.Exit(EXIT_FAILED)
         return
     data = report.to_dict() | {"onboarded": [o.to_dict() for o in results]}
-    emit(data, json_, lambda _: (render(report), render_onboarded(results)))
+
+    def render_both(_: object) -> None:
+        render(report)
+        render_onboarded(results)
+
+    emit(data, json_, render_both)

@@ -114,7 +114,7 @@ def register(
         kw = dict(batch_tag=batch_tag, skip_invalid=skip_invalid, dry_run=dry_run,
                   results=results, chunk_size=chunk_size, progress=progress, journal=journal,
                   raw_csv=raw_csv, allow_retired=allow_retired)  # fmt: skip
-        if device_sn is not None:
+        if csv_file is None:  # then --device-sn (exactly one of the two, checked above)
             from ..core.onboarding import parse_sets
 
             row = {"deviceSn": device_sn, "deviceName": name, "timezone": timezone,

@@ -97,12 +97,15 @@ def replace(
 
     if csv_file is not None and (old or new_sn):
         raise InvalidArgumentError("give OLD --new-sn NEW, or --csv FILE, not both")
-    if csv_file is None and not (old and new_sn):
-        raise InvalidArgumentError(
-            "which unit? " + ("--new-sn NEW is missing" if old else "OLD is missing"),
-            hint="enosprov replace OLD --new-sn NEW, or --csv pairs.csv",
-        )
-    requests = read_pairs(csv_file) if csv_file else [ReplaceRequest(old, new_sn)]
+    if csv_file is None:
+        if not (old and new_sn):
+            raise InvalidArgumentError(
+                "which unit? " + ("--new-sn NEW is missing" if old else "OLD is missing"),
+                hint="enosprov replace OLD --new-sn NEW, or --csv pairs.csv",
+            )
+        requests = [ReplaceRequest(old, new_sn)]
+    else:
+        requests = read_pairs(csv_file)
     if label is None and label_format != "pdf":
         label = ""  # --label-format alone asks for a label with the format's default layout
     outputs = Outputs(

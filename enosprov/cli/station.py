@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, cast
 
 import typer
 
@@ -141,7 +141,8 @@ def station(
                 if error is not None:
                     res = st.refuse_line(line, error)
                 else:
-                    res = st.process(values, line, reprint=reprint)
+                    # read_units gives values with no error, an error with no values
+                    res = st.process(cast("dict[str, str]", values), line, reprint=reprint)
                 report(res)
         except KeyboardInterrupt:  # Ctrl-C ends the shift: the summary follows
             say("interrupted", stderr=True)

@@ -102,21 +102,35 @@ class _Tally:
     """The store figures of one batch, counted device by device (backends without indexes)."""
 
     def __init__(self) -> None:
-        self.row = [0, None, None, 0, 0, 0, 0, None]  # as in LocalBackend.batch_summaries
+        self.count = 0
+        self.first: int | None = None  # createTime (epoch ms)
+        self.last: int | None = None
+        self.allocated = 0
+        self.connected = 0
+        self.failed = 0
+        self.reprovisioned = 0
+        self.updated: int | None = None  # the latest updateTime after a createTime
+
+    @property
+    def row(self) -> tuple[int, int | None, int | None, int, int, int, int, int | None]:
+        """The figures as in LocalBackend.batch_summaries (after the group and the tag)."""
+        return (self.count, self.first, self.last, self.allocated, self.connected, self.failed,
+                self.reprovisioned, self.updated)  # fmt: skip
 
     def add(self, d: Device) -> None:
-        r = self.row
-        r[0] += 1
+        self.count += 1
         ct = d.create_time
         if ct is not None:
-            r[1] = ct if r[1] is None else min(r[1], ct)
-            r[2] = ct if r[2] is None else max(r[2], ct)
-        r[3] += d.allocated
-        r[4] += d.connect_status == "connected"
-        r[5] += d.connect_status == "failed" or bool(d.allocate_error_msg)
-        r[6] += bool(d.reprovisioning)
+            self.first = ct if self.first is None else min(self.first, ct)
+            self.last = ct if self.last is None else max(self.last, ct)
+        self.allocated += d.allocated
+        self.connected += d.connect_status == "connected"
+        self.failed += d.connect_status == "failed" or bool(d.allocate_error_msg)
+        self.reprovisioned += bool(d.reprovisioning)
         if d.update_time is not None and ct is not None and d.update_time > ct:
-            r[7] = d.update_time if r[7] is None else max(r[7], d.update_time)
+            self.updated = (
+                d.update_time if self.updated is None else max(self.updated, d.update_time)
+            )
 
 
 def _store_rows(backend: Backend, group_id: str | None) -> list[tuple]:
@@ -125,7 +139,7 @@ def _store_rows(backend: Backend, group_id: str | None) -> list[tuple]:
     if indexed is not None:
         return indexed
     groups = [group_id] if group_id else [g.group_id for g in backend.list_groups()]
-    rows = []
+    rows: list[tuple] = []
     for gid in groups:
         tallies: dict[str | None, _Tally] = {}
         for d in backend.iter_devices(SearchQuery(group_id=gid)):
@@ -235,7 +249,7 @@ class BatchDetail:
     production: Production | None = None  # per station and hour/day, from the journal
     # retired units that came back: a retired unit of this batch whose deviceSn registered
     # again, or a device of this batch registered under a retired deviceSn (core.lineage)
-    returned: list = field(default_factory=list)
+    returned: list[Retirement] = field(default_factory=list)
 
     def to_dict(self) -> dict:
         return {
@@ -363,12 +377,13 @@ def show_batch(
             stuck.append(StuckDevice(d.sn, d.device_sn, hit[0], hit[1], d.allocate_status))
     if tally is not None:
         key = (summary.group_id, summary.batch_tag)
-        rows = [(*key, *tally.row)] if tally.row[0] else []
+        rows = [(*key, *tally.row)] if tally.count else []
         marks = [m for m in journal.batch_marks(*key) if m[1] == key[1]]
-        summary = _summaries(rows, marks, _store_source(backend)).get(key)
-        if summary is None:
+        counted = _summaries(rows, marks, _store_source(backend)).get(key)
+        if counted is None:
             raise NotFoundError(f"no batch {tag!r} in group {group}",
                                 hint="list the batches with `enosprov batches list`")  # fmt: skip
+        summary = counted
     detail = BatchDetail(summary, stale_for, now)
     stuck.sort(key=lambda s: (s.since, s.device_sn))
     detail.stuck_count = len(stuck)
@@ -390,9 +405,12 @@ def show_batch(
             if link is not None and d.sn != link["oldSn"] and d.sn not in returned:
                 returned[d.sn] = retirement_from_link(backend, journal, link, returned=d)
     for r in returned.values():
+        back = r.returned
+        if back is None:  # retirement_from_link found the unit itself: nothing came back
+            continue
         for entry in detail.lineage:
             if entry.get("oldSn") == r.sn:
-                entry["returnedAs"] = r.returned.sn
+                entry["returnedAs"] = back.sn
     detail.returned = sorted(returned.values(), key=lambda r: (r.replaced_at, r.device_sn))
     detail.production = batch_production(journal, summary, members, device_sns)
     return detail
@@ -601,8 +619,8 @@ def batch_production(
     for station, ms, units in failed:
         stations[station].counts["failed"] += units
         period(station, ms).counts["failed"] += units
-    for station, sns in handled.items():
-        stations[station].units = len(sns)
+    for station, handled_sns in handled.items():
+        stations[station].units = len(handled_sns)
     return Production(
         unit,
         sorted(stations.values(), key=lambda s: _station_key(s.station)),

@@ -39,8 +39,7 @@ def read_refs_csv(path: str | Path) -> list[str]:
 
 
 def _unique(refs: Sequence[str]) -> list[str]:
-    seen: set[str] = set()
-    return [r for r in refs if not (r in seen or seen.add(r))]
+    return list(dict.fromkeys(refs))
 
 
 def not_found_error(
@@ -106,9 +105,10 @@ def resolve_devices(
             for start in range(0, len(wanted), LOOKUP_SLICE):
                 part = tuple(wanted[start : start + LOOKUP_SLICE])
                 q = SearchQuery(group_id=group_id, device_sns=part)
-                for dev in backend.iter_devices(q):
-                    found.setdefault(dev.device_sn, dev)
-        missing, ambiguous = [], []
+                for hit in backend.iter_devices(q):
+                    found.setdefault(hit.device_sn, hit)
+        missing: list[str] = []
+        ambiguous: list[str] = []
         for ref in wanted:
             if ref in found:
                 continue
@@ -147,8 +147,10 @@ def resolve_devices(
                 hint="list the batch with `enosprov devices list --batch-tag TAG`",
             )
         devices.extend(tagged)
-    seen: set[str] = set()
-    return [d for d in devices if not (d.sn in seen or seen.add(d.sn))]
+    unique: dict[str, Device] = {}  # by system sn, the first of each in the order given
+    for d in devices:
+        unique.setdefault(d.sn, d)
+    return list(unique.values())
 
 
 def _lookup(backend: Backend, ref: str, group_id: str | None) -> Device | None:
@@ -279,7 +281,8 @@ def suggest_device_sns(
     matchers = [Matcher(w, max_distance(w)) for w in words]
     lengths = [len(w.encode("utf-8")) for w in words]
     span = (max(1, min(lengths) - 2), max(lengths) + 2)
-    found: list[dict[str, tuple[int, str]]] = [{} for _ in words]
+    # per word: text shown -> (from the other groups?, distance, deviceSn)
+    found: list[dict[str, tuple[bool, int, str]]] = [{} for _ in words]
     passes = (False, True) if group_id is not None else (False,)
     for others in passes:
         if others and all(len(f) >= MAX_SUGGESTIONS for f in found):
@@ -296,7 +299,7 @@ def suggest_device_sns(
                 found[i].setdefault(text, (others, d, device_sn))
     out: dict[str, list[str]] = {}
     for word, near in zip(words, found, strict=True):
-        nearest = {}  # per pass (the group's, the others'), only the nearest ones
+        nearest: dict[bool, int] = {}  # per pass (the group's, the others'), only the nearest ones
         for other, d, _sn in near.values():
             nearest[other] = min(d, nearest.get(other, d))
         ranked = sorted((key for key, (o, d, _sn) in near.items() if d == nearest[o]),

@@ -13,7 +13,9 @@ the new unit of a later replacement (put back into service on purpose).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any, Literal
 
 from ..backends.base import Backend
 from ..domain.errors import EnosprovError, NotFoundError
@@ -222,7 +224,7 @@ def _superseded(backend: Backend, journal, link: dict) -> bool:
 
 
 def retirement_from_link(
-    backend: Backend, journal, link: dict, *, returned: Device | bool | None = True
+    backend: Backend, journal, link: dict, *, returned: Device | Literal[True] | None = True
 ) -> Retirement:
     """The retirement ``link`` records. ``returned``: the registered device of the retired
     deviceSn when the caller has it (or None: not registered); True looks it up."""
@@ -263,7 +265,7 @@ def retirement(
         return None
     if device is not None and device.sn == link["oldSn"]:
         return None  # the unit is still registered under its own sn: not retired after all
-    found = device if device is not None else True
+    found: Device | Literal[True] = device if device is not None else True
     return retirement_from_link(backend, journal, link, returned=found)
 
 
@@ -303,6 +305,8 @@ class UnitLookup:
         if self.device is not None:
             return {**self.device.to_dict(), "retired": self.retired and self.retired.to_dict()}
         r = self.retired
+        if r is None:  # look_up_unit gives the device, or else its retirement
+            raise ValueError("a UnitLookup names a registered device or a retired unit")
         return {"sn": r.sn, "deviceSn": r.device_sn, "groupId": r.group_id, "state": "retired",
                 "retired": r.to_dict()}  # fmt: skip
 
@@ -379,7 +383,7 @@ def _event(e: Entry, chain: list[dict]) -> dict:
     }
 
 
-def summary(e: Entry, chain: list[dict] = ()) -> str:
+def summary(e: Entry, chain: Sequence[dict] = ()) -> str:
     """One line saying what a journal record did."""
     d = e.detail
     op = e.operation
@@ -420,7 +424,11 @@ def summary(e: Entry, chain: list[dict] = ()) -> str:
 
 
 def device_history(
-    backend: Backend, ident: str, *, group: str | None = None, journal: Journal | None = None
+    backend: Backend,
+    ident: str,
+    *,
+    group: str | None = None,
+    journal: Journal | NullJournal | None = None,
 ) -> DeviceHistory:
     """The chain of units ``ident`` belongs to and every journal event of those units."""
     from .device_refs import find_one
@@ -428,6 +436,7 @@ def device_history(
     journal = journal_or_null(journal)
     current: Device | None = None
     came_back: Retirement | None = None
+    unit: dict | None
     try:
         current = find_one(backend, ident, group)
         unit = {"sn": current.sn, "deviceSn": current.device_sn}
@@ -446,7 +455,7 @@ def device_history(
                 f"no device {ident!r} in the store or the audit journal",
                 hint=missed.hint if "did you mean" in (missed.hint or "") else hint,
             ) from None
-    chain = [dict(unit, replacedBy=None, replacedAt=None)]
+    chain: list[dict[str, Any]] = [dict(unit, replacedBy=None, replacedAt=None)]
     seen = {unit["sn"]}
     while len(chain) < MAX_CHAIN:  # backwards: whom did the first unit replace?
         link = _predecessor(backend, journal, chain[0])
@@ -468,6 +477,7 @@ def device_history(
         current = _get(backend, last["sn"])
     asked: Retirement | None = came_back
     returned: list[Retirement] = []
+    returned_sns: list[str] = []  # the new registrations of the retired units that came back
     for u in chain:
         u.update(retired=False, returnedAs=None)
     for u in chain[:-1]:  # replaced units: retired, and perhaps registered again
@@ -479,12 +489,13 @@ def device_history(
         if r.returned is not None:
             u["returnedAs"] = r.returned.sn
             returned.append(r)
+            returned_sns.append(r.returned.sn)
         if asked is None and ident in (u["sn"], u["deviceSn"]):
             asked = r
     group_ids = {current.group_id} if current else set()
-    idents = [u["sn"] for u in chain] + [r.returned.sn for r in returned]
+    idents = [u["sn"] for u in chain] + returned_sns
     sns = set(idents)
-    events = []
+    events: list[Entry] = []
     for e in journal.entries(device=idents + [u["deviceSn"] for u in chain if u["deviceSn"]]):
         if any(s in sns for s, _d in e.devices) or not group_ids or e.group_id in group_ids:
             events.append(e)

@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from ..backends.base import Backend
 from ..domain.errors import (
@@ -32,6 +33,9 @@ from ..domain.models import Device, SearchQuery
 from ..journal import Journal, journal_or_null
 from .lineage import replaced_by
 from .rows import RowIssue
+
+if TYPE_CHECKING:
+    from ..qr.printjob import PrintReport
 
 OLD_COLUMNS = ("old", "oldSn", "old_sn")
 NEW_COLUMNS = ("new", "newSn", "new_sn")
@@ -55,7 +59,10 @@ class PlannedReplacement:
 
     @property
     def group_id(self) -> str:
-        return (self.old or self.new).group_id
+        unit = self.old if self.old is not None else self.new
+        if unit is None:  # plan_replacements gives every pair OLD, or NEW when it is done
+            raise ValueError(f"the replacement of {self.request.old!r} names no unit")
+        return unit.group_id
 
     @property
     def consumes_new(self) -> bool:
@@ -74,8 +81,11 @@ class PlannedReplacement:
 
     def to_dict(self) -> dict:
         old = self.old
-        new = {"sn": self.new.sn if self.new else None, "deviceSn": self.request.new}
-        if self.consumes_new:
+        new: dict[str, Any] = {
+            "sn": self.new.sn if self.new else None,
+            "deviceSn": self.request.new,
+        }
+        if self.new is not None and self.consumes_new:
             new.update(batchTag=self.new.batch_tag_text, burned="exported" in self.new_marks,
                        labelled="labelled" in self.new_marks)  # fmt: skip
         return {
@@ -118,7 +128,7 @@ class ReplaceReport:
     replaced: list[Replaced] = field(default_factory=list)
     burn: list = field(default_factory=list)  # BurnReport per group: the new units' files
     labels: list = field(default_factory=list)  # QrReport per group: their labels
-    printing: object | None = None  # qr.printjob.PrintReport: their labels sent to a printer
+    printing: PrintReport | None = None  # their labels sent to a printer
 
     def to_dict(self) -> dict:
         return {
@@ -213,7 +223,7 @@ def plan_replacements(
         raise InvalidArgumentError("no replacement given", hint="OLD --new-sn NEW, or --csv FILE")
     from .device_refs import find_one
 
-    journal = journal_or_null(journal)
+    audit = journal_or_null(journal)
     problems = _Problems(source)
     _check_pairs(requests, problems)
     group_id = backend.get_group(group).group_id if group else None
@@ -222,14 +232,14 @@ def plan_replacements(
     for req in requests:
         if id(req) in flagged:  # one clear problem per pair is enough
             continue
-        unknown_hint = "give its system sn or deviceSn (`enosprov devices list`)"
+        unknown_hint: str | None = "give its system sn or deviceSn (`enosprov devices list`)"
         try:
             old = find_one(backend, req.old, group_id)
         except NotFoundError as missed:
             old = None
             unknown_hint = missed.hint if "did you mean" in (missed.hint or "") else unknown_hint
         if old is None:
-            link = replaced_by(backend, journal, req.old)
+            link = replaced_by(backend, audit, req.old)
             if link is not None and req.new in (link["newDeviceSn"], link["newSn"]):
                 new = _find_new(backend, link["groupId"], req.new)
                 if new is not None:
@@ -272,19 +282,20 @@ def plan_replacements(
                 continue
         plans.append(PlannedReplacement(req, old, new))
     problems.raise_if_any(len(requests))
-    _mark_registered_new(journal, plans)
+    _mark_registered_new(audit, plans)
     return plans
 
 
 def _mark_registered_new(journal, plans: list[PlannedReplacement]) -> None:
     """The journal marks (credential file exported, label made) of every registered NEW, read
     once per batch."""
-    by_batch: dict[tuple[str, str | None], list[PlannedReplacement]] = {}
+    # (group, batch tag) -> sn of NEW -> its plan
+    by_batch: dict[tuple[str, str | None], dict[str, PlannedReplacement]] = {}
     for plan in plans:
-        if plan.consumes_new:
-            by_batch.setdefault((plan.new.group_id, plan.new.batch_tag_text), []).append(plan)
-    for (group_id, tag), items in by_batch.items():
-        wanted = {plan.new.sn: plan for plan in items}
+        new = plan.new
+        if new is not None and plan.consumes_new:
+            by_batch.setdefault((new.group_id, new.batch_tag_text), {})[new.sn] = plan
+    for (group_id, tag), wanted in by_batch.items():
         marks: dict[str, set[str]] = {}
         for mark, sn, _dsn, _ms in journal.marked(group_id, tag, ("exported", "labelled")):
             if sn in wanted:
@@ -301,21 +312,25 @@ def apply_replacement(
     backend: Backend, plan: PlannedReplacement, *, journal: Journal | None = None
 ) -> Replaced:
     """Register NEW if needed, then replace OLD by NEW; one journal record."""
-    journal = journal_or_null(journal)
+    audit = journal_or_null(journal)
     if plan.done:
         new = plan.new
+        if new is None:  # plan_replacements marks a pair done only when it found NEW
+            raise ValueError(f"the replacement of {plan.request.old!r} is done but names no NEW")
         link = plan.link or {}
         return Replaced(link.get("oldSn", ""), link.get("oldDeviceSn", plan.request.old), new.sn,
                         new.device_sn, new.group_id, False,
                         f"{new.region_id} / {new.org_id}" if new.allocated else None,
                         already_done=True)  # fmt: skip
     old = plan.old
+    if old is None:  # plan_replacements gives every pair that is not done its OLD
+        raise ValueError(f"the replacement of {plan.request.old!r} names no OLD")
     detail = {
         "old": {"sn": old.sn, "deviceSn": old.device_sn},
         "new": {"sn": plan.new.sn if plan.new else None, "deviceSn": plan.request.new},
         "registeredNew": plan.new is None,
     }
-    with journal.begin("replace", group_id=old.group_id, detail=detail) as rec:
+    with audit.begin("replace", group_id=old.group_id, detail=detail) as rec:
         rec.add(old.sn, old.device_sn)
         new_sn = plan.new.sn if plan.new else None
         try:
@@ -329,7 +344,7 @@ def apply_replacement(
             new = backend.replace(old.sn, new_sn)
         except EnosprovError as exc:
             registered_now = plan.new is None and new_sn is not None
-            raise _failed(backend, journal, plan, new_sn, registered_now, exc, rec) from None
+            raise _failed(backend, audit, old, plan, new_sn, registered_now, exc, rec) from None
         rec.mark("replaced", old.sn, old.device_sn, old.batch_tag_text)
         rec.request_id = backend.last_request_id
         rec.add(new.sn, new.device_sn)
@@ -340,18 +355,18 @@ def apply_replacement(
                     request_id=rec.request_id)  # fmt: skip
 
 
-def _failed(backend: Backend, journal, plan: PlannedReplacement, new_sn: str | None,
+def _failed(backend: Backend, journal, old: Device, plan: PlannedReplacement, new_sn: str | None,
             registered_now: bool, exc: EnosprovError, rec) -> EnosprovError:  # fmt: skip
     """The error to raise when registering NEW or `replace` failed: says whether OLD was just
     replaced by another station (and by which unit), and removes the NEW this run registered,
     or says plainly that it stays registered and how to continue."""
-    old, new_device_sn = plan.old, plan.request.new
+    new_device_sn = plan.request.new
     message, hint = f"replacing {old.device_sn} by {new_device_sn} failed: {exc.message}", None
     rival = _replaced_meanwhile(backend, journal, old)
     if rival is not None:
         message = f"{old.device_sn} was just replaced by another station: {rival}"
         hint = f"nothing to do for {old.device_sn}; see `enosprov devices history {old.device_sn}`"
-    if registered_now:
+    if registered_now and new_sn is not None:  # registered_now: this run registered new_sn
         try:
             backend.delete(old.group_id, [new_sn])
         except EnosprovError:

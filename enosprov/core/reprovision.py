@@ -152,8 +152,8 @@ def plan_reprovision(
 ) -> ReprovisionPlan:
     """Resolve and check a reprovisioning; nothing is changed. Raises for a call refused as a
     whole (target missing, unknown devices, devices of several groups)."""
-    missing = [name for name, v in (("--region", region_id), ("--org", org_id)) if not v]
-    if missing:
+    if not region_id or not org_id:
+        missing = [name for name, v in (("--region", region_id), ("--org", org_id)) if not v]
         raise InvalidArgumentError(
             f"the target {' and '.join(missing)} {'is' if len(missing) == 1 else 'are'} missing; "
             "nothing was changed",
@@ -175,7 +175,7 @@ def apply_reprovision(
     (deviceData.regionId/orgId) by Update Device. One "reprovision" journal record lists the
     devices whose target was set; a device reset but not targeted (the update failed) is named
     in the error and in the record's detail, and running the same reprovision again finishes it."""
-    journal = journal_or_null(journal)
+    audit = journal_or_null(journal)
     result = ReprovisionResult(plan)
     accepted = plan.accepted
     if not accepted:
@@ -192,7 +192,7 @@ def apply_reprovision(
             for i in accepted
             if i.device.allocated
         ]
-    with journal.begin("reprovision", group_id=plan.group.group_id, detail=detail) as rec:
+    with audit.begin("reprovision", group_id=plan.group.group_id, detail=detail) as rec:
         rec.detail["attempted"] = True
         for start in range(0, len(accepted), RESET_SLICE):
             part = accepted[start : start + RESET_SLICE]

@@ -99,7 +99,7 @@ class RowSchema:
         self.header = header
         self.width = len(header)
         self.default_batch_tag = default_batch_tag
-        self._default_tag_risky = bool(default_batch_tag) and _is_risky(default_batch_tag)
+        self._default_tag_risky = bool(default_batch_tag and _is_risky(default_batch_tag))
         self.header_issues: list[RowIssue] = []
         self.warning_count = 0  # values of valid rows that start a spreadsheet formula
         self.warnings: list[RowWarning] = []  # the first MAX_WARNING_SAMPLES of them
@@ -149,7 +149,7 @@ class RowSchema:
         # The cache maps raw cell text to the JSON fragment '"key":value' of its converted value:
         # batches repeat values a lot, and building canonical JSON from fragments is much faster
         # than a dict plus json.dumps (tests check both give the same text).
-        self.attr_cols = [
+        self.attr_cols: list[tuple[int, str, bool, rules.Converter, dict[str, str]]] = [
             (seen[a.identifier], a.identifier, a.required, rules.converter_for(a), {})
             for a in masterdata.attributes
             if a.identifier in seen
@@ -179,16 +179,19 @@ class RowSchema:
                     "quote fields that contain the delimiter",
                 )
             ]
+        i_sn = self.i_sn
+        if i_sn is None:  # the header has no deviceSn column: see header_issues
+            raise ValueError("rows cannot be converted: the header has no deviceSn column")
         issues: list[RowIssue] = []
         risky: list[tuple[str, str]] = []  # (column, value) a spreadsheet would run
-        sn = fields[self.i_sn].strip()
+        sn = fields[i_sn].strip()
         if not sn and not any(f.strip() for f in fields):
             return None, []  # a row of empty cells, as spreadsheets write for empty lines
         if sn and sn[0] in _LOOK:
             sn = _cell_value("deviceSn", sn, risky)
         if not self._sn_ok(sn) or len(sn) > rules.DEVICE_SN_MAX:
-            problem = rules.sn_problem(sn, self._sn_problem_pattern) or "invalid deviceSn"
-            issues.append(RowIssue(rowno, "deviceSn", problem))
+            sn_issue = rules.sn_problem(sn, self._sn_problem_pattern) or "invalid deviceSn"
+            issues.append(RowIssue(rowno, "deviceSn", sn_issue))
         frags: dict[str, str] = {}  # master data key -> '"key":value' JSON fragment
         for idx, key, required, convert, cache in self.attr_cols:
             raw = fields[idx]
@@ -235,7 +238,7 @@ class RowSchema:
             if frag is not None:
                 frags["timezone"] = frag
         if self.i_region is not None and self.i_org is not None:
-            self._target(rowno, fields, frags, issues)
+            self._target(rowno, fields[self.i_region], fields[self.i_org], frags, issues)
         desc = None
         if self.i_desc is not None:
             desc = fields[self.i_desc].strip() or None
@@ -253,7 +256,7 @@ class RowSchema:
         text = fields[self.i_tag].strip() if self.i_tag is not None else ""
         if text:
             tag = _cell_value("batchTag", text, risky) if text[0] in _LOOK else text
-        elif self._default_tag_risky:
+        elif tag and self._default_tag_risky:  # (a risky default tag is never empty)
             risky.append(("batchTag", tag))
         if tag and len(tag) > rules.BATCH_TAG_MAX:
             issues.append(
@@ -279,10 +282,12 @@ class RowSchema:
         if room > 0:
             self.warnings.extend(RowWarning(rowno, col, value) for col, value in risky[:room])
 
-    def _target(self, rowno: int, fields: list[str], frags: dict, issues: list[RowIssue]) -> None:
-        """A row's own allocation target, built-in master data regionId/orgId (both or none:
-        then the group's target applies)."""
-        region, org = fields[self.i_region].strip(), fields[self.i_org].strip()
+    def _target(
+        self, rowno: int, region: str, org: str, frags: dict, issues: list[RowIssue]
+    ) -> None:
+        """A row's own allocation target from its regionId and orgId cells, built-in master data
+        regionId/orgId (both or none: then the group's target applies)."""
+        region, org = region.strip(), org.strip()
         if region[:1] == _PREFIX:
             region = _restore(region)
         if org[:1] == _PREFIX:

@@ -14,19 +14,24 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..backends.base import Backend
 from ..domain.errors import EnosprovError
 from ..qr.payload import ForeignCodeError, Payload, parse_payload
+
+if TYPE_CHECKING:
+    from ..domain.models import Device
+    from .lineage import Retirement
 
 
 @dataclass
 class ScannedCode:
     text: str
     payload: Payload | None = None
-    device: object | None = None  # models.Device (a returning unit's new registration too)
+    device: Device | None = None  # a returning unit's new registration too
     problem: str | None = None
-    retired: object | None = None  # core.lineage.Retirement: the label of a retired unit
+    retired: Retirement | None = None  # the label of a retired unit
 
     @property
     def status(self) -> str:
@@ -91,8 +96,9 @@ class ScanReport:
         return {"ok": self.ok, "images": [r.to_dict() for r in self.images]}
 
 
-def lookup(backend: Backend, payload: Payload):
+def lookup(backend: Backend, payload: Payload) -> tuple[Device | None, str | None]:
     """(device, problem): by system sn when the label has one, else by group + deviceSn."""
+    dev: Device | None
     try:
         if payload.sn:
             dev = backend.get(payload.sn)
@@ -114,7 +120,9 @@ def lookup(backend: Backend, payload: Payload):
     return dev, None
 
 
-def retired_lookup(backend: Backend, journal, payload: Payload, device, problem: str | None):
+def retired_lookup(
+    backend: Backend, journal, payload: Payload, device: Device | None, problem: str | None
+) -> tuple[Device | None, str | None, Retirement | None]:
     """(device, problem, retirement) of a label once its device was looked up: a label whose
     device is unknown but was replaced is a retired unit (no problem); a device registered under
     a retired deviceSn is a returning unit."""

@@ -187,16 +187,16 @@ class Station:
                 f"unknown burn format {config.burn_format!r}", hint="one of: " + ", ".join(FORMATS)
             )
         self.format = FORMATS[config.burn_format]
-        options = {}
+        template: str | None = None  # a user template's text and file name
+        template_name: str | None = None
         if config.burn_format == "template":
             if not config.burn_template:
                 raise InvalidArgumentError("--burn-format template needs --burn-template FILE")
             from ..burn.formats.template import check_template, read_template
 
-            text, name = read_template(config.burn_template)
-            check_template(text)
-            options = {"template": text, "template_name": name}
-        self.options = FormatOptions(**options)
+            template, template_name = read_template(config.burn_template)
+            check_template(template)
+        self.options = FormatOptions(template=template, template_name=template_name)
         self.dps_url = dps_url_for(backend, self.group, config.dps_url)
         self.out = Path(config.out_dir)
         self.out.mkdir(parents=True, exist_ok=True)

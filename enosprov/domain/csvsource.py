@@ -13,6 +13,7 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import IO
 
 from . import csvsafe
 from .errors import InputFileError
@@ -74,6 +75,7 @@ class CsvSource:
     @contextmanager
     def rows(self) -> Iterator[Iterator[tuple[int, list[str]]]]:
         """Yield an iterator of (row number, fields) for the data rows; sets ``self.header``."""
+        fh: IO[str]
         try:
             if self._text is not None:
                 fh = io.StringIO(self._text, newline="")

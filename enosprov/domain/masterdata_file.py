@@ -11,7 +11,9 @@ from .models import MasterDataAttribute, MasterDataGroup
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover
-    import tomli as tomllib
+    # a dependency on Python < 3.11 only: mypy checks this branch (python_version 3.10) where
+    # it may not be installed
+    import tomli as tomllib  # type: ignore[import-not-found, unused-ignore]
 
 _GROUP_KEYS = {"id", "name", "description", "attributes"}
 _ATTR_KEYS = {"identifier", "type", "required", "values", "maxLength", "name"}

@@ -219,6 +219,7 @@ def _read_body(environ: dict, length: int) -> bytes:
 def _device_signature(path: str, body: dict) -> tuple[str, int] | None:
     """``(key, timestamp)`` naming the signature of a device call (identity, timestamp and
     signature; hex compared case-blind, as the check does), or None when a field is missing."""
+    auth: object
     if path == "/dev/bootstrap":
         auth, names = body, ("deviceSn", "dpsSignTimestamp", "dpsSign")
     else:
@@ -433,12 +434,13 @@ class EmulatorApp:
         if method != want:
             msg = f"Invalid Argument: action {action} needs {want}, not {_safe(method)}"
             return _Reply(405, _envelope(99400, msg, rid), (("Allow", want),))
-        request: dict | None = {}
+        request: dict = {}
         if want == "POST":
-            request = _json_object(body)
-            if request is None:
+            posted = _json_object(body)
+            if posted is None:
                 msg = "Invalid Argument: the body must be a JSON object"
                 return _Reply(200, _envelope(99400, msg, rid))
+            request = posted
         try:
             contract.check_query(action, query)
             contract.check_body(contract.BODY[action], request)

@@ -29,6 +29,7 @@ import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from .app import DEFAULT_MAX_BODY_BYTES
 
@@ -165,7 +166,7 @@ def _close_all(server, keep=None) -> None:
 class RunningServer:
     """A server running in a daemon thread; ``stop()`` closes it."""
 
-    server: object
+    server: Any  # a waitress server (waitress has no type information)
     thread: threading.Thread
     app: object
     url: str

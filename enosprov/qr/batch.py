@@ -44,6 +44,7 @@ from .render import QrOptions, encode, png_bytes, to_image, to_svg, verify_png
 
 if TYPE_CHECKING:
     from ..printing import Printer
+    from .printjob import PrintReport
 
 FORMATS = ("png", "svg", "both")
 ORDERS = ("registration", "device-sn", "csv")
@@ -67,7 +68,7 @@ class QrReport:
     document: str = ""  # the labels-<selection>.pdf / .zpl of a sheet format
     order: str = "registration"
     files: list[str] = field(default_factory=list)  # per-device pdf/zpl files (--per-device)
-    printing: object | None = None  # qr.printjob.PrintReport when labels were sent to a printer
+    printing: PrintReport | None = None  # when labels were sent to a printer
     jobs: list = field(default_factory=list, repr=False)  # what a printer is sent (not in JSON)
 
     def to_dict(self) -> dict:
@@ -322,7 +323,7 @@ def _files(
                 if fmt in ("png", "both"):
                     names["png"] = base + ".png"
                     store(names["png"], png)
-                svg = None
+                svg: bytes | None = None
                 if fmt in ("svg", "both"):
                     names["svg"] = base + ".svg"
                     svg = to_svg(symbol, options, caption)
@@ -331,7 +332,8 @@ def _files(
                     from .printjob import PrintJob, PrintResult
 
                     unit = PrintResult(p.device_sn, p.sn or "", group.group_id, p.batch_tag)
-                    report.jobs.append(PrintJob([unit], png if fmt == "png" else svg, p.device_sn))
+                    label = png if svg is None else svg  # fmt png: no svg; svg, both: the svg
+                    report.jobs.append(PrintJob([unit], label, p.device_sn))
                 manifest.append(
                     {"deviceSn": p.device_sn, "sn": p.sn or "", "batchTag": p.batch_tag or "",
                      "payload": text, "shortCode": p.short_code, "ecLevel": options.ec,

@@ -12,7 +12,7 @@ import string
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from .. import templates as _shipped
 from ..domain.errors import InvalidArgumentError
@@ -21,7 +21,9 @@ from ..domain.rules import CONTROL_RE
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover
-    import tomli as tomllib
+    # a dependency on Python < 3.11 only: mypy checks this branch (python_version 3.10) where
+    # it may not be installed
+    import tomli as tomllib  # type: ignore[import-not-found, unused-ignore]
 
 if TYPE_CHECKING:
     from importlib.abc import Traversable
@@ -164,10 +166,10 @@ def load_template(spec: str | Path | None, fmt: str = "pdf") -> LabelTemplate:
 
 
 def parse_template(doc: dict, path: str = "<template>") -> LabelTemplate:
-    def fail(key: str, problem: str, hint: str | None = None):
+    def fail(key: str, problem: str, hint: str | None = None) -> NoReturn:
         raise InvalidArgumentError(f"label template {path}: {key}: {problem}", hint=hint)
 
-    values: dict[str, object] = {}
+    values: dict[str, Any] = {}  # each of the kind _SCHEMA gives it (checked by _check)
     for key in doc:
         if key in _SCHEMA and key and not isinstance(doc[key], dict):
             fail(key, f"must be a table ([{key}])")
@@ -192,12 +194,12 @@ def parse_template(doc: dict, path: str = "<template>") -> LabelTemplate:
                 continue
             values[full] = _check(table[key], kind, full, fail)
 
-    page_w, page_h = values["page.size"]  # type: ignore[misc]
+    page_w, page_h = values["page.size"]
     columns, rows = values["page.columns"], values["page.rows"]
     for key in ("page.columns", "page.rows"):
-        if not 1 <= values[key] <= 100:  # type: ignore[operator]
+        if not 1 <= values[key] <= 100:
             fail(key, f"must be 1 to 100, not {values[key]}")
-    if not 0 <= values["qr.quiet_zone"] <= 10:  # type: ignore[operator]
+    if not 0 <= values["qr.quiet_zone"] <= 10:
         fail("qr.quiet_zone", "must be 0 to 10 modules")
     if values["zpl.dpi"] not in ZPL_DPIS:
         fail("zpl.dpi", f"must be one of {', '.join(map(str, ZPL_DPIS))}")
@@ -206,7 +208,7 @@ def parse_template(doc: dict, path: str = "<template>") -> LabelTemplate:
              "one of: " + ", ".join(STANDARD_FONTS))  # fmt: skip
     t = LabelTemplate(
         path=path, name=str(values["name"]), page_w=page_w, page_h=page_h,
-        columns=columns, rows=rows,  # type: ignore[arg-type]
+        columns=columns, rows=rows,
         margin_left=values["page.margin_left"], margin_top=values["page.margin_top"],
         gap_x=values["page.gap_x"], gap_y=values["page.gap_y"],
         label_w=values["label.width"], label_h=values["label.height"],
@@ -215,7 +217,7 @@ def parse_template(doc: dict, path: str = "<template>") -> LabelTemplate:
         font_size=values["text.size"], text_x=values["text.x"], text_y=values["text.y"],
         line_height=values["text.line_height"], lines=tuple(values["text.lines"]),
         dpi=values["zpl.dpi"],
-    )  # type: ignore[arg-type]  # fmt: skip
+    )  # fmt: skip
 
     right = t.margin_left + t.columns * t.label_w + (t.columns - 1) * t.gap_x
     bottom = t.margin_top + t.rows * t.label_h + (t.rows - 1) * t.gap_y

@@ -40,6 +40,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING, cast
 
 from ..atomic import pid_running
 from ..backends.base import Backend
@@ -58,8 +59,11 @@ from .batch import (
     payload_for,
 )
 from .labels import PT_PER_MM, LabelTemplate, load_template
-from .payload import render_payload
+from .payload import Payload, render_payload
 from .render import QrOptions, VerifyError, create_barcode
+
+if TYPE_CHECKING:
+    from .zpl import ZplDocument
 
 SHEET_FORMATS = ("pdf", "zpl")
 SHEET_MANIFEST_COLUMNS = ("deviceSn", "sn", "batchTag", "payload", "shortCode", "ecLevel",
@@ -84,9 +88,9 @@ def encode_verified(text: str, ec: str, device: str = "") -> tuple[int, bytes]:
     raw = bytes(memoryview(matrix))
     # Decode the same symbol back (scale 2, standard quiet zone) before it is drawn anywhere.
     image = barcode.to_image(scale=VERIFY_SCALE, add_quiet_zones=True)
-    found = [
-        b.text for b in zxingcpp.read_barcodes(image, formats=zxingcpp.BarcodeFormat.QRCodeModel2)
-    ]
+    # zxingcpp's stub asks for BarcodeFormats; the binding (and its docstring) takes one format
+    qr_only = zxingcpp.BarcodeFormat.QRCodeModel2
+    found = [b.text for b in zxingcpp.read_barcodes(image, formats=qr_only)]  # type: ignore[arg-type]
     if found != [text]:
         who = f" of {device}" if device else ""
         got = "nothing" if not found else ", ".join(repr(t) for t in found)
@@ -128,7 +132,7 @@ def _encoded(items, group_id: str, selection: Selection, options: QrOptions):
 
     workers = min(4, os.cpu_count() or 1)
     it = chunks()
-    first = next(it, [])
+    first: list[tuple[Payload, str]] = next(it, [])
     if workers < 2 or len(first) < CHUNK:  # small batch: no pool
         for p, text in first:
             yield p, text, encode_verified(text, options.ec, p.device_sn)
@@ -343,7 +347,7 @@ def qr_sheet(
         name = document_name(selection, group.group_id, devices, fmt)
         check_file_names(out_dir, (), files=(name, MANIFEST_CSV, MANIFEST_JSON))
 
-    def new_writer():
+    def new_writer() -> PdfSheet | ZplDocument:
         if fmt == "pdf":
             return PdfSheet(tpl)
         from .zpl import ZplDocument
@@ -359,7 +363,7 @@ def qr_sheet(
     writer = None if per_device else new_writer()
     for p, text, (modules, raw) in _encoded(devices, group.group_id, selection, options):
         report.verified += 1
-        one = new_writer() if per_device else writer
+        one = new_writer() if writer is None else writer  # None: per device
         page, row, column = one.add(modules, raw, tpl.text_lines(p.values()), text)
         file = safe_filename(p.device_sn) + ext if per_device else name
         manifest.append(
@@ -376,11 +380,12 @@ def qr_sheet(
         report.devices += 1
         if progress and report.devices % 100 == 0:
             progress("qr", report.devices, None)
-    if not per_device:
+    if writer is not None:  # one document
         outputs.append((name, writer.finish()))
         if collect and fmt == "zpl":  # every label on its own: one result per unit
+            parts = cast("ZplDocument", writer).parts  # new_writer's for zpl
             report.jobs.extend(PrintJob([u], part.encode("ascii"), u.device_sn)
-                               for u, part in zip(units, writer.parts))  # fmt: skip
+                               for u, part in zip(units, parts))  # fmt: skip
         elif collect:  # a PDF document is printed whole
             report.jobs.append(PrintJob(units, outputs[0][1], name))
     # Everything is built and verified: only now is the folder looked at, then touched.

@@ -13,6 +13,7 @@ and SVG take no label template.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..backends.base import Backend
 from ..domain.errors import InvalidArgumentError, NotFoundError
@@ -21,6 +22,9 @@ from .batch import caption_for, payload_for
 from .labels import LabelTemplate, load_template
 from .payload import render_payload
 from .render import QrOptions, encode, png_bytes, to_image, to_svg, verify_png
+
+if TYPE_CHECKING:
+    from .zpl import ZplDocument
 
 UNIT_FORMATS = ("zpl", "pdf", "png", "svg")
 DEFAULT_UNIT_TEMPLATE = "thermal-62mm"
@@ -106,12 +110,13 @@ def render_unit_label(
                 f"device {dev.device_sn} is in group {dev.group_id}, not {grp.group_id}"
             )
     else:
-        dev = backend.find_by_device_sn(grp.group_id, device)
-        if dev is None:
+        found = backend.find_by_device_sn(grp.group_id, device)
+        if found is None:
             raise NotFoundError(
                 f"deviceSn {device!r} is not registered in group {grp.group_id}",
                 hint="register it first (a label carries the system sn)",
             )
+        dev = found
     options = options or QrOptions()
     p = payload_for(grp.group_id, dev, None)
     text = render_payload(p, options.template)
@@ -119,6 +124,7 @@ def render_unit_label(
         from .sheet import PdfSheet, encode_verified
 
         modules, raw = encode_verified(text, options.ec, p.device_sn)
+        writer: PdfSheet | ZplDocument
         if label_format == "pdf":
             writer = PdfSheet(tpl)
         else:

@@ -91,7 +91,8 @@ def write_batch_csv(
     for mark, sn, _dsn, ms in journal.marked(s.group_id, s.batch_tag, ("exported", "labelled")):
         slot = marks.setdefault(sn, [None, None])
         i = 0 if mark == "exported" else 1
-        if slot[i] is None or ms < slot[i]:
+        earliest = slot[i]
+        if earliest is None or ms < earliest:
             slot[i] = ms
     gone: dict[str, tuple[str, str, int]] = {}  # sn -> (mark, deviceSn, time): left DPS
     for mark, sn, dsn, ms in journal.marked(s.group_id, s.batch_tag, ("replaced", "deleted")):

@@ -56,7 +56,7 @@ def encode(cred: Credential, opts=None) -> bytes:
 
 def _unquote(raw: str, lineno: int) -> str:
     """The value of a double-quoted string that starts ``raw``; only a comment may follow it."""
-    out = []
+    out: list[str] = []
     i, n = 1, len(raw)
     while i < n:
         ch = raw[i]
