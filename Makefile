@@ -60,8 +60,8 @@ demo: $(VENV)/.installed
 		--printer file:$(DEMO)/station/printer.zpl
 	@echo "--- a unit fails in the field: replace it (new serial, key and secret; same details)"
 	$(BIN)/enosprov --store $(DEMO)/store.db --station demo-van-1 replace MTR-2026-000001 \
-		--new-sn MTR-2026-900001 --out $(DEMO)/replacement --dps-url http://127.0.0.1:8080 \
-		--label thermal-62mm --yes
+		--new-device-sn MTR-2026-900001 --out $(DEMO)/replacement --dps-url http://127.0.0.1:8080 \
+		--label-template thermal-62mm --yes
 	$(BIN)/enosprov --store $(DEMO)/store.db device bootstrap $(DEMO)/replacement/MTR-2026-900001.json
 	$(BIN)/enosprov --store $(DEMO)/store.db devices history MTR-2026-000001
 	@echo "--- a site moves: reprovision a device to another OU; it bootstraps again with the same file"
@@ -77,7 +77,7 @@ demo: $(VENV)/.installed
 	@echo "--- batch monitoring: every batch, a report to mail, and the batch in detail"
 	$(BIN)/enosprov --store $(DEMO)/store.db batches list
 	$(BIN)/enosprov --store $(DEMO)/store.db batches report B-2026-11-A --out $(DEMO)/report.html \
-		--csv $(DEMO)/report.csv
+		--csv-out $(DEMO)/report.csv
 	$(BIN)/enosprov --store $(DEMO)/store.db batches show B-2026-11-A
 
 test: $(VENV)/.installed

@@ -96,7 +96,7 @@ def four_commands(out: Path, cli, masterdata: Path, printer: LoopbackPrinter, un
         sn = f"FC-{i:06d}"
         steps = (
             ["register", "--group", "line", "--device-sn", sn, *SETS],
-            ["burn", "export", "--group", "line", "--device-sn", sn, "--format", "nvs",
+            ["burn", "export", "--group", "line", "--device-sn", sn, "--burn-format", "nvs",
              "--out", str(files), "--dps-url", "http://dps.example"],
             ["burn", "verify", str(files / f"{sn}.nvs.bin")],
             ["qr", "print", sn, "--group", "line", "--printer",

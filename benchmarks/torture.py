@@ -9,7 +9,7 @@ missed. What each scenario does and each figure means: docs/torture.md.
 
 1. registration kills   kill -9 during a chunked registration; re-run to completion
 2. concurrent stations  several `register --station` processes, overlapping CSVs, one store
-3. export kills         kill -9 of `burn export` re-exports and of `qr batch --format pdf`
+3. export kills         kill -9 of `burn export` re-exports and of `qr batch --label-format pdf`
 4. replace races        two processes replace the same unit with different new units
 5. fuzzed CSVs          hostile CSV files: refused cleanly, or registered; never a traceback
 6. API faults           the EnOS backend against `enosprov serve --fail-rate/--drop-rate`
@@ -620,7 +620,7 @@ def temp_files(folder: Path) -> list[str]:
 
 
 def export_kills(t: Torture) -> list[Figure]:
-    """kill -9 of `burn export` re-exports and of `qr batch --format pdf` runs: manifests that
+    """kill -9 of `burn export` re-exports and of `qr batch --label-format pdf` runs: manifests that
     never lie, no temporary file left, no worker process left, no caller left waiting."""
     s = t.sizes
     work = t.dir("3-exports")
@@ -667,7 +667,7 @@ def export_kills(t: Torture) -> list[Figure]:
     f["manifest mismatches"] += burn_manifest_mismatches(out, complete=True)
     f["manifest mismatches"] += res.data().get("devices") != s.burn_devices
 
-    # qr batch --format pdf: its worker pool must end with it, and a caller reading its output
+    # qr batch --label-format pdf: its worker pool must end with it, and a caller reading its output
     # through a pipe (subprocess.run(stdout=PIPE)) must get it back at once.
     for key, value in _pdf_kills(t, work, s).items():
         f[key] = None if value is None else f[key] + value
@@ -679,7 +679,7 @@ def _pdf_kills(t: Torture, work: Path, s: Sizes) -> dict:
     f = dict.fromkeys(["kills", "manifest mismatches", "temp files left", "orphans", "stalls",
                        "tracebacks", "spurious errors"], 0)  # fmt: skip
     if not LINUX:
-        t.say("  qr batch --format pdf kills skipped: finds the workers in /proc (Linux)")
+        t.say("  qr batch --label-format pdf kills skipped: finds the workers in /proc (Linux)")
         f["orphans"] = None
         return f
     store = t.new_store(work / "pdf.db")
@@ -688,7 +688,7 @@ def _pdf_kills(t: Torture, work: Path, s: Sizes) -> dict:
     out = work / "labels"
 
     def batch(folder: Path, ec: str) -> list[str]:  # --force: each run changes the sheet
-        return t.cmd("qr", "batch", "--group", GROUP, "--format", "pdf", "--ec", ec, "--out",
+        return t.cmd("qr", "batch", "--group", GROUP, "--label-format", "pdf", "--ec", ec, "--out",
                      str(folder), "--force", store=store)  # fmt: skip
 
     reference = {}
@@ -800,7 +800,7 @@ def _contender(t: Torture, store: Path, old: str, results: dict, new: str, stati
                delay: float) -> None:  # fmt: skip
     """One side of a replace race."""
     time.sleep(delay)
-    results[new] = t.run(t.cmd("replace", old, "--new-sn", new, "--group", GROUP, "--yes",
+    results[new] = t.run(t.cmd("replace", old, "--new-device-sn", new, "--group", GROUP, "--yes",
                                "--no-burn", "--json", store=store, station=station))  # fmt: skip
 
 
@@ -1363,11 +1363,11 @@ def formula_cells(t: Torture) -> list[Figure]:
         (["devices", "export", "--group", GROUP, "--out", str(out / "devices.csv")], (0,)),
         (["burn", "export", "--group", GROUP, "--out", str(out / "burn"), "--dps-url",
           "http://dps.example"], (0,)),
-        (["qr", "batch", "--group", GROUP, "--format", "zpl", "--out", str(out / "zpl")], (0,)),
-        (["qr", "batch", "--group", GROUP, "--format", "pdf", "--out", str(out / "pdf")], (0,)),
-        (["qr", "batch", "--group", GROUP, "--format", "png", "--batch-tag", tag, "--out",
+        (["qr", "batch", "--group", GROUP, "--label-format", "zpl", "--out", str(out / "zpl")], (0,)),
+        (["qr", "batch", "--group", GROUP, "--label-format", "pdf", "--out", str(out / "pdf")], (0,)),
+        (["qr", "batch", "--group", GROUP, "--label-format", "png", "--batch-tag", tag, "--out",
           str(out / "png")], (0,)),
-        (["replace", f"--new-sn={new}", "--group", GROUP, "--yes", "--out",
+        (["replace", f"--new-device-sn={new}", "--group", GROUP, "--yes", "--out",
           str(out / "replaced"), "--dps-url", "http://dps.example", "--", old], (0,)),
         (["batches", "report", tag, "--group", GROUP, "--out", str(out / "report.html"),
           "--csv", str(out / "report.csv")], (0,)),

@@ -752,7 +752,7 @@ def replace_device(
     outputs: Outputs | None = None,
     journal: Journal | None = None,
 ) -> ReplaceReport:
-    """Replace one unit (``enosprov replace OLD --new-sn NEW``): ``old`` is a system sn,
+    """Replace one unit (``enosprov replace OLD --new-device-sn NEW``): ``old`` is a system sn,
     deviceSn or short code; the new unit keeps its master data, batch tag and allocation.
     Refused with nothing changed when the pair cannot be done; reported as already done when
     it was."""

@@ -278,7 +278,7 @@ def test_batches_report_cli_csv_and_raw_csv(backend, formula_batch, cli, tmp_pat
     # the CLI reads the store's own journal (not the test's): the units now in DPS only
     safe, raw = tmp_path / "safe.csv", tmp_path / "raw.csv"
     for path, extra in ((safe, ()), (raw, ("--raw-csv",))):
-        result = cli("batches", "report", "--out", str(tmp_path / "r.html"), "--csv", str(path),
+        result = cli("batches", "report", "--out", str(tmp_path / "r.html"), "--csv-out", str(path),
                      *extra, "--json", "--", FORMULA_TAG)  # fmt: skip
         assert result.exit_code == 0, result.stderr
         assert json.loads(result.stdout)["data"]["csvRows"] == 3

@@ -46,14 +46,14 @@ def lived(cli, store, write_csv, tmp_path):
     cli.json("burn", "export", "--group", "meters-eu", "--batch-tag", "B-1", "--out", str(burn),
              "--dps-url", DPS)  # fmt: skip
     cli.json("qr", "batch", "--group", "meters-eu", "--batch-tag", "B-1", "--device-sn",
-             "SN-000001", "--device-sn", "SN-000002", "--format", "png", "--out",
+             "SN-000001", "--device-sn", "SN-000002", "--label-format", "png", "--out",
              str(tmp_path / "labels"))  # fmt: skip
     for sn in ("SN-000001", "SN-000002", "SN-000003"):
         cli.json("device", "bootstrap", str(burn / f"{sn}.json"))
     cli.json("reprovision", "SN-000003", "--group", "meters-eu", "--region", "cn5", "--org",
              "o2", "--yes")  # fmt: skip
     cli.json("devices", "allocate", "SN-000050", "--group", "meters-eu")
-    cli.json("replace", "SN-000002", "--group", "meters-eu", "--new-sn", "SN-000902", "--out",
+    cli.json("replace", "SN-000002", "--group", "meters-eu", "--new-device-sn", "SN-000902", "--out",
              str(tmp_path / "new"), "--dps-url", DPS, "--yes")  # fmt: skip
     cli.json("devices", "delete", "SN-000006", "--group", "meters-eu", "--yes")
     return burn
@@ -151,7 +151,7 @@ def test_report_writes_html_and_csv(cli, lived, tmp_path):
     out, csv_path = tmp_path / "r" / "b1.html", tmp_path / "b1.csv"
     out.parent.mkdir()
     result = cli.json("batches", "report", "B-1", "-g", "meters-eu", "--out", str(out),
-                      "--csv", str(csv_path))["data"]  # fmt: skip
+                      "--csv-out", str(csv_path))["data"]  # fmt: skip
     html = out.read_text(encoding="utf-8")
     assert "<script" not in html.lower() and "B-1" in html
     assert result["csvRows"] == 7  # 5 in DPS + 1 replaced + 1 deleted
@@ -205,7 +205,7 @@ def test_failed_devices_are_counted_and_reported(cli, lived, store, tmp_path):
     assert [d["deviceSn"] for d in failed["devices"]] == ["SN-000004"]
     csv_path = tmp_path / "f.csv"
     cli.json("batches", "report", "B-1", "-g", "meters-eu", "--out", str(tmp_path / "f.html"),
-             "--csv", str(csv_path))  # fmt: skip
+             "--csv-out", str(csv_path))  # fmt: skip
     rows = [line.split(",") for line in csv_path.read_text(encoding="utf-8-sig").splitlines()]
     assert [r[2] for r in rows if r[0] == "SN-000004"] == ["failed"]
     html = (tmp_path / "f.html").read_text(encoding="utf-8")
@@ -271,10 +271,10 @@ def stations(cli, store, write_csv, tmp_path, monkeypatch):
     )  # other batch
     cli.json("--station", "pack", "qr", "batch", "--group", "meters-eu", "--batch-tag", "B-1",
              "--device-sn", "SN-000001", "--device-sn", "SN-000002", "--device-sn", "SN-000003",
-             "--format", "png", "--out", str(tmp_path / "labels"))  # fmt: skip
+             "--label-format", "png", "--out", str(tmp_path / "labels"))  # fmt: skip
     monkeypatch.setenv("ENOSPROV_STATION", "pack-env")  # the station from the environment
     cli.json("qr", "batch", "--group", "meters-eu", "--batch-tag", "B-1", "--device-sn",
-             "SN-000004", "--format", "png", "--out", str(tmp_path / "labels-2"))  # fmt: skip
+             "SN-000004", "--label-format", "png", "--out", str(tmp_path / "labels-2"))  # fmt: skip
     monkeypatch.delenv("ENOSPROV_STATION")
     cli.json(
         "qr",
@@ -285,7 +285,7 @@ def stations(cli, store, write_csv, tmp_path, monkeypatch):
         "B-1",
         "--device-sn",
         "SN-000005",
-        "--format",
+        "--label-format",
         "png",
         "--out",
         str(tmp_path / "labels-3"),

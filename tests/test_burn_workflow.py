@@ -145,7 +145,7 @@ def test_file_names_never_leave_the_folder():
 def test_cli_burn_export_and_verify(cli, backend, registered, tmp_path):
     out = tmp_path / "cli"
     data = cli.json("burn", "export", "--group", "meters-eu", "--batch-tag", "B-1",
-                    "--format", "hex", "--out", str(out), "--dps-url", "http://dps.example")["data"]  # fmt: skip
+                    "--burn-format", "hex", "--out", str(out), "--dps-url", "http://dps.example")["data"]  # fmt: skip
     assert data["devices"] == 4 and data["format"] == "hex"
     files = sorted(str(p) for p in out.glob("*.hex"))
     ok = cli.json("burn", "verify", *files)["data"]
@@ -178,7 +178,7 @@ def test_template_export_and_unknown_field(backend, registered, tmp_path):
 
 def test_cli_bootstrap_from_burned_file_shows_connected(cli, backend, registered, tmp_path):
     out = tmp_path / "nvs"
-    cli.json("burn", "export", "--group", "meters-eu", "--format", "nvs", "--out", str(out),
+    cli.json("burn", "export", "--group", "meters-eu", "--burn-format", "nvs", "--out", str(out),
              "--dps-url", "http://dps.example")  # fmt: skip
     image = out / "SN-000002.nvs.bin"
     session = cli.json("device", "bootstrap", str(image))["data"]

@@ -145,11 +145,11 @@ def test_masterdata_and_group_lifecycle(cli, tmp_path):
     assert [(g["groupId"], g["devices"]) for g in listed] == [("g1", 0)]
     shown = cli.json("group", "show", "Group one")["data"]
     assert shown["groupId"] == "g1" and "groupSecret" not in shown
-    secret = cli.json("group", "show", "g1", "--show-secret")["data"]["groupSecret"]
+    secret = cli.json("group", "show", "g1", "--with-secrets")["data"]["groupSecret"]
     assert len(secret) == 32 and secret.isalnum()
     text = cli("group", "show", "g1")
     assert secret not in text.stdout and "hidden" in text.stdout
-    assert secret in cli("group", "show", "g1", "--show-secret").stdout
+    assert secret in cli("group", "show", "g1", "--with-secrets").stdout
     assert cli.json("masterdata", "show", "meters")["data"]["name"] == "Smart meters"
     assert {m["id"] for m in cli.json("masterdata", "list")["data"]} == {"builtin", "meters"}
 
@@ -168,7 +168,7 @@ def test_masterdata_and_group_lifecycle(cli, tmp_path):
         (["--name", "ok", "--product-key", "bad key"], "product key"),
         (["--name", "ok", "--product-key", "pk", "--sign-scheme", "md5"], "signing scheme"),
         (["--name", "ok", "--product-key", "pk", "--sn-pattern", "(["], "pattern"),
-        (["--name", "ok", "--product-key", "pk", "--description", "d" * 513], "512"),
+        (["--name", "ok", "--product-key", "pk", "--desc", "d" * 513], "512"),
         (["--name", "ok", "--product-key", "pk", "--timezone", "UTC+8"], "default timezone"),
     ],
 )
@@ -203,8 +203,8 @@ def test_generated_group_ids_and_secrets_differ(cli):
     one = cli.json("group", "create", "--name", "one", "--product-key", "pk")["data"]
     two = cli.json("group", "create", "--name", "two", "--product-key", "pk")["data"]
     assert one["groupId"] != two["groupId"]
-    s1 = cli.json("group", "show", "one", "--show-secret")["data"]["groupSecret"]
-    s2 = cli.json("group", "show", "two", "--show-secret")["data"]["groupSecret"]
+    s1 = cli.json("group", "show", "one", "--with-secrets")["data"]["groupSecret"]
+    s2 = cli.json("group", "show", "two", "--with-secrets")["data"]["groupSecret"]
     assert s1 != s2
 
 
@@ -279,7 +279,7 @@ def test_devices_list_show_export(cli, group, write_csv, tmp_path):
     assert lines[0].endswith("max_capacity,phase,install_date,site")
     assert len(lines) == 6
     jl = tmp_path / "export.jsonl"
-    cli.json("devices", "export", "--batch-tag", "B-1", "--out", str(jl), "--include-secrets")
+    cli.json("devices", "export", "--batch-tag", "B-1", "--out", str(jl), "--with-secrets")
     records = [json.loads(x) for x in jl.read_text().splitlines()]
     assert len(records) == 5 and all("deviceSecret" in r for r in records)
     if sys.platform != "win32":

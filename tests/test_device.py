@@ -291,11 +291,11 @@ def test_cli_bootstrap_hides_secrets_unless_asked(cli, store, tmp_path):
 
     text = cli("device", "bootstrap", str(path))
     assert text.exit_code == 0
-    assert "(hidden; --show-secret)" in text.stdout and dev.device_key in text.stdout
+    assert "(hidden; --with-secrets)" in text.stdout and dev.device_key in text.stdout
     assert dev.device_secret not in text.stdout + text.stderr
     assert "get/conn needs the system sn" in text.stderr
 
-    shown = cli.json("device", "bootstrap", str(path), "--show-secret")["data"]
+    shown = cli.json("device", "bootstrap", str(path), "--with-secrets")["data"]
     assert shown["deviceSecret"] == dev.device_secret
     assert (
         shown["mqtt"]["password"]

@@ -97,7 +97,7 @@ def test_sixty_devices_served_fifty_a_page_reach_every_command(profile_cli, tmp_
                      "--out", str(tmp_path / "burn"), "--json"))  # fmt: skip
     assert len(list((tmp_path / "burn").glob("SN-*.json"))) == 60, burn
 
-    emu("qr", "batch", "--group", "meters-eu", "--batch-tag", "B-60", "--format", "svg",
+    emu("qr", "batch", "--group", "meters-eu", "--batch-tag", "B-60", "--label-format", "svg",
         "--out", str(tmp_path / "labels"))  # fmt: skip
     assert len(list((tmp_path / "labels").glob("*.svg"))) == 60
 
@@ -135,7 +135,7 @@ def test_reprovision_and_allocate_move_devices_the_documented_way(profile_cli, t
     dev = _data(emu("devices", "show", "SN-000002", "--group", "meters-eu", "--json"))
     assert (dev["regionId"], dev["orgId"], dev["connectStatus"]) == ("us2", "o7", "connected")
 
-    entries = [json.loads(line) for line in emu("log", "--json").stdout.splitlines() if line]
+    entries = [json.loads(line) for line in emu("log", "--jsonl").stdout.splitlines() if line]
     reprov = [e for e in entries if e.get("operation") == "reprovision"]
     assert reprov and "deviceData.regionId/orgId" in json.dumps(reprov[0])
     # one half only is refused before anything changes

@@ -3,7 +3,7 @@
 - kill -9 at random moments of a re-export into a folder holding a previous export: at no
   moment does a manifest claim a SHA-256 its file does not have; a re-run completes, removes
   the temporary files killed runs left, and skips the files already correct.
-- kill -9 of `qr batch --format pdf` while its worker pool runs: no worker is alive 5 s later,
+- kill -9 of `qr batch --label-format pdf` while its worker pool runs: no worker is alive 5 s later,
   and a caller reading the run's stdout through a pipe gets end of file at once.
 - A file name (or path) too long for the file system is refused before anything is written.
 - Stale temporary files are recognised by enosprov's own pattern only; CSV manifests are
@@ -195,7 +195,7 @@ def test_killed_pdf_batch_leaves_no_worker_and_no_open_pipe(store_path, tmp_path
              "temps left": 0}  # fmt: skip
     for pdeathsig in (True, False):
         proc = _enosprov(store_path, "qr", "batch", "--group", "meters-eu", "--out", str(out),
-                         "--format", "pdf", "--ec", "Q", "--force", pdeathsig=pdeathsig)  # fmt: skip
+                         "--label-format", "pdf", "--ec", "Q", "--force", pdeathsig=pdeathsig)  # fmt: skip
         deadline = time.monotonic() + 20
         workers: list[int] = []
         while len(workers) < 2:  # the pool's workers: the run's session, but not the run
@@ -222,7 +222,7 @@ def test_killed_pdf_batch_leaves_no_worker_and_no_open_pipe(store_path, tmp_path
             rows = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
             ec = "M" if document.read_bytes() == reference else "Q"
             assert len(rows) == N_QR and {r["ecLevel"] for r in rows} == {ec}
-    print(f"\nqr batch --format pdf kill test (seed {seed}): {stats}")
+    print(f"\nqr batch --label-format pdf kill test (seed {seed}): {stats}")
     assert stats["alive after 5 s"] == 0, stats
     assert stats["workers seen"] >= 4
 

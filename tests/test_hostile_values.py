@@ -244,7 +244,7 @@ def test_labels_render_values_with_newlines_on_one_line(cli, multiline_device, t
     from enosprov.qr.payload import parse_payload
 
     out = tmp_path / fmt
-    result = cli("qr", "batch", "--group", "meters-eu", "--format", fmt, "--out", str(out))
+    result = cli("qr", "batch", "--group", "meters-eu", "--label-format", fmt, "--out", str(out))
     assert result.exit_code == 0, result.output
     assert "internal error" not in result.output and inert(result.stdout, result.stderr)
     rows = json.loads((out / "manifest.json").read_text(encoding="utf-8"))

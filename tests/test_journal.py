@@ -29,8 +29,8 @@ from enosprov.qr.batch import qr_batch
 
 
 def log_lines(cli, *args: str, env: dict | None = None) -> list[dict]:
-    """`enosprov log --json` parsed: one record per line (not the {"data": ...} envelope)."""
-    result = cli("log", *args, "--json", env=env)
+    """`enosprov log --jsonl` parsed: one record per line."""
+    result = cli("log", *args, "--jsonl", env=env)
     assert result.exit_code == 0, (result.stdout, result.stderr)
     lines = result.stdout.splitlines()
     return [json.loads(line) for line in lines]
@@ -54,7 +54,7 @@ def setup_cli_group(cli, name: str = "meters-eu", **kw: str | None) -> str:
         if v is not None:
             args += [f"--{k}", v]
     assert cli(*args).exit_code == 0
-    return cli.json("group", "show", name, "--show-secret")["data"]["groupSecret"]
+    return cli.json("group", "show", name, "--with-secrets")["data"]["groupSecret"]
 
 
 # -- the CLI on the local store -------------------------------------------------------------------
@@ -340,8 +340,8 @@ def test_cli_exports_and_bootstrap_never_journal_a_secret(cli, registered_cli, t
     assert cli("burn", "export", "--group", "meters-eu", "--out", str(burn), "--dps-url",
                "http://dps.example").exit_code == 0  # fmt: skip
     assert cli("qr", "batch", "--group", "meters-eu", "--out", str(tmp_path / "qr")).exit_code == 0  # fmt: skip
-    boot = cli.json("device", "bootstrap", str(burn / "SN-000001.json"), "--show-secret")["data"]
-    conn = cli.json("device", "conninfo", str(burn / "SN-000001.json"), "--show-secret")["data"]
+    boot = cli.json("device", "bootstrap", str(burn / "SN-000001.json"), "--with-secrets")["data"]
+    conn = cli.json("device", "conninfo", str(burn / "SN-000001.json"), "--with-secrets")["data"]
     exports = log_lines(cli, "--operation", "burn-export")
     assert [e["detail"]["written"] for e in exports] == [4, 0]
     assert [e["detail"]["unchanged"] for e in exports] == [0, 4]
@@ -532,7 +532,7 @@ def test_cli_on_enos_journals_locally_with_request_ids(
 
         journal_file = tmp_path / "xdg-data" / "enosprov" / "journal.db"
         assert journal_file.exists()
-        lines = run("log", "--json").stdout.splitlines()
+        lines = run("log", "--jsonl").stdout.splitlines()
         entries = [json.loads(x) for x in lines]
         assert [e["operation"] for e in entries] == [
             "register", "update", "allocate", "delete", "burn-export", "bootstrap"
@@ -543,7 +543,7 @@ def test_cli_on_enos_journals_locally_with_request_ids(
             assert e["requestId"], e["operation"]
         assert entries[0]["deviceCount"] == 3
         assert entries[-1]["detail"]["dpsUrl"] == emulator.url
-        about_e3 = run("log", "--device", "E-000003", "--json").stdout.splitlines()
+        about_e3 = run("log", "--device", "E-000003", "--jsonl").stdout.splitlines()
         assert [json.loads(x)["operation"] for x in about_e3] == ["register", "delete"]
 
         secrets = [group.group_secret, APP_SECRET]
@@ -556,3 +556,15 @@ def test_cli_on_enos_journals_locally_with_request_ids(
         assert store_path.exists() and b"ENOS-LINE" not in store_path.read_bytes()
     finally:
         be.close()
+
+
+def test_log_json_is_one_document_like_every_command(cli, store, write_csv):
+    """--json prints {"data": [...]} as every other command does; --jsonl streams the lines."""
+    make_group(store)
+    cli("register", "--csv", str(write_csv(meters_rows(2))), "--group", "meters-eu")
+    doc = json.loads(cli("log", "--json").stdout)
+    assert list(doc) == ["data"] and [e["operation"] for e in doc["data"]] == ["register"]
+    lines = cli("log", "--jsonl").stdout.splitlines()
+    assert [json.loads(x) for x in lines] == doc["data"]
+    both = cli("log", "--json", "--jsonl")
+    assert both.exit_code == 1 and "cannot be used together" in both.stdout + both.stderr

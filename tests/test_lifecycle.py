@@ -366,10 +366,10 @@ def test_cli_reprovision_plan_confirm_and_state(cli, cli_registered):
 
 def test_cli_replace_writes_files_and_history(cli, cli_registered, tmp_path):
     out = tmp_path / "new-unit"
-    refused = cli("replace", "SN-000001", "--new-sn", "SN-900001", "--out", str(out))
+    refused = cli("replace", "SN-000001", "--new-device-sn", "SN-900001", "--out", str(out))
     assert refused.exit_code == 1 and "--yes" in refused.stderr and not out.exists()
-    result = cli.json("--station", "field-7", "replace", "SN-000001", "--new-sn", "SN-900001",
-                      "--out", str(out), "--dps-url", DPS, "--label", "thermal-62mm", "--yes")  # fmt: skip
+    result = cli.json("--station", "field-7", "replace", "SN-000001", "--new-device-sn", "SN-900001",
+                      "--out", str(out), "--dps-url", DPS, "--label-template", "thermal-62mm", "--yes")  # fmt: skip
     [r] = result["data"]["replaced"]
     assert r["new"]["deviceSn"] == "SN-900001" and r["allocation"] == "eu2 / o1"
     assert (out / "SN-900001.json").is_file() and list(out.glob("labels/*.pdf"))
@@ -384,7 +384,7 @@ def test_cli_replace_writes_files_and_history(cli, cli_registered, tmp_path):
     text = cli("devices", "history", "SN-900001").stdout
     assert "SN-000001" in text and "SN-000001 -> SN-900001" in text
 
-    again = cli.json("replace", "SN-000001", "--new-sn", "SN-900002", "--yes", expect=1)
+    again = cli.json("replace", "SN-000001", "--new-device-sn", "SN-900002", "--yes", expect=1)
     assert again["error"]["code"] == "refused" and "already replaced" in again["error"]["message"]
 
 
@@ -395,7 +395,7 @@ def test_cli_replace_pairs_csv_errors_name_rows(cli, cli_registered, write_csv):
     assert bad["error"]["issues"][0]["row"] == 3
     assert cli.json("devices", "show", "SN-000002")["data"]["deviceSn"] == "SN-000002"
     missing = cli("replace", "SN-000002")
-    assert missing.exit_code == 1 and "--new-sn" in missing.stderr
+    assert missing.exit_code == 1 and "--new-device-sn" in missing.stderr
 
 
 @pytest.mark.skipif(

@@ -427,14 +427,14 @@ def test_cli_replace_prints_the_new_units_label(cli, backend, registered5, tmp_p
                                                 printer_listener):  # fmt: skip
     lst = printer_listener()
     out = tmp_path / "new"
-    data = cli.json("replace", "SN-000002", "--new-sn", "SN-900002", "--out", str(out),
-                    "--dps-url", "http://dps.example", "--label", "thermal-62mm",
+    data = cli.json("replace", "SN-000002", "--new-device-sn", "SN-900002", "--out", str(out),
+                    "--dps-url", "http://dps.example", "--label-template", "thermal-62mm",
                     "--printer", lst.uri, "--yes")["data"]  # fmt: skip
     assert data["printing"]["printed"] == 1
     assert [parse_payload(t).device_sn for t in lst.labels()] == ["SN-900002"]
     assert (out / "labels" / "SN-900002.pdf").is_file()
-    sheet = cli.json("replace", "SN-000003", "--new-sn", "SN-900003", "--out", str(out),
-                     "--dps-url", "http://dps.example", "--label", "a4-3x8-70x37",
+    sheet = cli.json("replace", "SN-000003", "--new-device-sn", "SN-900003", "--out", str(out),
+                     "--dps-url", "http://dps.example", "--label-template", "a4-3x8-70x37",
                      "--printer", lst.uri, "--yes", expect=1)  # fmt: skip
     assert "single-label" in sheet["error"]["message"]
     assert cli.json("devices", "show", "SN-000003")["data"]["deviceSn"] == "SN-000003"

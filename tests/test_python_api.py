@@ -29,10 +29,10 @@ def _example():
 
 
 def _cli(*args: str) -> list[dict]:
-    """`enosprov ARGS log --json`: what the CLI reads from the journal of that backend."""
+    """`enosprov ARGS log --jsonl`: what the CLI reads from the journal of that backend."""
     from enosprov.cli import app
 
-    result = CliRunner().invoke(app, [*args, "log", "--json"], catch_exceptions=False)
+    result = CliRunner().invoke(app, [*args, "log", "--jsonl"], catch_exceptions=False)
     assert result.exit_code == 0, (result.stdout, result.stderr)
     return [json.loads(line) for line in result.stdout.splitlines() if line]
 

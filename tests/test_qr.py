@@ -204,7 +204,7 @@ def test_scan_problems(backend, registered, tmp_path):
 def test_cli_qr_batch_and_scan(cli, backend, registered, tmp_path):
     out = tmp_path / "cli"
     data = cli.json("qr", "batch", "--group", "meters-eu", "--device-sn", "SN-000002",
-                    "--format", "svg", "--ec", "Q", "--size-mm", "15", "--dpi", "300",
+                    "--label-format", "svg", "--ec", "Q", "--size-mm", "15", "--dpi", "300",
                     "--out", str(out))["data"]  # fmt: skip
     assert data["devices"] == 1 and data["written"] == 1
     assert (out / "SN-000002.svg").exists() and not (out / "SN-000002.png").exists()

@@ -220,12 +220,12 @@ def test_cli_pdf_and_bad_template(store_path, tmp_path, write_csv):
     be.close()
     cli = Cli(store_path)
     out = tmp_path / "cli"
-    data = cli.json("qr", "batch", "--group", "meters-eu", "--format", "zpl", "--out", str(out),
-                    "--template", "thermal-4x6in")["data"]  # fmt: skip
+    data = cli.json("qr", "batch", "--group", "meters-eu", "--label-format", "zpl", "--out", str(out),
+                    "--label-template", "thermal-4x6in")["data"]  # fmt: skip
     assert data["devices"] == 3 and (out / "labels-meters-eu.zpl").exists()
     bad = _write_tpl(tmp_path, lambda t: t.replace("rows = 8", "rows = 20"))
-    res = cli("qr", "batch", "--group", "meters-eu", "--format", "pdf", "--out",
-              str(tmp_path / "bad-out"), "--template", str(bad))  # fmt: skip
+    res = cli("qr", "batch", "--group", "meters-eu", "--label-format", "pdf", "--out",
+              str(tmp_path / "bad-out"), "--label-template", str(bad))  # fmt: skip
     assert res.exit_code != 0 and "taller than" in (res.stdout + res.stderr)
     assert not (tmp_path / "bad-out").exists()
 
@@ -381,7 +381,7 @@ def test_cli_order_force_per_device(cli, store, tmp_path, write_csv):
     make_group(store)
     api.register_csv(store, write_csv(_rows([3, 1, 2])), "meters-eu", batch_tag="B-1")
     out = tmp_path / "cli"
-    base = ["qr", "batch", "--group", "meters-eu", "--format", "zpl", "--out", str(out)]
+    base = ["qr", "batch", "--group", "meters-eu", "--label-format", "zpl", "--out", str(out)]
     data = cli.json(*base)["data"]
     assert data["order"] == "registration" and data["document"].endswith("labels-meters-eu.zpl")
     got = _zpl_sns(out / "labels-meters-eu.zpl")

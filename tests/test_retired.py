@@ -92,7 +92,7 @@ def test_a_retired_unit_that_bootstraps_again(backend, fleet, tmp_path, audit):
             assert back.returned.sn == returned.sn and h.chain[0]["returnedAs"] == returned.sn
             assert "RETIRED UNIT CAME BACK" in back.returned_text()
             assert f"devices delete {returned.sn}" in back.advice()
-            assert f"replace {NEW} --new-sn {OLD}" in back.advice()
+            assert f"replace {NEW} --new-device-sn {OLD}" in back.advice()
             assert h.to_dict()["returned"][0]["returned"]["sn"] == returned.sn
     h = device_history(backend, OLD, journal=audit)
     assert h.retired is not None and h.retired.describe().startswith(f"replaced by {NEW}")
@@ -254,7 +254,7 @@ def line(cli, store, write_csv, tmp_path):
 
 def test_cli_retired_unit_on_the_local_store(cli, line):
     burned, label = line
-    cli.json("replace", OLD, "--new-sn", NEW, "--no-burn", "--yes")
+    cli.json("replace", OLD, "--new-device-sn", NEW, "--no-burn", "--yes")
     refused = cli("device", "bootstrap", str(burned / f"{OLD}.json"))
     assert refused.exit_code == 1
     assert "retired unit" in refused.stderr and f"in service: {NEW}" in refused.stderr
@@ -303,7 +303,7 @@ def test_cli_flags_a_returning_unit_everywhere(cli, write_csv, tmp_path):
              "--batch-tag", "B-1")  # fmt: skip
     out = tmp_path / "burn"
     cli.json("burn", "export", "--group", "meters-eu", "--out", str(out), "--dps-url", DPS)
-    cli.json("replace", OLD, "--new-sn", NEW, "--no-burn", "--yes")
+    cli.json("replace", OLD, "--new-device-sn", NEW, "--no-burn", "--yes")
     came = cli("device", "bootstrap", str(out / f"{OLD}.json"))
     assert came.exit_code == 0 and "RETIRED UNIT CAME BACK" in came.stderr
     back = cli.json("devices", "show", OLD)["data"]
@@ -334,7 +334,7 @@ def test_cli_replace_onto_a_registered_unit_asks_naming_its_batch(cli, line, wri
              "--group", "meters-eu", "--batch-tag", "B-2")  # fmt: skip
     cli.json("qr", "batch", "--group", "meters-eu", "--device-sn", NEW, "--out",
              str(tmp_path / "spare-label"))  # fmt: skip
-    refused = cli("replace", OLD, "--new-sn", NEW, "--no-burn")  # no terminal, no --yes
+    refused = cli("replace", OLD, "--new-device-sn", NEW, "--no-burn")  # no terminal, no --yes
     assert refused.exit_code == 1
     assert "registered: batch B-2, labelled" in refused.stdout  # the plan
     assert f"{NEW} is already registered (batch B-2, labelled)" in refused.stderr
@@ -342,10 +342,10 @@ def test_cli_replace_onto_a_registered_unit_asks_naming_its_batch(cli, line, wri
     assert "--yes" in refused.stderr
     assert cli.json("devices", "show", OLD)["data"]["retired"] is None  # nothing changed
 
-    dry = cli.json("replace", OLD, "--new-sn", NEW, "--dry-run")["data"]["plan"][0]
+    dry = cli.json("replace", OLD, "--new-device-sn", NEW, "--dry-run")["data"]["plan"][0]
     assert dry["consumesNewRegistration"] and dry["new"]["batchTag"] == "B-2"
     assert (dry["new"]["burned"], dry["new"]["labelled"]) == (False, True)
-    done = cli.json("replace", OLD, "--new-sn", NEW, "--no-burn", "--yes")["data"]
+    done = cli.json("replace", OLD, "--new-device-sn", NEW, "--no-burn", "--yes")["data"]
     assert done["replaced"][0]["new"]["deviceSn"] == NEW
     assert cli.json("devices", "show", NEW)["data"]["batchTag"]["defaultValue"] == "B-1"
 

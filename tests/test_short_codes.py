@@ -301,7 +301,7 @@ def test_cli_devices_show_by_short_code(cli, on_store):
 
 def test_cli_replace_by_short_code(cli, on_store, tmp_path):
     code = device_short_code(GROUP, "SN-000001")
-    result = cli.json("replace", code, "--new-sn", "SN-900001", "--no-burn", "--yes",
+    result = cli.json("replace", code, "--new-device-sn", "SN-900001", "--no-burn", "--yes",
                       "--out", str(tmp_path / "r"))  # fmt: skip
     [r] = result["data"]["replaced"]
     assert r["old"]["deviceSn"] == "SN-000001" and r["new"]["deviceSn"] == "SN-900001"
@@ -320,7 +320,7 @@ def test_cli_did_you_mean_for_devices(cli, on_store):
     assert missing.exit_code == 1
     assert "no device with system sn or deviceSn 'SN-00002'" in missing.stderr
     assert "did you mean SN-000002?" in missing.stderr
-    replaced = cli.json("replace", "SN-0000001", "--new-sn", "SN-900001", "--yes", expect=1)
+    replaced = cli.json("replace", "SN-0000001", "--new-device-sn", "SN-900001", "--yes", expect=1)
     assert "did you mean SN-000001?" in str(replaced["error"])
     history = cli("devices", "history", "SN-00003")
     assert history.exit_code == 1 and "did you mean SN-000003?" in history.stderr

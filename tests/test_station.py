@@ -144,7 +144,7 @@ def test_station_flash_command_is_a_counted_step(line, tmp_path):
 def test_station_refuses_a_retired_unit(line, tmp_path, store):
     out = tmp_path / "line"
     _station(line, "RT-000001\n", "--out", str(out))
-    assert line("replace", "RT-000001", "--new-sn", "RT-000901", "--group", "meters-eu",
+    assert line("replace", "RT-000001", "--new-device-sn", "RT-000901", "--group", "meters-eu",
                 "--no-burn", "--yes").exit_code == 0  # fmt: skip
     (res,) = _station(line, "RT-000001\n", "--out", str(out), expect=5)[:-1]
     assert (

@@ -244,12 +244,12 @@ def _check_pdf(path: Path) -> None:
 @pytest.mark.parametrize("name", [*LABEL_NAMES, None, "user-file"])
 def test_pdf_labels_with_every_shipped_template(store, name):
     out = store.work / f"labels-{name}"
-    args = ["qr", "batch", "--group", "meters-eu", "--format", "pdf", "--out", str(out)]
+    args = ["qr", "batch", "--group", "meters-eu", "--label-format", "pdf", "--out", str(out)]
     if name == "user-file":  # a user's copy of a shipped template, given by path
         store.run("template", "label", "thermal-62mm", "--out", "my-label.toml")
-        args += ["--template", "my-label.toml"]
+        args += ["--label-template", "my-label.toml"]
     elif name is not None:
-        args += ["--template", name]
+        args += ["--label-template", name]
     store.cli(*args)
     (pdf,) = out.glob("*.pdf")  # labels.pdf, or named after the selection
     _check_pdf(pdf)
@@ -259,7 +259,7 @@ def test_pdf_labels_with_every_shipped_template(store, name):
 
 def test_zpl_default_template(store):
     out = store.work / "labels-zpl"
-    store.cli("qr", "batch", "--group", "meters-eu", "--format", "zpl", "--out", str(out))
+    store.cli("qr", "batch", "--group", "meters-eu", "--label-format", "zpl", "--out", str(out))
     (path,) = out.glob("*.zpl")
     zpl = path.read_text(encoding="utf-8")
     assert zpl.count("^XA") == len(DEVICES) and all(sn in zpl for sn in DEVICES)
@@ -273,7 +273,7 @@ def test_burn_export_with_every_shipped_template(store, name):
         template, ext = str(store.work / "mine.txt.tmpl"), ".txt"
     else:
         template, ext = name, "." + name.split(".")[1]
-    store.cli("burn", "export", "--group", "meters-eu", "--format", "template", "--template",
+    store.cli("burn", "export", "--group", "meters-eu", "--burn-format", "template", "--burn-template",
               template, "--out", str(out), "--dps-url", "http://127.0.0.1:8080")  # fmt: skip
     for sn in DEVICES:
         text = (out / f"{sn}{ext}").read_text(encoding="utf-8")

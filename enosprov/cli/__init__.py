@@ -6,7 +6,7 @@ Only Typer is imported at start-up; each command imports what it needs when it r
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -31,6 +31,7 @@ from . import history as history_cmd
 from . import replace as replace_cmd
 from . import reprovision as reprovision_cmd
 from .options import CliState
+from .output import set_quiet, set_table_format
 
 if TYPE_CHECKING:  # the installed typer (>= 0.28) carries its own copy of click
     from typer import _click
@@ -38,11 +39,45 @@ else:  # typer >= 0.28 carries its own copy of click; older ones use click itsel
     _click = getattr(typer.core, "_click", None) or typer.core.click
 
 
+def _quiet_callback(ctx: typer.Context, param: object, value: bool) -> None:
+    if value:
+        set_quiet(True)
+
+
+QUIET_HELP = (
+    "Print nothing but errors: no tables, summaries, notes or progress (--json output and "
+    "exit codes are unchanged)."
+)
+
+
+def _with_quiet(command: object) -> None:
+    """Give a command --quiet / -q (one option, declared once for every command)."""
+    params = getattr(command, "params", None)
+    if params is None or any("--quiet" in getattr(p, "opts", ()) for p in params):
+        return
+    params.append(
+        typer.core.TyperOption(
+            param_decls=["--quiet", "-q"],
+            is_flag=True,
+            expose_value=False,
+            callback=_quiet_callback,
+            help=QUIET_HELP,
+        )
+    )
+
+
 class SuggestingGroup(typer.core.TyperGroup):
     """A command group whose "No such command" suggests the nearest command paths of the whole
     CLI, not only the group's own commands: ``enosprov device list`` -> ``'devices list'``,
     ``enosprov devics list`` -> ``'devices list'``, ``enosprov show`` -> ``'devices show'``.
-    The error stays a usage error: on stderr, exit code 2."""
+    The error stays a usage error: on stderr, exit code 2. Every command of the group gets
+    --quiet."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        for command in self.commands.values():
+            if not isinstance(command, typer.core.TyperGroup):
+                _with_quiet(command)
 
     def resolve_command(
         self, ctx: _click.Context, args: list[str]
@@ -155,7 +190,9 @@ def root(
     ] = False,
     version: Annotated[
         bool,
-        typer.Option("--version", callback=_version, is_eager=True, help="Print the version."),
+        typer.Option(
+            "--version", "-V", callback=_version, is_eager=True, help="Print the version."
+        ),
     ] = False,
 ) -> None:
     """Onboard IoT devices into EnOS through its Device Provisioning Service."""
@@ -164,6 +201,8 @@ def root(
             "--profile and --store cannot be used together (--profile selects an EnOS profile, "
             "--store a local store file)"
         )
+    set_quiet(False)  # each run starts loud; a command's --quiet turns it off
+    set_table_format("table")
     ctx.obj = CliState(store=store, debug=debug, profile=profile, station=station)
 
 

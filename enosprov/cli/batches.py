@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from .options import JsonOpt, OptionalGroupOpt, RawCsvOpt, state
+from .options import FormatOpt, JsonOpt, OptionalGroupOpt, RawCsvOpt, list_format, renamed, state
 from .output import emit, handled, key_values, say, status_line, table
 
 app = typer.Typer(
@@ -48,6 +48,7 @@ def list_(
     sort: Annotated[
         str, typer.Option("--sort", help="tag | first | last | registered | connected")
     ] = "tag",
+    fmt: FormatOpt = None,
     json_: JsonOpt = False,
 ) -> None:
     """Every batch tag (per group) with its devices per state and its first and last activity.
@@ -58,6 +59,7 @@ def list_(
 
     Example: enosprov batches list --group meters-eu --since 30d --sort last
     """
+    json_ = list_format(fmt, json_)
     from ..core.batches import STATES, list_batches
 
     with state(ctx).open() as (backend, journal):
@@ -262,9 +264,11 @@ def report(
     ctx: typer.Context,
     tag: Annotated[str, typer.Argument(metavar="TAG", help="The batch tag.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="The HTML file to write.")],
-    csv_path: Annotated[
-        Path | None, typer.Option("--csv", help="Also write one CSV row per device.")
+    csv_out: Annotated[
+        Path | None,
+        typer.Option("--csv-out", help="Also write one CSV row per device to this file."),
     ] = None,
+    old_csv: Annotated[Path | None, typer.Option("--csv", hidden=True, show_default=False)] = None,
     group: OptionalGroupOpt = None,
     stale: StaleOpt = "7d",
     raw_csv: RawCsvOpt = False,
@@ -273,10 +277,11 @@ def report(
     """Write a self-contained HTML report of one batch (counts, activations over time,
     production by station, stuck devices, replacement lineage, retired units that came back;
     inline SVG charts, no script, nothing loaded from the network) that can be opened or mailed;
-    --csv adds a per-device spreadsheet (text that would start a formula, such as a deviceSn -A1,
+    --csv-out adds a per-device spreadsheet (text that would start a formula, such as a deviceSn -A1,
     gets a leading ', unless --raw-csv). The report's JSON gives returnedCount.
 
-    Example: enosprov batches report B-2026-11-A --out b-2026-11-a.html --csv b-2026-11-a.csv
+    Example: enosprov batches report B-2026-11-A --out b-2026-11-a.html
+    --csv-out b-2026-11-a.csv
     """
     import time
 
@@ -284,6 +289,7 @@ def report(
     from ..reports.batch_csv import write_batch_csv
     from ..reports.batch_html import write_batch_html
 
+    csv_path = renamed(csv_out, old_csv, new="--csv-out", old="--csv")
     st = state(ctx)
     settings = st.settings()
     label = f"EnOS profile {settings.profile}" if settings.backend == "enos" else "local store"

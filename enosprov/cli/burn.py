@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import typer
 
@@ -15,13 +15,14 @@ from .options import (
     GroupOpt,
     JsonOpt,
     RawCsvOpt,
+    renamed,
     state,
 )
 from .output import emit, handled, key_values, progress_bar, say, table
 
 app = typer.Typer(
     help="Credential files to burn into devices (plug-and-play onboarding).\n\n"
-    "Example: enosprov burn export --group meters-eu --batch-tag B-1 --format json --out burn/",
+    "Example: enosprov burn export --group meters-eu --batch-tag B-1 --burn-format json --out burn/",
     no_args_is_help=True,
 )
 
@@ -32,6 +33,8 @@ def _int(text: str) -> int:
     except ValueError:
         raise typer.BadParameter(f"{text!r} is not a number (e.g. 0x9000)") from None
 
+
+BurnFormat = Literal["json", "ini", "c", "bin", "hex", "nvs", "template"]
 
 FlashOpt = Annotated[
     str,
@@ -50,11 +53,24 @@ def export(
     ctx: typer.Context,
     group: GroupOpt,
     out: Annotated[Path, typer.Option("--out", "-o", help="Output folder (created if missing).")],
-    fmt: Annotated[
-        str, typer.Option("--format", "-f", help="json | ini | c | bin | hex | nvs | template")
-    ] = "json",
+    burn_format: Annotated[
+        BurnFormat | None,
+        typer.Option(
+            "--burn-format",
+            help="Credential file format (docs/burn-formats.md); template: --burn-template.",
+            show_default="json",
+        ),
+    ] = None,
+    old_format: Annotated[
+        BurnFormat | None, typer.Option("--format", "-f", hidden=True, show_default=False)
+    ] = None,
     content: Annotated[
-        str, typer.Option("--content", help="bootstrap (group secret) | triple (device secret)")
+        Literal["bootstrap", "triple"],
+        typer.Option(
+            "--content",
+            help="bootstrap: the group secret (the device registers itself); triple: the "
+            "device key and secret of an allocated device.",
+        ),
     ] = "bootstrap",
     batch_tag: BatchTagFilterOpt = None,
     device_sn: DeviceSnOpt = None,
@@ -77,13 +93,17 @@ def export(
     nvs_size: Annotated[
         str, typer.Option("--nvs-size", help="NVS partition size, a multiple of 4096.")
     ] = "0x3000",
-    template: Annotated[
+    burn_template: Annotated[
         str | None,
         typer.Option(
-            "--template",
-            help="For --format template: a template file, or the name of a shipped one "
+            "--burn-template",
+            help="For --burn-format template: a template file, or the name of a shipped one "
             "(credentials.h, credentials.conf, credentials.yaml). See docs/burn-formats.md.",
+            show_default=False,
         ),
+    ] = None,
+    old_template: Annotated[
+        str | None, typer.Option("--template", hidden=True, show_default=False)
     ] = None,
     raw_csv: RawCsvOpt = False,
     json_: JsonOpt = False,
@@ -97,13 +117,15 @@ def export(
     device with no timezone stops the export before anything is written. Formats and layouts:
     docs/burn-formats.md.
 
-    Example: enosprov burn export --group meters-eu --batch-tag B-2026-11-A --format nvs
+    Example: enosprov burn export --group meters-eu --batch-tag B-2026-11-A --burn-format nvs
     --out burn/ --flash-address 0x9000
     """
     from ..burn.export import Selection, export_burn_files
     from ..burn.formats import FormatOptions
     from ..burn.formats.template import read_template
 
+    fmt = renamed(burn_format, old_format, new="--burn-format", old="--format/-f") or "json"
+    template = renamed(burn_template, old_template, new="--burn-template", old="--template")
     text, template_name = read_template(template) if template is not None else (None, None)
     options = FormatOptions(
         flash_address=_int(flash_address),

@@ -11,7 +11,7 @@ from typing import Annotated, Any
 import typer
 
 from ..backends.enos_config import DEFAULT_RETRIES, DEFAULT_TIMEOUT, DEFAULT_WORKERS
-from .options import GroupTimezoneOpt, JsonOpt, state
+from .options import FormatOpt, GroupTimezoneOpt, JsonOpt, list_format, state
 from .output import confirm_or_refuse, emit, handled, key_values, say, table
 
 app = typer.Typer(
@@ -324,11 +324,12 @@ def remove_group(
 
 @app.command("list")
 @handled
-def list_(ctx: typer.Context, json_: JsonOpt = False) -> None:
+def list_(ctx: typer.Context, fmt: FormatOpt = None, json_: JsonOpt = False) -> None:
     """List the profiles; * marks the current one.
 
     Example: enosprov config list --json
     """
+    json_ = list_format(fmt, json_)
     from .. import profiles
 
     config = profiles.load()

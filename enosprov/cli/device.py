@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from .options import JsonOpt, state
+from .options import JsonOpt, renamed, state
 from .output import emit, handled, key_values, say
 
 app = typer.Typer(
@@ -16,7 +16,7 @@ app = typer.Typer(
     no_args_is_help=True,
 )
 
-HIDDEN = "(hidden; --show-secret)"
+HIDDEN = "(hidden; --with-secrets)"
 
 FileArg = Annotated[
     Path,
@@ -27,9 +27,11 @@ FileArg = Annotated[
 ShowSecretOpt = Annotated[
     bool,
     typer.Option(
-        "--show-secret", help="Also print the device secret and the MQTT password (exports them)."
+        "--with-secrets",
+        help="Also print the device secret and the MQTT password (exports them).",
     ),
 ]
+OldShowSecretOpt = Annotated[bool, typer.Option("--show-secret", hidden=True, show_default=False)]
 
 
 @app.command("bootstrap")
@@ -52,7 +54,8 @@ def bootstrap(
         ),
     ] = None,
     json_: JsonOpt = False,
-    show_secret: ShowSecretOpt = False,
+    with_secrets: ShowSecretOpt = False,
+    old_show_secret: OldShowSecretOpt = False,
 ) -> None:
     """Call Bootstrap Device as the device would, signed with the group secret of FILE.
 
@@ -72,6 +75,7 @@ def bootstrap(
         session = device.bootstrap_device(
             backend, cred, device_name=name, timezone=timezone, journal=journal
         )
+    show_secret = renamed(with_secrets, old_show_secret, new="--with-secrets", old="--show-secret")
     _emit(session, json_, show_secret)
     if not json_ and session.retired is not None:  # a retired unit registered itself again
         say(session.retired.returned_text(), stderr=True)
@@ -91,7 +95,8 @@ def conninfo(
     ctx: typer.Context,
     file: FileArg,
     json_: JsonOpt = False,
-    show_secret: ShowSecretOpt = False,
+    with_secrets: ShowSecretOpt = False,
+    old_show_secret: OldShowSecretOpt = False,
 ) -> None:
     """Call Get Device Connection Info as the device would (needs the system sn in FILE).
 
@@ -108,6 +113,7 @@ def conninfo(
     else:
         with state(ctx).open() as (backend, journal):
             session = device.device_conninfo(backend, cred, journal=journal)
+    show_secret = renamed(with_secrets, old_show_secret, new="--with-secrets", old="--show-secret")
     _emit(session, json_, show_secret)
 
 

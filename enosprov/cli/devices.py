@@ -10,11 +10,14 @@ import typer
 from .options import (
     BatchTagFilterOpt,
     DeviceSnOpt,
+    FormatOpt,
     JsonOpt,
     OptionalGroupOpt,
     OrgOpt,
     RawCsvOpt,
     RegionOpt,
+    list_format,
+    renamed,
     state,
 )
 from .output import confirm_or_refuse, emit, handled, key_values, say, status_line, table
@@ -83,6 +86,7 @@ def list_(
             "that registered again.",
         ),
     ] = False,
+    fmt: FormatOpt = None,
     json_: JsonOpt = False,
 ) -> None:
     """List devices, newest first, one page at a time. A retired unit that registered again
@@ -96,6 +100,7 @@ def list_(
 
     Example: enosprov devices list --retired --group meters-eu
     """
+    json_ = list_format(fmt, json_)
     from ..core.lineage import retired_links, retirement_from_link
     from ..domain.models import Sorter
 
@@ -316,12 +321,15 @@ def export(
     fmt: Annotated[
         str | None, typer.Option("--format", help="csv | jsonl (default: from the file name).")
     ] = None,
-    include_secrets: Annotated[
+    with_secrets: Annotated[
         bool,
         typer.Option(
-            "--include-secrets",
+            "--with-secrets",
             help="Also write each device secret (the file is created owner-only).",
         ),
+    ] = False,
+    old_include_secrets: Annotated[
+        bool, typer.Option("--include-secrets", hidden=True, show_default=False)
     ] = False,
     raw_csv: RawCsvOpt = False,
     json_: JsonOpt = False,
@@ -335,6 +343,10 @@ def export(
     """
     from .. import api
     from ..domain.models import Sorter
+
+    include_secrets = renamed(
+        with_secrets, old_include_secrets, new="--with-secrets", old="--include-secrets"
+    )
 
     with state(ctx).backend() as store:
         query = _query(

@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from .options import GroupTimezoneOpt, JsonOpt, state
+from .options import FormatOpt, GroupTimezoneOpt, JsonOpt, list_format, renamed, state
 from .output import emit, handled, key_values, table
 
 app = typer.Typer(
@@ -41,7 +41,7 @@ def _render_group(group, devices: int | None = None, show_secret: bool = False) 
     if show_secret:
         rows.append(("group secret", group.group_secret))
     else:
-        rows.append(("group secret", "(hidden; --show-secret to print it)"))
+        rows.append(("group secret", "(hidden; --with-secrets to print it)"))
     key_values(rows)
 
 
@@ -57,7 +57,13 @@ def create(
     masterdata: Annotated[
         str, typer.Option("--masterdata", help="Master data group id.")
     ] = "builtin",
-    description: Annotated[str, typer.Option("--description", help="At most 512 characters.")] = "",
+    desc: Annotated[
+        str | None,
+        typer.Option("--desc", help="Description, at most 512 characters.", show_default=False),
+    ] = None,
+    old_description: Annotated[
+        str | None, typer.Option("--description", hidden=True, show_default=False)
+    ] = None,
     region: Annotated[
         str | None,
         typer.Option("--region", help="Allocation target environment/region, e.g. eu2."),
@@ -109,7 +115,7 @@ def create(
             product_key=product_key,
             masterdata_group_id=masterdata,
             group_id=group_id,
-            description=description,
+            description=renamed(desc, old_description, new="--desc", old="--description") or "",
             region_id=region,
             org_id=org,
             reprovision_method=reprovision,
@@ -128,11 +134,12 @@ def create(
 
 @app.command("list")
 @handled
-def list_(ctx: typer.Context, json_: JsonOpt = False) -> None:
+def list_(ctx: typer.Context, fmt: FormatOpt = None, json_: JsonOpt = False) -> None:
     """List registration groups with their device counts.
 
     Example: enosprov group list --json
     """
+    json_ = list_format(fmt, json_)
     with state(ctx).backend() as store:
         groups = store.list_groups()
         counts = store.device_counts()
@@ -176,15 +183,20 @@ def list_(ctx: typer.Context, json_: JsonOpt = False) -> None:
 def show(
     ctx: typer.Context,
     group: Annotated[str, typer.Argument(help="Group id or name.")],
-    show_secret: Annotated[
-        bool, typer.Option("--show-secret", help="Also print the group secret (explicit export).")
+    with_secrets: Annotated[
+        bool,
+        typer.Option("--with-secrets", help="Also print the group secret (explicit export)."),
+    ] = False,
+    old_show_secret: Annotated[
+        bool, typer.Option("--show-secret", hidden=True, show_default=False)
     ] = False,
     json_: JsonOpt = False,
 ) -> None:
-    """Show one registration group. The group secret is printed only with --show-secret.
+    """Show one registration group. The group secret is printed only with --with-secrets.
 
-    Example: enosprov group show meters-eu --show-secret
+    Example: enosprov group show meters-eu --with-secrets
     """
+    show_secret = renamed(with_secrets, old_show_secret, new="--with-secrets", old="--show-secret")
     with state(ctx).backend() as store:
         grp = store.get_group(group)
         count = store.device_counts().get(grp.group_id, 0)

@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from .options import JsonOpt, OptionalGroupOpt, state
+from .options import FormatOpt, JsonOpt, OptionalGroupOpt, list_format, state
 from .output import emit, handled, say, status_line, table
 
 
@@ -20,6 +20,7 @@ def history(
         ),
     ],
     group: OptionalGroupOpt = None,
+    fmt: FormatOpt = None,
     json_: JsonOpt = False,
 ) -> None:
     """Show a device's chain of replacements (first unit to the one in service) and every
@@ -30,6 +31,7 @@ def history(
 
     Example: enosprov devices history SN-0107 --group meters-eu
     """
+    json_ = list_format(fmt, json_)
     from ..core.lineage import device_history, summary
 
     st = state(ctx)

@@ -7,8 +7,8 @@ from typing import Annotated
 
 import typer
 
-from .options import state
-from .output import handled, say, table
+from .options import FormatOpt, JsonOpt, list_format, state
+from .output import emit, handled, say, table
 
 SHOWN_DEVICES = 3  # the human table lists the deviceSns of a record up to this many
 
@@ -54,12 +54,12 @@ def log(
         Path | None,
         typer.Option("--out", "-o", help="Write the records as JSON lines to this file."),
     ] = None,
-    json_: Annotated[
+    fmt: FormatOpt = None,
+    json_: JsonOpt = False,
+    jsonl: Annotated[
         bool,
         typer.Option(
-            "--json",
-            help="JSON lines: one record (a JSON object) per line on stdout, not the "
-            "{'data': ...} document of other commands.",
+            "--jsonl", help="JSON lines on stdout: one record (a JSON object) per line, streamed."
         ),
     ] = False,
 ) -> None:
@@ -72,13 +72,15 @@ def log(
     changes nothing. The root option --station (or $ENOSPROV_STATION) stamps new records; the
     --station option here filters.
 
-    --json prints JSON lines (one record per line), not the {"data": ...} document; --out FILE
-    writes the same lines to FILE atomically and prints a one-line summary.
+    --json prints one document, {"data": [record, ...]}, as every command does; --jsonl
+    streams one record per line; --out FILE writes those lines to FILE atomically and prints a
+    one-line summary.
 
     Example: enosprov log --device MTR-2026-000001 --since 7d
 
-    Example: enosprov log --operation register --operation delete --json > audit.jsonl
+    Example: enosprov log --operation register --operation delete --jsonl > audit.jsonl
     """
+    json_ = list_format(fmt, json_)
     import json
     import sys
 
@@ -104,16 +106,23 @@ def log(
             limit=limit,
             newest_first=newest,
         )
+        if json_ and jsonl:
+            raise InvalidArgumentError(
+                "--json and --jsonl cannot be used together",
+                hint="--json: one document; --jsonl: one record per line",
+            )
         if out is not None:
             count = _write_lines(out, entries)
-            if json_:
-                sys.stdout.write(json.dumps({"out": str(out), "records": count}) + "\n")
-            else:
-                say(f"wrote {count} journal record{'s' * (count != 1)} to {out}")
+            summary = {"out": str(out), "records": count}
+            emit(summary, json_ or jsonl, lambda _: say(
+                f"wrote {count} journal record{'s' * (count != 1)} to {out}"))  # fmt: skip
             return
-        if json_:
+        if jsonl:
             for entry in entries:
                 sys.stdout.write(json.dumps(entry.to_dict(), ensure_ascii=False) + "\n")
+            return
+        if json_:
+            emit([e.to_dict() for e in entries], True)
             return
         _render(list(entries), journal)
     finally:

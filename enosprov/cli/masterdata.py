@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from .options import JsonOpt, state
+from .options import FormatOpt, JsonOpt, list_format, renamed, state
 from .output import emit, handled, key_values, table
 
 app = typer.Typer(
@@ -39,7 +39,13 @@ def _render_mdg(mdg) -> None:
 @handled
 def create(
     ctx: typer.Context,
-    file: Annotated[Path, typer.Option("--file", "-f", help="TOML file defining the group.")],
+    file: Annotated[
+        Path | None,
+        typer.Option(
+            "--file", help="TOML file defining the group.  [required]", show_default=False
+        ),
+    ] = None,
+    old_file: Annotated[Path | None, typer.Option("-f", hidden=True, show_default=False)] = None,
     json_: JsonOpt = False,
 ) -> None:
     """Create a master data group from a TOML file (format: docs/masterdata.md).
@@ -48,6 +54,10 @@ def create(
     """
     from .. import api
 
+    file = renamed(file, old_file, new="--file", old="-f")
+    if file is None:
+        raise typer.BadParameter("give the master data file: --file FILE")
+
     with state(ctx).open() as (store, journal):
         mdg = api.create_masterdata_group(store, file, journal=journal)
     emit(mdg, json_, _render_mdg)
@@ -55,11 +65,12 @@ def create(
 
 @app.command("list")
 @handled
-def list_(ctx: typer.Context, json_: JsonOpt = False) -> None:
+def list_(ctx: typer.Context, fmt: FormatOpt = None, json_: JsonOpt = False) -> None:
     """List master data groups.
 
     Example: enosprov masterdata list --json
     """
+    json_ = list_format(fmt, json_)
     with state(ctx).backend() as store:
         groups = store.list_masterdata_groups()
     emit(

@@ -5,13 +5,38 @@ from __future__ import annotations
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal, TypeVar
 
 import typer
+
+T = TypeVar("T")
 
 JsonOpt = Annotated[
     bool, typer.Option("--json", help="Print one JSON document ({'data': ...}) on stdout.")
 ]
+# How a listing command prints its rows; --json stays the short form of --format json.
+FormatOpt = Annotated[
+    Literal["table", "json", "csv", "tsv"] | None,
+    typer.Option(
+        "--format",
+        help="table: for people, as wide as the terminal; json: the --json document; csv, "
+        "tsv: a header line, then one line per row, every value whole (for pipes and "
+        "spreadsheets).",
+        show_default="table",
+    ),
+]
+
+
+def list_format(fmt: str | None, as_json: bool) -> bool:
+    """Apply --format of a listing command; True when the output is the JSON document."""
+    from .output import set_table_format
+
+    if as_json and fmt not in (None, "json"):
+        raise typer.BadParameter(f"--json and --format {fmt} contradict each other")
+    set_table_format(fmt or "table")
+    return as_json or fmt == "json"
+
+
 GroupOpt = Annotated[
     str, typer.Option("--group", "-g", help="Registration group id or name.", show_default=False)
 ]
@@ -92,3 +117,31 @@ GroupTimezoneOpt = Annotated[
         "credential file of a device registered without one (Bootstrap Device needs it).",
     ),
 ]
+
+
+# -- renamed options (docs/cli-conventions.md) ----------------------------------------------------
+# An old spelling stays as a hidden option that still works and prints a one-line notice on
+# stderr, until this version (CHANGELOG.md lists each one).
+OLD_SPELLINGS_GO_IN = "1.0.0"
+
+
+def deprecated_notice(old: str, new: str) -> None:
+    """One line on stderr: ``old`` is an old spelling of ``new``."""
+    from .output import notice
+
+    notice(
+        f"note: {old} is deprecated, use {new} (the old spelling goes in enosprov "
+        f"{OLD_SPELLINGS_GO_IN})"
+    )
+
+
+def renamed(new_value: T, old_value: T | None, *, new: str, old: str) -> T:
+    """The value of an option given under its new name or its old spelling ``old`` (a hidden
+    option, whose value is None or False when not given): the old one prints a notice, both at
+    once is a usage error."""
+    if old_value is None or old_value is False:
+        return new_value
+    if new_value is not None and new_value is not False:
+        raise typer.BadParameter(f"give {new} only ({old} is its old spelling)")
+    deprecated_notice(old, new)
+    return old_value

@@ -18,7 +18,7 @@ import re
 import sys
 from collections.abc import Callable
 from contextlib import contextmanager
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import typer
 
@@ -26,6 +26,10 @@ from ..domain.errors import EXIT_FAILED, EXIT_INTERRUPTED, EnosprovError, Valida
 from ..domain.rules import CONTROL_RE
 
 T = TypeVar("T")
+if TYPE_CHECKING:  # the installed typer (>= 0.28) carries its own copy of click
+    from typer._click import ClickException as _ClickException
+else:  # typer >= 0.28 carries its own copy of click; older ones use click itself
+    _ClickException = (getattr(typer.core, "_click", None) or typer.core.click).ClickException
 
 _NAMED_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
 
@@ -57,10 +61,24 @@ def _text(value: object, style: str = ""):
     return Text(printable(value), style=style)
 
 
-def _console(stderr: bool = False):
+# --quiet (every command, cli/__init__.py): no tables, summaries, notes or progress; errors
+# and their hints are still printed, and --json / --jsonl output is unchanged.
+_quiet = False
+
+
+def set_quiet(quiet: bool) -> None:
+    global _quiet
+    _quiet = quiet
+
+
+def is_quiet() -> bool:
+    return _quiet
+
+
+def _console(stderr: bool = False, *, always: bool = False):
     from rich.console import Console
 
-    return Console(stderr=stderr, highlight=False, soft_wrap=True)
+    return Console(stderr=stderr, highlight=False, soft_wrap=True, quiet=_quiet and not always)
 
 
 def emit(data: T, as_json: bool, render: Callable[[T], None] | None = None) -> None:
@@ -78,7 +96,7 @@ def print_error(err: EnosprovError, as_json: bool) -> None:
         return
     from rich.text import Text
 
-    out = _console(stderr=True)
+    out = _console(stderr=True, always=True)
     if isinstance(err, ValidationFailedError):
         for issue in err.issues:
             out.print(_text(f"  {issue}"))
@@ -95,7 +113,7 @@ def handled(fn):
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
-        as_json = bool(kwargs.get("json_", False))
+        as_json = bool(kwargs.get("json_", False)) or kwargs.get("fmt") == "json"
         try:
             return fn(*args, **kwargs)
         except EnosprovError as err:
@@ -104,8 +122,8 @@ def handled(fn):
         except KeyboardInterrupt:
             say("interrupted", stderr=True)
             raise typer.Exit(EXIT_INTERRUPTED) from None
-        except (typer.Exit, typer.Abort, SystemExit):
-            raise
+        except (typer.Exit, typer.Abort, SystemExit, _ClickException):
+            raise  # a usage error raised by a command (typer.BadParameter): Click prints it
         except Exception as exc:
             if _debug(kwargs.get("ctx")):
                 raise
@@ -125,8 +143,18 @@ def _debug(ctx) -> bool:
 
 
 # Identifiers people copy (system sn, deviceSn, group id) are never wrapped or cut: their column
-# keeps its full width and the other columns fold instead.
+# keeps its full width and the other columns give way.
 KEEP_WHOLE = {"sn", "deviceSn", "group id"}
+
+# --format of the listing commands (cli/options.py FormatOpt): "table", or "csv" / "tsv", which
+# every table() of the command writes as a header line and one line per row instead.
+TABLE_FORMATS = ("table", "json", "csv", "tsv")
+_table_format = "table"
+
+
+def set_table_format(fmt: str) -> None:
+    global _table_format
+    _table_format = fmt
 
 
 def table(
@@ -137,8 +165,14 @@ def table(
     no_wrap: frozenset[str] | set[str] = frozenset(),
     wide: bool = False,
 ) -> None:
-    """A table; ``no_wrap`` columns (and identifiers) never wrap. ``wide``: when the output is
-    not a terminal (a file, a pipe, grep), as wide as the rows need instead of 80 columns."""
+    """A table, as wide as the terminal (80 columns when the output is not a terminal and
+    COLUMNS is not set; ``wide``: as wide as the rows need there, for grep). Words are never
+    broken: cells wrap at spaces, and a word longer than its column ends with an ellipsis;
+    a header keeps at least the width of its longest word; identifiers and ``no_wrap`` columns
+    never wrap. With --format csv|tsv: delimited lines instead, every value whole."""
+    if _table_format in ("csv", "tsv"):
+        _delimited(columns, rows, "," if _table_format == "csv" else "\t")
+        return
     from rich.table import Table
 
     cells = [[_text(v) for v in r] for r in rows]
@@ -148,13 +182,40 @@ def table(
             width = max([len(c), *(_width(r[i]) for r in cells)])
             t.add_column(_text(c), no_wrap=True, min_width=width)
         else:
-            t.add_column(_text(c), no_wrap=c in no_wrap, overflow="fold")
+            longest_word = max((len(w) for w in c.split()), default=1)
+            t.add_column(_text(c), no_wrap=c in no_wrap, overflow="ellipsis",
+                         min_width=longest_word)  # fmt: skip
     for r in cells:
         t.add_row(*r)
     console = _console()
     if wide and not console.is_terminal:
         console.width = max(console.width, 400)
     console.print(t)
+
+
+def _delimited(columns: list[str], rows: list[list], delimiter: str) -> None:
+    """CSV (RFC 4180 quoting) or TSV (tab, newline and other control characters escaped as
+    \\t, \\n...) on stdout: the header, then one line per row; a list cell is joined with
+    spaces. Cells that a spreadsheet would run as a formula get a leading ' (docs/csv-format.md,
+    "Spreadsheet-safe output"), as in every CSV enosprov writes for people."""
+    import csv
+
+    from ..domain.csvsafe import cell as safe_cell
+
+    def one(value: object) -> str:
+        text = " ".join(map(str, value)) if isinstance(value, (list, tuple)) else value
+        text = "" if text is None else str(text)
+        return str(safe_cell(printable(text) if delimiter == "\t" else text))
+
+    if _quiet:
+        return
+    if delimiter == "\t":
+        for line in [columns, *rows]:
+            sys.stdout.write("\t".join(one(v) for v in line) + "\n")
+        return
+    writer = csv.writer(sys.stdout, lineterminator="\n")
+    writer.writerow([one(c) for c in columns])
+    writer.writerows([one(v) for v in r] for r in rows)
 
 
 def _width(text) -> int:
@@ -165,8 +226,14 @@ def _width(text) -> int:
 
 
 def say(text: str, stderr: bool = False) -> None:
-    """One line of text (control characters escaped, no markup)."""
-    _console(stderr=stderr).print(_text(text))
+    """One line of text (control characters escaped, no markup); on stderr when stdout carries
+    --format csv|tsv rows."""
+    _console(stderr=stderr or _table_format in ("csv", "tsv")).print(_text(text))
+
+
+def notice(text: str) -> None:
+    """One line on stderr that --quiet does not silence (a deprecated option spelling)."""
+    _console(stderr=True, always=True).print(_text(text))
 
 
 def status_line(text: str, ok: bool) -> None:
@@ -178,6 +245,10 @@ def status_line(text: str, ok: bool) -> None:
 def key_values(pairs: list[tuple[str, object]]) -> None:
     from rich.table import Table
 
+    if _table_format in ("csv", "tsv"):
+        _delimited(["key", "value"], [[k, v] for k, v in pairs], "," if _table_format == "csv"
+                   else "\t")  # fmt: skip
+        return
     t = Table.grid(padding=(0, 2))
     t.add_column(style="bold")
     t.add_column(overflow="fold")
@@ -189,7 +260,7 @@ def key_values(pairs: list[tuple[str, object]]) -> None:
 @contextmanager
 def progress_bar(enabled: bool, description: str):
     """A progress callback ``(phase, done, total)`` drawn on stderr when it is a terminal."""
-    if not enabled or not sys.stderr.isatty():
+    if not enabled or _quiet or not sys.stderr.isatty():
         yield None
         return
     from rich.markup import escape

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import typer
 
@@ -18,6 +18,7 @@ from .options import (
     OrgOpt,
     RawCsvOpt,
     RegionOpt,
+    renamed,
     state,
 )
 from .output import (
@@ -33,7 +34,7 @@ from .output import (
 
 app = typer.Typer(
     help="QR code labels that identify devices (never a secret), and scanning them back.\n\n"
-    "Example: enosprov qr batch --group meters-eu --batch-tag B-1 --format both --out labels/",
+    "Example: enosprov qr batch --group meters-eu --batch-tag B-1 --label-format both --out labels/",
     no_args_is_help=True,
 )
 
@@ -69,24 +70,36 @@ def batch(
     ctx: typer.Context,
     group: GroupOpt,
     out: Annotated[Path, typer.Option("--out", "-o", help="Output folder (created if missing).")],
-    fmt: Annotated[
-        str | None,
+    label_format: Annotated[
+        Literal["png", "svg", "both", "pdf", "zpl"] | None,
         typer.Option(
-            "--format", "-f", help="png | svg | both | pdf | zpl (default png, or the printer's)."
+            "--label-format",
+            help="Label format; both = png and svg.",
+            show_default="png, or the printer's",
         ),
     ] = None,
-    template: Annotated[
+    old_format: Annotated[
+        Literal["png", "svg", "both", "pdf", "zpl"] | None,
+        typer.Option("--format", "-f", hidden=True, show_default=False),
+    ] = None,
+    label_template: Annotated[
         str | None,
         typer.Option(
-            "--template",
+            "--label-template",
             help="Label template for pdf/zpl: a TOML file or the name of a shipped one "
-            "(default a4-3x8-70x37 for pdf, thermal-62mm for zpl). See docs/labels.md.",
+            "(`enosprov template label` lists them). See docs/labels.md.",
+            show_default="a4-3x8-70x37 for pdf, thermal-62mm for zpl",
         ),
+    ] = None,
+    old_template: Annotated[
+        str | None, typer.Option("--template", hidden=True, show_default=False)
     ] = None,
     batch_tag: BatchTagFilterOpt = None,
     device_sn: DeviceSnOpt = None,
     csv_file: CsvSelectOpt = None,
-    ec: Annotated[str, typer.Option("--ec", help="Error-correction level: L, M, Q or H.")] = "M",
+    ec: Annotated[
+        Literal["L", "M", "Q", "H"], typer.Option("--ec", help="QR error-correction level.")
+    ] = "M",
     module_px: Annotated[
         int | None, typer.Option("--module-px", help="Pixels per module (default 8).")
     ] = None,
@@ -105,11 +118,8 @@ def batch(
         ),
     ] = None,
     order: Annotated[
-        str,
-        typer.Option(
-            "--order",
-            help="Label order: registration (default), device-sn, or csv (the order of --csv).",
-        ),
+        Literal["registration", "device-sn", "csv"],
+        typer.Option("--order", help="Label order; csv: the order of the --csv selection."),
     ] = "registration",
     per_device: Annotated[
         bool,
@@ -136,7 +146,7 @@ def batch(
     re-run it. With --printer every label is also sent to the printer (exit code 6 when some
     were not printed). Payload format: docs/qr-payload.md.
 
-    Example: enosprov qr batch --group meters-eu --batch-tag B-2026-11-A --format both
+    Example: enosprov qr batch --group meters-eu --batch-tag B-2026-11-A --label-format both
     --size-mm 20 --dpi 300 --ec Q --out labels/
 
     Example: enosprov qr batch --group meters-eu --batch-tag B-2026-11-A --out labels/
@@ -146,6 +156,8 @@ def batch(
     from ..qr.batch import qr_batch
     from ..qr.render import QrOptions
 
+    fmt = renamed(label_format, old_format, new="--label-format", old="--format/-f")
+    template = renamed(label_template, old_template, new="--label-template", old="--template")
     options = QrOptions(ec=ec, quiet_zone=quiet_zone, module_px=module_px, size_mm=size_mm,
                         dpi=dpi, template=payload_template)  # fmt: skip
     selection = Selection(

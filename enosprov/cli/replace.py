@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import typer
 
-from .options import JsonOpt, OptionalGroupOpt, state
+from .options import JsonOpt, OptionalGroupOpt, renamed, state
 from .output import confirm_or_refuse, emit, handled, key_values, progress_bar, say, table
 
 
@@ -20,8 +20,12 @@ def replace(
             metavar="[OLD]", help="The unit taken out: system sn, deviceSn or label short code."
         ),
     ] = None,
-    new_sn: Annotated[
-        str | None, typer.Option("--new-sn", help="Serial number (deviceSn) of the new unit.")
+    new_device_sn: Annotated[
+        str | None,
+        typer.Option("--new-device-sn", help="The new unit's serial number (deviceSn)."),
+    ] = None,
+    old_new_sn: Annotated[
+        str | None, typer.Option("--new-sn", hidden=True, show_default=False)
     ] = None,
     csv_file: Annotated[
         Path | None,
@@ -41,24 +45,28 @@ def replace(
     dps_url: Annotated[
         str | None, typer.Option("--dps-url", help="DPS device endpoint written into the files.")
     ] = None,
-    label: Annotated[
+    label_template: Annotated[
         str | None,
         typer.Option(
-            "--label",
-            help="Also write a label into OUT/labels/: the name of a shipped label template "
-            "or a TOML file "
-            "(e.g. thermal-62mm).",
+            "--label-template",
+            help="Also write a label into OUT/labels/: the name of a shipped single-label "
+            "template (thermal-62mm, thermal-4x6in) or a TOML file.",
+            show_default=False,
         ),
     ] = None,
+    old_label: Annotated[
+        str | None, typer.Option("--label", hidden=True, show_default=False)
+    ] = None,
     label_format: Annotated[
-        str, typer.Option("--label-format", help="pdf | zpl | png | svg.")
+        Literal["pdf", "zpl", "png", "svg"],
+        typer.Option("--label-format", help="Format of the label file (with --label-template)."),
     ] = "pdf",
     printer: Annotated[
         str | None,
         typer.Option(
             "--printer",
             help="Also print each new unit's label: tcp://HOST[:9100] (ZPL, raw), lp:QUEUE (PDF "
-            "through lp) or file:PATH. The printer decides the format; --label names the "
+            "through lp) or file:PATH. The printer decides the format; --label-template names the "
             "(single-label) template.",
         ),
     ] = None,
@@ -72,7 +80,7 @@ def replace(
 
     NEW is registered in OLD's group if needed; OLD is removed; NEW takes over OLD's allocation
     with its own device key and secret. In the same run NEW's credential file is written to
-    --out (--burn-format) and, with --label, its label as --out/labels/NEW.pdf (or .zpl .png
+    --out (--burn-format) and, with --label-template, its label as --out/labels/NEW.pdf (or .zpl .png
     .svg); with --printer the label is printed (exit code 6 when it was not). The lineage
     OLD -> NEW is recorded (`enosprov devices history`); OLD is then a retired unit. Refused
     with nothing changed: OLD unknown, NEW in another group, NEW already allocated, NEW == OLD,
@@ -81,7 +89,8 @@ def replace(
     its own registration, and the confirmation says so. Re-running a finished replacement
     reports it as already done.
 
-    Example: enosprov replace SN-0007 --new-sn SN-0107 --out burn/ --label thermal-62mm
+    Example: enosprov replace SN-0007 --new-device-sn SN-0107 --out burn/ --label-template
+    thermal-62mm
 
     Example: enosprov replace --csv pairs.csv --group meters-eu --burn-format nvs --out burn/
     --yes --json
@@ -95,13 +104,15 @@ def replace(
     )
     from ..domain.errors import InvalidArgumentError
 
+    new_sn = renamed(new_device_sn, old_new_sn, new="--new-device-sn", old="--new-sn")
+    label = renamed(label_template, old_label, new="--label-template", old="--label")
     if csv_file is not None and (old or new_sn):
-        raise InvalidArgumentError("give OLD --new-sn NEW, or --csv FILE, not both")
+        raise InvalidArgumentError("give OLD --new-device-sn NEW, or --csv FILE, not both")
     if csv_file is None:
         if not (old and new_sn):
             raise InvalidArgumentError(
-                "which unit? " + ("--new-sn NEW is missing" if old else "OLD is missing"),
-                hint="enosprov replace OLD --new-sn NEW, or --csv pairs.csv",
+                "which unit? " + ("--new-device-sn NEW is missing" if old else "OLD is missing"),
+                hint="enosprov replace OLD --new-device-sn NEW, or --csv pairs.csv",
             )
         requests = [ReplaceRequest(old, new_sn)]
     else:

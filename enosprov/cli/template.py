@@ -70,7 +70,7 @@ def label(
 ) -> None:
     """Print a label template shipped with enosprov (TOML, docs/labels.md), or list their names.
 
-    Copy one to adapt it, then give the copy to qr batch --template.
+    Copy one to adapt it, then give the copy to qr batch --label-template.
 
     Example: enosprov template label a4-3x8-70x37 > my-sheet.toml
     """
@@ -88,7 +88,7 @@ def burn(
 ) -> None:
     """Print a burn template shipped with enosprov (docs/burn-formats.md), or list their names.
 
-    burn export --format template --template NAME uses one as it is; copy one to adapt it.
+    burn export --burn-format template --burn-template NAME uses one as it is; copy one to adapt it.
 
     Example: enosprov template burn credentials.h > my-credentials.h.tmpl
     """

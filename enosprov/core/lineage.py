@@ -171,7 +171,7 @@ class Retirement:
             f"take the old unit out of service and delete its new registration (enosprov "
             f"devices delete {r.sn} --yes): {cur} stays in service; to put the old unit back "
             f"into service instead, delete that registration, then replace again (enosprov "
-            f"replace {cur} --new-sn {self.device_sn})"
+            f"replace {cur} --new-device-sn {self.device_sn})"
         )
 
     def to_dict(self) -> dict:

@@ -220,7 +220,9 @@ def plan_replacements(
     """Check every pair; nothing is changed. Raises the refusal (one pair) or a
     ValidationFailedError listing every refused row (a file of pairs)."""
     if not requests:
-        raise InvalidArgumentError("no replacement given", hint="OLD --new-sn NEW, or --csv FILE")
+        raise InvalidArgumentError(
+            "no replacement given", hint="OLD --new-device-sn NEW, or --csv FILE"
+        )
     from .device_refs import find_one
 
     audit = journal_or_null(journal)

@@ -193,9 +193,9 @@ def _format_for(fmt: str | None, printer: Printer | None) -> str:
     if fmt is None or fmt == printer.label_format:
         return printer.label_format
     raise InvalidArgumentError(
-        f"--format {fmt} does not match the printer {printer.uri}, which takes "
+        f"--label-format {fmt} does not match the printer {printer.uri}, which takes "
         f"{printer.label_format} labels",
-        hint="leave --format out: the printer decides the label format",
+        hint="leave --label-format out: the printer decides the label format",
     )
 
 

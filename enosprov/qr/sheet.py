@@ -1,4 +1,4 @@
-"""`qr batch --format pdf|zpl`: label sheets from a label template (docs/labels.md).
+"""`qr batch --label-format pdf|zpl`: label sheets from a label template (docs/labels.md).
 
 Same selection and guarantees as the PNG/SVG batch (enosprov.qr.batch): the template is loaded
 and checked first, then every selected device's payload is encoded (zxing-cpp, QR Model 2),

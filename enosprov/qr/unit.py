@@ -2,7 +2,7 @@
 send to a printer (docs/labels.md#printers).
 
 :func:`render_unit_label` reuses the batch renderers: the symbol is encoded and **decoded back
-and compared with its payload** before it is drawn (PDF and ZPL as `qr batch --format pdf|zpl`,
+and compared with its payload** before it is drawn (PDF and ZPL as `qr batch --label-format pdf|zpl`,
 from the same verified module matrix; PNG decoded back from the image itself, SVG drawn from
 the verified symbol). PDF and ZPL are laid out by a single-label template (one label per
 page: thermal-62mm by default, thermal-4x6in, or a TOML file with ``columns = rows = 1``); a
