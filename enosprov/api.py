@@ -27,8 +27,9 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 
 from .backends.base import Backend
 from .backends.local import LocalBackend
-from .core import device_ops, lineage, registration, replacement
+from .core import definitions, device_ops, lineage, registration, replacement
 from .core import reprovision as _reprovision
+from .core.definitions import Ensured
 from .core.device_ops import AllocateResult, DeleteReport, UpdateResult
 from .core.device_refs import find_one
 from .core.exporting import ExportReport, export_devices
@@ -68,6 +69,7 @@ __all__ = [
     "DeleteReport",
     "Device",
     "DeviceHistory",
+    "Ensured",
     "Entry",
     "ExportReport",
     "FormatOptions",
@@ -99,6 +101,8 @@ __all__ = [
     "csv_template",
     "delete_devices",
     "device_history",
+    "ensure_group",
+    "ensure_masterdata_group",
     "export_devices_to",
     "find_device",
     "journal_entries",
@@ -119,6 +123,8 @@ __all__ = [
     "replace_devices",
     "reprovision",
     "update_device",
+    "update_group",
+    "update_masterdata_group",
 ]
 
 # Types re-exported on first access (PEP 562): importing them costs start-up time.
@@ -240,17 +246,54 @@ def create_masterdata_group(
     journal: Journal | None = None,
 ) -> MasterDataGroup:
     """Create a master data group from a model or a TOML file path (local store only: EnOS
-    groups are made in its console); one "masterdata-create" journal record."""
+    groups are made in its console); one "masterdata-create" journal record. The same
+    definition already there is fine (see :func:`ensure_masterdata_group`)."""
+    return ensure_masterdata_group(target, mdg, journal=journal).value
+
+
+def ensure_masterdata_group(
+    target: Session | Backend,
+    mdg: MasterDataGroup | str | Path,
+    *,
+    journal: Journal | None = None,
+) -> Ensured[MasterDataGroup]:
+    """``enosprov masterdata create``: create the group, or find the same definition already
+    there (``status`` "unchanged", nothing journaled); a different definition raises
+    DefinitionConflictError (exit code 7) listing the differences."""
     backend, journal = _unpack(target, journal)
     if not isinstance(mdg, MasterDataGroup):
         mdg = load_masterdata_group(mdg)
-    created = backend.create_masterdata_group(mdg)
-    if journal is not None:
+    ensured = definitions.ensure_masterdata_group(backend, mdg)
+    if journal is not None and ensured.created:
+        created = ensured.value
         journal.record(
             "masterdata-create",
             detail={"id": created.id, "name": created.name, "attributes": len(created.attributes)},
         )
-    return created
+    return ensured
+
+
+def update_masterdata_group(
+    target: Session | Backend,
+    mdg: MasterDataGroup | str | Path,
+    *,
+    journal: Journal | None = None,
+) -> MasterDataGroup:
+    """``enosprov masterdata update``: give an existing master data group a new definition
+    that keeps registered devices valid (core.definitions.update_masterdata_group); one
+    "masterdata-update" record."""
+    backend, journal = _unpack(target, journal)
+    if not isinstance(mdg, MasterDataGroup):
+        mdg = load_masterdata_group(mdg)
+    before = backend.get_masterdata_group(mdg.id)
+    updated = definitions.update_masterdata_group(backend, mdg)
+    if journal is not None:
+        diffs = definitions.masterdata_differences(before, updated)
+        journal.record(
+            "masterdata-update",
+            detail={"id": updated.id, "changed": [d.field for d in diffs]},
+        )
+    return updated
 
 
 def create_group(
@@ -275,13 +318,62 @@ def create_group(
     journal: Journal | None = None,
 ) -> RegistrationGroup:
     """Create a registration group (local store only); its group secret is drawn from the
-    CSPRNG. One "group-create" journal record (never the secret).
+    CSPRNG. One "group-create" journal record (never the secret). The same definition
+    already there is fine (see :func:`ensure_group`).
 
     ``timezone`` is the default timezone of its devices (``+08:00``, ``Europe/Berlin``): the one
     burned into the credential file of a device registered without ``deviceData.timezone``.
     """
+    return ensure_group(
+        target,
+        name=name,
+        product_key=product_key,
+        masterdata_group_id=masterdata_group_id,
+        group_id=group_id,
+        description=description,
+        region_id=region_id,
+        org_id=org_id,
+        reprovision_method=reprovision_method,
+        model_type=model_type,
+        manufacturer_org_id=manufacturer_org_id,
+        sign_scheme=sign_scheme,
+        sn_pattern=sn_pattern,
+        mqtt_url=mqtt_url,
+        http_url=http_url,
+        timezone=timezone,
+        allow_retired_bootstrap=allow_retired_bootstrap,
+        journal=journal,
+    ).value
+
+
+def ensure_group(
+    target: Session | Backend,
+    *,
+    name: str,
+    product_key: str,
+    masterdata_group_id: str = "builtin",
+    group_id: str | None = None,
+    description: str = "",
+    region_id: str | None = None,
+    org_id: str | None = None,
+    reprovision_method: str = "migrate",
+    model_type: str = "public",
+    manufacturer_org_id: str | None = None,
+    sign_scheme: str = DEFAULT_SCHEME,
+    sn_pattern: str | None = None,
+    mqtt_url: str | None = None,
+    http_url: str | None = None,
+    timezone: str | None = None,
+    allow_retired_bootstrap: bool = False,
+    journal: Journal | None = None,
+) -> Ensured[RegistrationGroup]:
+    """``enosprov group create``: create the group, or find the same definition already there
+    (by ``group_id`` when given, else by name: ``status`` "unchanged", nothing journaled); a
+    different definition raises DefinitionConflictError (exit code 7) listing the differences.
+    The stored group secret is kept, never compared."""
     backend, journal = _unpack(target, journal)
-    group = backend.create_group(
+    ensured = definitions.ensure_group(
+        backend,
         RegistrationGroup(
             group_id=group_id or secrets_gen.group_id(),
             name=name,
@@ -300,9 +392,11 @@ def create_group(
             http_url=http_url,
             timezone=timezone,
             allow_retired_bootstrap=allow_retired_bootstrap,
-        )
+        ),
+        id_given=group_id is not None,
     )
-    if journal is not None:  # the record `enosprov group create` writes
+    group = ensured.value
+    if journal is not None and ensured.created:  # the record `enosprov group create` writes
         journal.record(
             "group-create",
             group_id=group.group_id,
@@ -318,7 +412,29 @@ def create_group(
                 "allowRetiredBootstrap": group.allow_retired_bootstrap,
             },
         )
-    return group
+    return ensured
+
+
+def update_group(
+    target: Session | Backend,
+    group: str,
+    *,
+    journal: Journal | None = None,
+    **changes: Any,
+) -> RegistrationGroup:
+    """``enosprov group update``: change what registered devices do not depend on (name,
+    description, target region_id + org_id, reprovision_method, timezone,
+    allow_retired_bootstrap, mqtt_url, http_url); one "group-update" record naming the fields
+    (never the secret)."""
+    backend, journal = _unpack(target, journal)
+    updated = definitions.update_group(backend, group, changes)
+    if journal is not None:
+        journal.record(
+            "group-update",
+            group_id=updated.group_id,
+            detail={definitions.camel(k): v for k, v in changes.items()},
+        )
+    return updated
 
 
 def csv_template(target: Session | Backend, group: str) -> list[str]:

@@ -38,7 +38,9 @@ BUSY_TIMEOUT = 60.0
 # Operations recorded (the `enosprov log --operation` vocabulary).
 OPERATIONS = (
     "masterdata-create",
+    "masterdata-update",
     "group-create",
+    "group-update",
     "register",
     "update",
     "delete",

@@ -13,6 +13,9 @@ from enosprov.cli import app
 
 COMMANDS = [
     ["group", "create"],
+    ["group", "update"],
+    ["masterdata", "update"],
+    ["template", "masterdata"],
     ["group", "list"],
     ["group", "show"],
     ["masterdata", "create"],
@@ -134,7 +137,7 @@ def test_masterdata_and_group_lifecycle(cli, tmp_path):
         "site",
     ]
     again = cli("masterdata", "create", "--file", str(ROOT / "examples" / "masterdata.toml"))
-    assert again.exit_code == 1 and "already exists" in again.stderr
+    assert again.exit_code == 0 and again.stdout.startswith("unchanged")  # set-up runs again
     created = cli.json(
         "group", "create", "--id", "g1", "--name", "Group one", "--product-key", "pk1",
         "--masterdata", "meters", "--region", "eu2", "--org", "o1",
@@ -195,8 +198,11 @@ def test_group_default_timezone(cli):
 
 def test_group_names_and_ids_are_unique(cli):
     cli.json("group", "create", "--id", "a", "--name", "A", "--product-key", "pk")
-    assert cli("group", "create", "--id", "a", "--name", "B", "--product-key", "pk").exit_code == 1
-    assert cli("group", "create", "--id", "b", "--name", "A", "--product-key", "pk").exit_code == 1
+    # the same id or name with another definition: "already exists, different" (exit 7)
+    assert cli("group", "create", "--id", "a", "--name", "B", "--product-key", "pk").exit_code == 7
+    other_id = cli("group", "create", "--id", "b", "--name", "A", "--product-key", "pk")
+    assert other_id.exit_code == 7 and "groupId: 'a' in the store, 'b' given" in other_id.stderr
+    assert len(cli.json("group", "list")["data"]) == 1
 
 
 def test_generated_group_ids_and_secrets_differ(cli):

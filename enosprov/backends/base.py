@@ -15,6 +15,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
+from ..domain.errors import RefusedError
 from ..domain.models import (
     ConnectionInfo,
     Device,
@@ -178,6 +179,22 @@ class Backend(ABC):
     def close(self) -> None: ...
 
     # -- optional capabilities (defaults: what a backend without them answers) ------------------
+    def update_masterdata_group(self, mdg: MasterDataGroup) -> MasterDataGroup:
+        """Store the new definition of an existing master data group (core.definitions checks
+        that registered devices stay valid first). EnOS: made in its console."""
+        raise RefusedError(
+            "EnOS has no API to change master data groups: change it in the EnOS console",
+            hint="then update the TOML file the profile names (config add-group --masterdata)",
+        )
+
+    def update_group(self, group_id: str, changes: dict[str, Any]) -> RegistrationGroup:
+        """Change fields of a registration group (core.definitions.GROUP_UPDATABLE, by field
+        name). EnOS: made in its console."""
+        raise RefusedError(
+            "EnOS has no API to change registration groups: change it in the EnOS console",
+            hint="then update the profile (enosprov config add-group ...)",
+        )
+
     def stored_connection_info(
         self, dev: Device, group: RegistrationGroup
     ) -> ConnectionInfo | None:

@@ -235,6 +235,14 @@ class LocalBackend(Backend):
     def list_groups(self) -> list[RegistrationGroup]:
         return local_groups.list_groups(self.conn)
 
+    def update_masterdata_group(self, mdg: MasterDataGroup) -> MasterDataGroup:
+        with self.write() as conn:
+            return local_groups.update_masterdata_group(conn, mdg)
+
+    def update_group(self, group_id: str, changes: dict[str, Any]) -> RegistrationGroup:
+        with self.write() as conn:
+            return local_groups.update_group(conn, group_id, changes, now_ms())
+
     def set_allow_retired_bootstrap(self, group: str, allow: bool) -> RegistrationGroup:
         """[ENOSPROV] Let a retired (replaced) deviceSn of ``group`` register itself again by
         Bootstrap Device (refused by default; see local_device.bootstrap)."""

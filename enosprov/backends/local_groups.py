@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 from ..domain import rules
 from ..domain.errors import ConflictError, InvalidArgumentError, enos_error
+from ..domain.masterdata_file import masterdata_problems
 from ..domain.models import (
     BUILTIN_KEYS,
     MODEL_TYPES,
@@ -45,23 +46,12 @@ def ensure_builtin(conn: sqlite3.Connection, now: int) -> None:
 
 
 def validate_masterdata_group(mdg: MasterDataGroup) -> None:
-    if not rules.GROUP_ID_RE.fullmatch(mdg.id or ""):
+    problems = masterdata_problems(mdg)
+    if problems:
         raise InvalidArgumentError(
-            f"master data group id {mdg.id!r} is not allowed",
-            hint="use 1-64 letters, digits, '-' or '_'",
+            f"master data group {mdg.id!r}: " + "; ".join(problems),
+            hint="fix them all (docs/masterdata.md)",
         )
-    if not mdg.name or len(mdg.name) > rules.GROUP_NAME_MAX:
-        raise InvalidArgumentError("a master data group name must have 1-64 characters")
-    seen = set()
-    for attr in mdg.attributes:
-        problem = rules.check_attribute_definition(attr)
-        if problem:
-            raise InvalidArgumentError(f"master data group {mdg.id!r}: {problem}")
-        if attr.identifier in seen:
-            raise InvalidArgumentError(
-                f"master data group {mdg.id!r}: identifier {attr.identifier!r} is defined twice"
-            )
-        seen.add(attr.identifier)
 
 
 def create_masterdata_group(conn, mdg: MasterDataGroup, now: int) -> MasterDataGroup:
@@ -276,3 +266,65 @@ def check_device_data(
                 99400, f"Invalid Argument deviceData.{attr.identifier}: a value is required"
             )
     return out
+
+
+# Columns a registration group's update may set (core.definitions.GROUP_UPDATABLE), by field.
+_UPDATABLE_COLUMNS = {
+    "name": "name",
+    "description": "description",
+    "region_id": "region_id",
+    "org_id": "org_id",
+    "reprovision_method": "reprovision_method",
+    "timezone": "timezone",
+    "allow_retired_bootstrap": "allow_retired_bootstrap",
+    "mqtt_url": "mqtt_url",
+    "http_url": "http_url",
+}
+
+
+def update_group(conn, group_id: str, changes: dict, now: int) -> RegistrationGroup:
+    """Set ``changes`` (field -> value) on the group, validated as a new group is; a name
+    another group has is refused."""
+    import dataclasses
+
+    stored = get_group(conn, group_id, by_name=False)
+    unknown = [k for k in changes if k not in _UPDATABLE_COLUMNS]
+    if unknown:
+        raise InvalidArgumentError(f"cannot change {', '.join(unknown)} of a registration group")
+    changed = dataclasses.replace(stored, **changes)
+    validate_group(changed)
+    if "name" in changes:
+        clash = conn.execute(
+            "SELECT group_id FROM registration_groups WHERE (name=? OR group_id=?) "
+            "AND group_id != ?",
+            (changed.name, changed.name, stored.group_id),
+        ).fetchone()
+        if clash:
+            raise ConflictError(
+                f"another registration group is already called {changed.name!r} ({clash[0]})",
+                hint="group ids and names are unique in a store",
+            )
+    sets = ", ".join(f"{_UPDATABLE_COLUMNS[k]}=?" for k in changes)
+    values = [int(bool(v)) if k == "allow_retired_bootstrap" else v for k, v in changes.items()]
+    conn.execute(
+        f"UPDATE registration_groups SET {sets}, update_time=? WHERE group_id=?",
+        (*values, now, stored.group_id),
+    )
+    return get_group(conn, stored.group_id, by_name=False)
+
+
+def update_masterdata_group(conn, mdg: MasterDataGroup) -> MasterDataGroup:
+    """Store the new definition of an existing master data group (its checks are
+    core.definitions')."""
+    validate_masterdata_group(mdg)
+    get_masterdata_group(conn, mdg.id)  # not found -> NotFoundError
+    conn.execute(
+        "UPDATE masterdata_groups SET name=?, description=?, attributes=? WHERE id=?",
+        (
+            mdg.name,
+            mdg.description,
+            json.dumps([a.to_dict() for a in mdg.attributes], ensure_ascii=False),
+            mdg.id,
+        ),
+    )
+    return get_masterdata_group(conn, mdg.id)

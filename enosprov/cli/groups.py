@@ -1,13 +1,13 @@
-"""`enosprov group create|list|show`: registration groups."""
+"""`enosprov group create|update|list|show`: registration groups."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 import typer
 
 from .options import FormatOpt, GroupTimezoneOpt, JsonOpt, list_format, renamed, state
-from .output import emit, handled, key_values, table
+from .output import emit, handled, key_values, say, table
 
 app = typer.Typer(
     help="Registration groups: the onboarding configuration shared by their devices.\n\n"
@@ -98,6 +98,10 @@ def create(
 ) -> None:
     """Create a registration group with a fresh group secret.
 
+    Safe to run again: the same definition already in the store (found by --id, else by
+    --name) is "unchanged" (exit 0, the stored secret kept); a different one is refused with
+    the differences (exit 7): change it with `enosprov group update`.
+
     On the local store, a retired unit (one that `enosprov replace` took out) that bootstraps
     with its old credential file is refused, naming the unit in service, unless the group is
     created with --allow-retired-bootstrap (an enosprov rule of the local store; EnOS decides
@@ -109,7 +113,7 @@ def create(
     from .. import api
 
     with state(ctx).open() as (store, journal):
-        group = api.create_group(
+        ensured = api.ensure_group(
             store,
             name=name,
             product_key=product_key,
@@ -129,7 +133,12 @@ def create(
             allow_retired_bootstrap=allow_retired_bootstrap,
             journal=journal,
         )
-    emit(group, json_, _render_group)
+
+    def render(e) -> None:
+        say(f"{e.status}: registration group {e.value.group_id}")
+        _render_group(e.value)
+
+    emit(ensured, json_, render)
 
 
 @app.command("list")
@@ -204,3 +213,69 @@ def show(
         emit(dict(grp.to_dict(include_secret=show_secret), devices=count), True)
     else:
         _render_group(grp, count, show_secret)
+
+
+@app.command("update")
+@handled
+def update(
+    ctx: typer.Context,
+    group: Annotated[str, typer.Argument(help="Group id or name.")],
+    name: Annotated[str | None, typer.Option("--name", help="A new, unique name.")] = None,
+    desc: Annotated[
+        str | None, typer.Option("--desc", help="A new description (at most 512 characters).")
+    ] = None,
+    region: Annotated[
+        str | None, typer.Option("--region", help="A new allocation target: region (with --org).")
+    ] = None,
+    org: Annotated[
+        str | None, typer.Option("--org", help="A new allocation target: OU (with --region).")
+    ] = None,
+    reprovision: Annotated[
+        Literal["migrate", "initialize", "never"] | None,
+        typer.Option("--reprovision", help="A new reprovision method.", show_default=False),
+    ] = None,
+    timezone: Annotated[
+        str | None,
+        typer.Option("--timezone", help="A new default timezone of its devices (+01:00)."),
+    ] = None,
+    allow_retired_bootstrap: Annotated[
+        bool | None,
+        typer.Option(
+            "--allow-retired-bootstrap/--refuse-retired-bootstrap",
+            help="Whether a retired unit may register itself again by bootstrap.",
+            show_default=False,
+        ),
+    ] = None,
+    mqtt_url: Annotated[
+        str | None, typer.Option("--mqtt-url", help="A new MQTT broker URL.")
+    ] = None,
+    http_url: Annotated[
+        str | None, typer.Option("--http-url", help="A new HTTP broker URL.")
+    ] = None,
+    json_: JsonOpt = False,
+) -> None:
+    """Change what the devices of a registration group do not depend on: its name,
+    description, allocation target (both --region and --org), reprovision method, default
+    timezone, retired-unit rule and broker URLs. Its id, product key, master data group,
+    signature scheme and secret never change (burned files depend on them). Local store only
+    (EnOS: its console).
+
+    Example: enosprov group update meters-eu --region eu2 --org o15000000000002
+    """
+    from .. import api
+
+    given = {
+        "name": name,
+        "description": desc,
+        "region_id": region,
+        "org_id": org,
+        "reprovision_method": reprovision,
+        "timezone": timezone,
+        "allow_retired_bootstrap": allow_retired_bootstrap,
+        "mqtt_url": mqtt_url,
+        "http_url": http_url,
+    }
+    changes = {k: v for k, v in given.items() if v is not None}
+    with state(ctx).open() as (store, journal):
+        updated = api.update_group(store, group, journal=journal, **changes)
+    emit(updated, json_, _render_group)

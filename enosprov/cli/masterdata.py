@@ -1,4 +1,4 @@
-"""`enosprov masterdata create|list|show`: master data groups (templates of device attributes)."""
+"""`enosprov masterdata create|update|list|show`: master data groups (templates of device attributes)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from .options import FormatOpt, JsonOpt, list_format, renamed, state
-from .output import emit, handled, key_values, table
+from .output import emit, handled, key_values, say, table
 
 app = typer.Typer(
     help="Master data groups: the device attributes (master data) a registration group uses.\n\n"
@@ -50,6 +50,10 @@ def create(
 ) -> None:
     """Create a master data group from a TOML file (format: docs/masterdata.md).
 
+    Safe to run again: the same definition already in the store is "unchanged" (exit 0, nothing
+    written); a different one is refused with the differences (exit 7): change it with
+    `enosprov masterdata update`. Every mistake of the file is reported at once.
+
     Example: enosprov masterdata create --file examples/masterdata.toml
     """
     from .. import api
@@ -59,7 +63,36 @@ def create(
         raise typer.BadParameter("give the master data file: --file FILE")
 
     with state(ctx).open() as (store, journal):
-        mdg = api.create_masterdata_group(store, file, journal=journal)
+        ensured = api.ensure_masterdata_group(store, file, journal=journal)
+
+    def render(e) -> None:
+        say(f"{e.status}: master data group {e.value.id}")
+        _render_mdg(e.value)
+
+    emit(ensured, json_, render)
+
+
+@app.command("update")
+@handled
+def update(
+    ctx: typer.Context,
+    file: Annotated[
+        Path, typer.Option("--file", help="TOML file with the group's new definition.")
+    ],
+    json_: JsonOpt = False,
+) -> None:
+    """Give a master data group a new definition (the group id is the file's), as far as
+    registered devices stay valid: a new name or description, new optional attributes, a
+    display name, more Enum values, a longer maxLength. A removed attribute, another type, an
+    optional attribute made required, Enum values removed or a shorter maxLength are refused
+    with every reason, nothing changed. Local store only (EnOS: its console).
+
+    Example: enosprov masterdata update --file examples/masterdata.toml
+    """
+    from .. import api
+
+    with state(ctx).open() as (store, journal):
+        mdg = api.update_masterdata_group(store, file, journal=journal)
     emit(mdg, json_, _render_mdg)
 
 

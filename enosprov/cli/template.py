@@ -1,4 +1,4 @@
-"""`enosprov template csv|label|burn`: the registration CSV header for a group; the label and burn
+"""`enosprov template csv|label|burn|masterdata`: the registration CSV header for a group; the label and burn
 templates shipped with enosprov, to copy and adapt."""
 
 from __future__ import annotations
@@ -93,6 +93,23 @@ def burn(
     Example: enosprov template burn credentials.h > my-credentials.h.tmpl
     """
     _shipped("burn", name, out, json_)
+
+
+@app.command("masterdata")
+@handled
+def masterdata(
+    name: Annotated[
+        str, typer.Argument(help="A shipped master data starter (`starter`, the default).")
+    ] = "starter",
+    out: OutOpt = None,
+    json_: JsonOpt = False,
+) -> None:
+    """Print a commented starter master data file (TOML, docs/masterdata.md): one attribute of
+    every type, every key explained. Adapt it, then `enosprov masterdata create --file`.
+
+    Example: enosprov template masterdata --out meters.toml
+    """
+    _shipped("masterdata", name, out, json_)
 
 
 def _shipped(kind: str, name: str | None, out: Path | None, as_json: bool) -> None:

@@ -8,6 +8,7 @@ code (``enos_code``). Messages never contain secrets.
 from __future__ import annotations
 
 __all__ = [
+    "EXIT_EXISTS_DIFFERENT",
     "EXIT_FAILED",
     "EXIT_INTERRUPTED",
     "EXIT_MISMATCH",
@@ -19,6 +20,7 @@ __all__ = [
     "AuthError",
     "BackendUnavailableError",
     "ConflictError",
+    "DefinitionConflictError",
     "EnosprovError",
     "InputFileError",
     "InvalidArgumentError",
@@ -40,6 +42,7 @@ EXIT_UNAVAILABLE = 3  # backend unreachable or busy; safe to retry
 EXIT_MISMATCH = 4  # a verification found a difference
 EXIT_PARTIAL = 5  # a batch finished but some rows were conflicts or skipped as invalid
 EXIT_PRINTER = 6  # labels not (all) printed: the printer refused, timed out or reported a problem
+EXIT_EXISTS_DIFFERENT = 7  # a definition (master data / registration group) exists, different
 EXIT_INTERRUPTED = 130
 
 
@@ -90,6 +93,21 @@ class ConflictError(EnosprovError):
     """The object already exists with other data, e.g. a duplicated deviceSn (EnOS 35601)."""
 
     code = "conflict"
+
+
+class DefinitionConflictError(ConflictError):
+    """A master data group or registration group exists with another definition: re-running a
+    set-up with the same definition is fine ("unchanged"), a different one is this (exit 7)."""
+
+    code = "exists_different"
+    exit_code = EXIT_EXISTS_DIFFERENT
+
+    def __init__(self, message: str, *, differences: list[dict], hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.differences = differences
+
+    def to_dict(self) -> dict:
+        return {**super().to_dict(), "differences": self.differences}
 
 
 class RefusedError(EnosprovError):

@@ -1,5 +1,6 @@
-"""Templates shipped inside the package: label templates (``labels/*.toml``, docs/labels.md) and
-burn templates (``burn/*.tmpl``, docs/burn-formats.md).
+"""Templates shipped inside the package: label templates (``labels/*.toml``, docs/labels.md),
+burn templates (``burn/*.tmpl``, docs/burn-formats.md) and master data starters
+(``masterdata/*.toml``, docs/masterdata.md).
 
 They are package data, read with :mod:`importlib.resources`, never through a path computed
 from ``__file__``, so they are found the same way from a source checkout, an editable install,
@@ -20,7 +21,8 @@ if TYPE_CHECKING:  # importlib.resources.abc from Python 3.11; this one still ex
 
 LABELS = "labels"
 BURN = "burn"
-SUFFIXES = {LABELS: ".toml", BURN: ".tmpl"}
+MASTERDATA = "masterdata"  # commented starter files for `masterdata create` (docs/masterdata.md)
+SUFFIXES = {LABELS: ".toml", BURN: ".tmpl", MASTERDATA: ".toml"}
 
 
 def folder(kind: str) -> Traversable:
