@@ -462,6 +462,7 @@ def register_csv(
     progress: ProgressFn | None = None,
     raw_csv: bool = False,
     allow_retired: bool = False,
+    ignore_unknown_columns: bool = False,
     journal: Journal | None = None,
 ) -> RegisterReport:
     """Register every device of a CSV file into a registration group (``enosprov register
@@ -472,6 +473,7 @@ def register_csv(
         backend, path, group, batch_tag=batch_tag, skip_invalid=skip_invalid, dry_run=dry_run,
         results=results, chunk_size=chunk_size, encoding=encoding, delimiter=delimiter,
         progress=progress, journal=journal, raw_csv=raw_csv, allow_retired=allow_retired,
+        ignore_unknown_columns=ignore_unknown_columns,
     )  # fmt: skip
 
 
@@ -489,6 +491,7 @@ def register_records(
     progress: ProgressFn | None = None,
     raw_csv: bool = False,
     allow_retired: bool = False,
+    ignore_unknown_columns: bool = False,
     journal: Journal | None = None,
 ) -> RegisterReport:
     """Register devices given in memory, one mapping per device with the CSV columns
@@ -500,6 +503,7 @@ def register_records(
         backend, records, group, name=name, batch_tag=batch_tag, skip_invalid=skip_invalid,
         dry_run=dry_run, results=results, chunk_size=chunk_size, progress=progress,
         journal=journal, raw_csv=raw_csv, allow_retired=allow_retired,
+        ignore_unknown_columns=ignore_unknown_columns,
     )  # fmt: skip
 
 
@@ -519,6 +523,7 @@ def register_stream(
     progress: ProgressFn | None = None,
     raw_csv: bool = False,
     allow_retired: bool = False,
+    ignore_unknown_columns: bool = False,
     journal: Journal | None = None,
 ) -> RegisterReport:
     """Register the CSV read from a binary ``stream`` (``enosprov register --csv -``)."""
@@ -527,7 +532,7 @@ def register_stream(
         backend, stream, group, name=name, batch_tag=batch_tag, skip_invalid=skip_invalid,
         dry_run=dry_run, results=results, chunk_size=chunk_size, encoding=encoding,
         delimiter=delimiter, progress=progress, journal=journal, raw_csv=raw_csv,
-        allow_retired=allow_retired,
+        allow_retired=allow_retired, ignore_unknown_columns=ignore_unknown_columns,
     )  # fmt: skip
 
 

@@ -304,17 +304,17 @@ def test_devices_delete_asks_on_a_terminal(cli, registered_cli, monkeypatch):
 
 
 def test_devices_allocate_cli(cli, registered_cli):
-    data = cli.json("devices", "allocate", "SN-000001", "SN-000002", "--region", "eu9",
+    data = cli.json("devices", "allocate", "SN-000001", "SN-000002", "--region", "us2",
                     "--org", "o9")["data"]  # fmt: skip
-    assert [(d["result"], d["regionId"], d["orgId"]) for d in data] == [("allocated", "eu9", "o9")] * 2  # fmt: skip
+    assert [(d["result"], d["regionId"], d["orgId"]) for d in data] == [("allocated", "us2", "o9")] * 2  # fmt: skip
     again = cli.json("devices", "allocate", "SN-000002", "SN-000003")["data"]
     assert [(d["deviceSn"], d["result"]) for d in again] == [
         ("SN-000002", "already allocated"), ("SN-000003", "allocated")
     ]  # fmt: skip
-    assert again[0]["regionId"] == "eu9" and again[1]["regionId"] == "eu2"  # left / group target
+    assert again[0]["regionId"] == "us2" and again[1]["regionId"] == "eu2"  # left / group target
     first, second = log_lines(cli, "--operation", "allocate")
     assert [d["deviceSn"] for d in first["devices"]] == ["SN-000001", "SN-000002"]
-    assert first["detail"]["regionId"] == "eu9" and first["detail"]["orgId"] == "o9"
+    assert first["detail"]["regionId"] == "us2" and first["detail"]["orgId"] == "o9"
     assert [d["deviceSn"] for d in second["devices"]] == ["SN-000003"]
     assert second["detail"]["alreadyAllocated"] == 1
     text = cli("devices", "allocate", "SN-000003")
@@ -328,8 +328,8 @@ def test_allocate_without_a_target_changes_nothing(cli, write_csv):
     assert "no allocation target" in bad["error"]["message"] and "--region" in bad["error"]["hint"]
     assert cli.json("devices", "list", "--allocate-status", "allocated")["data"]["items"] == []
     assert log_lines(cli, "--operation", "allocate") == []
-    done = cli.json("devices", "allocate", "SN-000001", "--region", "eu5", "--org", "o5")["data"]
-    assert (done[0]["result"], done[0]["regionId"]) == ("allocated", "eu5")
+    done = cli.json("devices", "allocate", "SN-000001", "--region", "ppe1", "--org", "o5")["data"]
+    assert (done[0]["result"], done[0]["regionId"]) == ("allocated", "ppe1")
 
 
 def test_cli_exports_and_bootstrap_never_journal_a_secret(cli, registered_cli, tmp_path):

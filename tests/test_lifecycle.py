@@ -188,7 +188,7 @@ def test_reprovision_by_batch_tag_and_csv(backend, registered, tmp_path, write_c
     result = reprovision(backend, batch_tag="B-1", group="meters-eu", region_id="cn5", org_id="o2")
     assert len(result.reset) == 2 and len(result.plan.refused) == 2
     csv = write_csv("deviceSn\nSN-000001\n\nSN-000002\n", name="refs.csv")
-    plan = plan_reprovision(backend, csv_path=csv, region_id="cn6", org_id="o3")
+    plan = plan_reprovision(backend, csv_path=csv, region_id="us2", org_id="o3")
     assert [i.device.device_sn for i in plan.accepted] == ["SN-000001", "SN-000002"]
 
 
@@ -203,9 +203,9 @@ def test_reprovision_calls_refused_as_a_whole_change_nothing(
     with pytest.raises(InvalidArgumentError, match="--org is missing"):
         plan_reprovision(backend, ["SN-000001"], region_id="cn5", org_id=None)
     with pytest.raises(NotFoundError, match="NOPE-1, NOPE-2"):
-        plan_reprovision(backend, ["SN-000001", "NOPE-1", "NOPE-2"], region_id="c", org_id="o")
+        plan_reprovision(backend, ["SN-000001", "NOPE-1", "NOPE-2"], region_id="cn5", org_id="o")
     with pytest.raises(InvalidArgumentError, match="2 registration groups"):
-        plan_reprovision(backend, ["SN-000001", "SN-000050"], region_id="c", org_id="o")
+        plan_reprovision(backend, ["SN-000001", "SN-000050"], region_id="cn5", org_id="o")
     assert (snapshot(backend), snapshot(backend, "other")) == before
 
 

@@ -274,7 +274,7 @@ def test_gbk_file_without_encoding_is_one_clear_error(cli, group, write_csv, sto
     assert err["code"] == "invalid_input"
     assert str(path) in err["message"]
     assert "row " in err["message"]
-    assert "not valid utf-8" in err["message"]
+    assert "not valid utf-8" in err["message"].lower()
     assert "--encoding" in err["hint"]
     # human output: one error line naming the file
     plain = cli("register", "--csv", str(path), "--group", GROUP)
@@ -288,18 +288,20 @@ def test_gbk_file_without_encoding_is_one_clear_error(cli, group, write_csv, sto
 def test_invalid_utf8_error_row_is_where_decoding_failed(
     store, group, write_csv, store_path, bad_row
 ):
-    # docs/csv-format.md: the file is decoded in blocks, so the row named is where decoding
-    # failed: at or a little before (never after) the row holding the bad byte
+    # docs/csv-format.md: the row named is the one holding the bad byte (the decoder reads in
+    # blocks; the file is then scanned line by line to find it)
     lines = meters_rows(2000).encode().split(b"\n")
     lines[bad_row - 1] = lines[bad_row - 1].replace(b"Hall", b"H\xffall")
     path = write_csv(b"\n".join(lines))
     with pytest.raises(InputFileError) as exc:
         api.register_csv(store, path, GROUP)
     match = re.fullmatch(
-        re.escape(str(path)) + r", row (\d+): the file is not valid utf-8-sig", exc.value.message
+        re.escape(str(path)) + r", row (\d+): the file is not valid UTF-8 \(byte 0xff, "
+        r"character \d+ of its line\)",
+        exc.value.message,
     )
     assert match, exc.value.message
-    assert bad_row - 300 <= int(match.group(1)) <= bad_row
+    assert int(match.group(1)) == bad_row
     assert count_devices(store_path) == 0
 
 
@@ -773,13 +775,17 @@ def test_results_jsonl(cli, group, write_csv, store_path, tmp_path):
     assert os.listdir(results.parent) == ["results.jsonl"]
 
 
-def test_results_file_not_written_after_validation_failure(cli, group, write_csv, tmp_path):
+def test_results_file_after_validation_failure_lists_every_row(cli, group, write_csv, tmp_path):
+    # a refused run writes the results file too (issue 16): every row with its error, and
+    # nothing else in the folder (no temporary file)
     out_dir = tmp_path / "out"
     out_dir.mkdir()
     results = out_dir / "results.csv"
     result = register(cli, write_csv(csv_text(row("SN-0001", cap="x"))), "--results", str(results))
     assert result.exit_code == 1
-    assert os.listdir(out_dir) == []
+    assert os.listdir(out_dir) == ["results.csv"]
+    text = results.read_text(encoding="utf-8")
+    assert ",SN-0001,,invalid," in text and "max_capacity" in text
 
 
 def _fail_on_second_chunk(store, monkeypatch) -> list[int]:

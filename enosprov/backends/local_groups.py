@@ -17,6 +17,7 @@ from ..domain.models import (
     MasterDataGroup,
     RegistrationGroup,
 )
+from ..domain.regions import region_problem
 from ..domain.signing import get_signer
 from .local_schema import BUILTIN_MASTERDATA_GROUP
 
@@ -141,6 +142,8 @@ def validate_group(group: RegistrationGroup) -> None:
             "an allocation target needs both a region (environment) and an OU",
             hint="pass --region and --org together",
         )
+    if group.region_id and (problem := region_problem(group.region_id)):
+        raise InvalidArgumentError(problem)
     get_signer(group.sign_scheme)
     if group.sn_pattern:
         rules.sn_matcher(group.sn_pattern)

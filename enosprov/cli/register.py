@@ -72,6 +72,14 @@ def register(
             help="Accept a deviceSn that a replacement retired (refused by default).",
         ),
     ] = False,
+    ignore_unknown_columns: Annotated[
+        bool,
+        typer.Option(
+            "--ignore-unknown-columns",
+            help="Leave out columns that are neither enosprov's nor the group's master data "
+            "(an error by default: often a misspelt attribute).",
+        ),
+    ] = False,
     raw_csv: RawCsvOpt = False,
     json_: JsonOpt = False,
 ) -> None:
@@ -113,7 +121,8 @@ def register(
     with state(ctx).open() as (store, journal), progress_bar(not json_, "register") as progress:
         kw = dict(batch_tag=batch_tag, skip_invalid=skip_invalid, dry_run=dry_run,
                   results=results, chunk_size=chunk_size, progress=progress, journal=journal,
-                  raw_csv=raw_csv, allow_retired=allow_retired)  # fmt: skip
+                  raw_csv=raw_csv, allow_retired=allow_retired,
+                  ignore_unknown_columns=ignore_unknown_columns)  # fmt: skip
         if csv_file is None:  # then --device-sn (exactly one of the two, checked above)
             from ..core.onboarding import parse_sets
 
@@ -138,6 +147,8 @@ def _render(report) -> None:
         ["rows", f"{verb}created", f"{verb}skipped (same data)", "conflicts", "invalid"],
         [[report.rows, report.created, report.skipped, report.conflicts, report.invalid]],
     )
+    if report.ignored_columns:
+        say(f"note: unknown column(s) left out: {', '.join(report.ignored_columns)}", stderr=True)
     for issue in report.issues:
         say(f"  invalid: {issue}", stderr=True)
     for c in report.conflict_samples:

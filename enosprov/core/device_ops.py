@@ -15,6 +15,7 @@ from ..backends.base import Backend
 from ..domain import rules
 from ..domain.errors import InvalidArgumentError, RefusedError
 from ..domain.models import BUILTIN_KEYS, Device, RegistrationGroup, string_i18n
+from ..domain.regions import region_problem
 from ..journal import Journal, journal_or_null
 from .device_refs import names, one_group, resolve_devices
 
@@ -254,6 +255,8 @@ def allocate_devices(
             "an allocation target needs both a region (environment) and an OU; " + NOTHING_CHANGED,
             hint="give --region and --org together, or neither (the group's target)",
         )
+    if region_id and (problem := region_problem(region_id)):
+        raise InvalidArgumentError(problem + "; " + NOTHING_CHANGED)
     devices = list({d.sn: d for d in devices}.values())
     pending = [d for d in devices if not d.allocated]
     _check_targets(backend, pending, region_id, org_id)

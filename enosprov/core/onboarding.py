@@ -23,6 +23,7 @@ from ..domain.models import (
     RegistrationGroup,
     string_i18n,
 )
+from ..domain.regions import region_problem
 from ..journal import Journal, journal_or_null
 
 
@@ -183,6 +184,8 @@ def plan_onboarding(
     target = None
     if bool(region_id) != bool(org_id):
         problems.append("an allocation target needs both --region and --org")
+    elif region_id and (problem := region_problem(region_id)):
+        problems.append(problem)
     elif not device.allocated:
         region, org = region_id or group.region_id, org_id or group.org_id
         if not region or not org:

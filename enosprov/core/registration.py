@@ -72,6 +72,7 @@ class RegisterReport:
     warning_samples: list[RowWarning] = field(default_factory=list)
     warning_rows: list[int] = field(default_factory=list)
     warning_row_count: int = 0
+    ignored_columns: list[str] = field(default_factory=list)  # --ignore-unknown-columns
 
     @property
     def complete(self) -> bool:
@@ -100,6 +101,7 @@ class RegisterReport:
             "warnings": self.warnings,
             "warningRows": self.warning_rows,
             "warningSamples": [w.to_dict() for w in self.warning_samples],
+            "ignoredColumns": self.ignored_columns,
         }
 
 
@@ -119,6 +121,7 @@ def register_csv(
     journal: Journal | None = None,
     raw_csv: bool = False,
     allow_retired: bool = False,
+    ignore_unknown_columns: bool = False,
 ) -> RegisterReport:
     """Register every device of a CSV file (a path, or a :class:`CsvSource` such as one built
     by :func:`register_records`) into a registration group. See docs/registration.md.
@@ -129,9 +132,11 @@ def register_csv(
 
     Text values a spreadsheet would read as formulas (``=1+2``) are registered as they are and
     counted in ``report.warnings``. A CSV ``results`` file is spreadsheet-safe (enosprov.csvsafe)
-    unless ``raw_csv``.
+    unless ``raw_csv``. A column that is neither a fixed column nor a master data identifier is
+    an error, unless ``ignore_unknown_columns`` (then left out, named in ``report.ignored_columns``).
 
-    Raises ValidationFailedError (nothing written) when a row is invalid and skip_invalid is off.
+    Raises ValidationFailedError (nothing written) when a row is invalid and skip_invalid is off;
+    a ``results`` file then lists every row with its error (the valid ones "not-registered").
     A run that writes (not ``dry_run``) appends one "register" record to ``journal`` per chunk
     (see :class:`ChunkAudit`), listing the devices the chunk created: "ok", "partial"
     (conflicts or invalid rows) or "failed" (rows the backend could not be reached for: the
@@ -155,7 +160,7 @@ def register_csv(
     with tempfile.TemporaryFile(prefix="enosprov-stage-") as staging:
         bad_rows, total, header = _validate(
             source, grp, mdg, batch_tag, report, progress, staging, keep_fields=bool(results),
-            retired=retired,
+            retired=retired, ignore_unknown=ignore_unknown_columns,
         )  # fmt: skip
         if 1 in bad_rows:  # a header problem makes every row unusable, even with --skip-invalid
             raise ValidationFailedError(
@@ -169,6 +174,8 @@ def register_csv(
             hint = "fix the rows listed, or pass --skip-invalid to register only the valid ones"
             if report.retired:
                 hint += "; a retired unit is registered again only with --allow-retired"
+            if results:  # every row with its error, the valid ones "not registered"
+                hint += f"; every row with its error in {_refused_results(results, raw_csv, header, staging, bad_rows)}"
             raise ValidationFailedError(
                 f"{path}: {n} problem{'s' * (n != 1)} in {r} row{'s' * (r != 1)}; "
                 "nothing was registered",
@@ -422,6 +429,26 @@ def _write_chunks(backend: Backend, group_id, staging, bad_rows, size, report, w
             _stop_failed(report, outcomes)
 
 
+NOT_REGISTERED = "not registered: the file has invalid rows (fix them, or --skip-invalid)"
+
+
+def _refused_results(results, raw_csv: bool, header, staging, bad_rows: set[int]) -> str:
+    """The results file of a run refused for its invalid rows: each invalid row with its error
+    (outcome "invalid"), each valid one as "not-registered"; nothing was registered."""
+    writer = ResultsWriter(results, raw_csv=raw_csv)
+    try:
+        writer.open(header)
+        for chunk in _chunks(staging, bad_rows, DEFAULT_CHUNK_SIZE):
+            for rowno, record, fields, ready in chunk:
+                outcome = ready or RegisterOutcome(
+                    record[0], "not-registered", None, NOT_REGISTERED
+                )
+                writer.write(rowno, fields, outcome)
+        return writer.commit()
+    finally:
+        writer.abort()
+
+
 def _stop_failed(report: RegisterReport, outcomes: list[RegisterOutcome]) -> None:
     """Stop after a chunk some of whose rows failed (EnOS could not be reached for them)."""
     first = next(o for o in outcomes if o.outcome == "failed")
@@ -467,13 +494,16 @@ class _RetiredRows:
         return RowIssue(rowno, "deviceSn", f"{device_sn} {RETIRED_ISSUE}: {r.describe()}")
 
 
-def _validate(source, grp, mdg, batch_tag, report, progress, staging, keep_fields, retired=None):
+def _validate(source, grp, mdg, batch_tag, report, progress, staging, keep_fields, retired=None,
+              ignore_unknown=False):  # fmt: skip
     """Pass 1: check every row and stage it; return (rows to leave out, row count, header)."""
     bad_rows: set[int] = set()
     hashes = array("q")
     count = 0
     with source.rows() as rows:
-        schema = RowSchema(source.header, grp, mdg, default_batch_tag=batch_tag)
+        schema = RowSchema(source.header, grp, mdg, default_batch_tag=batch_tag,
+                           ignore_unknown=ignore_unknown)  # fmt: skip
+        report.ignored_columns = schema.ignored_columns
         for issue in schema.header_issues:
             _add_issue(report, issue)
         if schema.header_issues:

@@ -25,6 +25,7 @@ from pathlib import Path
 from ..backends.base import Backend
 from ..domain.errors import EnosprovError, InvalidArgumentError
 from ..domain.models import Device, RegistrationGroup
+from ..domain.regions import region_problem
 from ..journal import Journal, journal_or_null
 from .device_refs import one_group, resolve_devices
 
@@ -159,6 +160,9 @@ def plan_reprovision(
             "nothing was changed",
             hint="reprovisioning needs both the target environment (--region) and OU (--org)",
         )
+    problem = region_problem(region_id)
+    if problem:
+        raise InvalidArgumentError(problem + "; nothing was changed")
     devices = resolve_devices(backend, refs, group=group, csv_path=csv_path, batch_tag=batch_tag)
     grp = backend.get_group(one_group(devices, "reprovision"))
     whole = group_refusal(grp)

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 from ..domain import csvsafe, rules
 from ..domain.models import TARGET_KEYS, MasterDataGroup, NewDevice, RegistrationGroup
+from ..domain.regions import region_problem
 
 # The string escaper json uses with ensure_ascii=False (C-accelerated where available).
 _json_str = json.encoder.encode_basestring
@@ -95,8 +96,11 @@ class RowSchema:
         masterdata: MasterDataGroup,
         *,
         default_batch_tag: str | None = None,
+        ignore_unknown: bool = False,
     ) -> None:
         self.header = header
+        self.ignore_unknown = ignore_unknown
+        self.ignored_columns: list[str] = []  # unknown columns left out (ignore_unknown)
         self.width = len(header)
         self.default_batch_tag = default_batch_tag
         self._default_tag_risky = bool(default_batch_tag and _is_risky(default_batch_tag))
@@ -119,11 +123,14 @@ class RowSchema:
             if name in seen:
                 self._header_issue(name, f"column {name!r} appears twice")
             seen.setdefault(name, i)
-            if name not in known:
+            if name not in known and self.ignore_unknown:
+                self.ignored_columns.append(name or f"#{i + 1}")
+            elif name not in known:
                 hint = "" if name else " (empty column name)"
                 self._header_issue(
                     name or f"#{i + 1}",
-                    f"unknown column {name!r}{hint}; expected some of: {', '.join(sorted(known))}",
+                    f"unknown column {name!r}{hint}; expected some of: {', '.join(sorted(known))} "
+                    "(--ignore-unknown-columns leaves such columns out)",
                 )
         if "deviceSn" not in seen:
             self._header_issue(None, "required column 'deviceSn' is missing")
@@ -295,6 +302,8 @@ class RowSchema:
         if bool(region) != bool(org):
             column = "orgId" if region else "regionId"
             issues.append(RowIssue(rowno, column, "give regionId and orgId together, or neither"))
+        elif region and (problem := region_problem(region)):
+            issues.append(RowIssue(rowno, "regionId", problem))
         elif region:
             frags["regionId"] = _fragment("regionId", region)
             frags["orgId"] = _fragment("orgId", org)

@@ -121,10 +121,47 @@ class CsvSource:
             ) from None
 
     def _decode_error(self, rowno: int) -> InputFileError:
-        return InputFileError(
-            f"{self.name}, row {rowno}: the file is not valid {self.encoding}",
-            hint="save it as UTF-8, or pass --encoding (e.g. --encoding gbk for a Chinese Excel export)",
+        """The error of a byte the encoding cannot decode, at the row where that byte is (the
+        decoder reads ahead in blocks, so ``rowno``, where reading stopped, is only a
+        fallback)."""
+        shown = (
+            "UTF-8"
+            if self.encoding.lower().replace("_", "-") in ("utf-8-sig", "utf-8", "utf8")
+            else self.encoding
         )
+        where, what = f"row {rowno}", ""
+        located = self._locate_bad_byte() if self._text is None else None
+        if located is not None:
+            row, byte, column = located
+            where, what = f"row {row}", f" (byte 0x{byte:02x}, character {column} of its line)"
+        return InputFileError(
+            f"{self.name}, {where}: the file is not valid {shown}{what}",
+            hint="save it as UTF-8, or pass the encoding it was saved in: --encoding cp1252 "
+            "(or latin-1) for a Western European Excel export, --encoding gbk for a Chinese one",
+        )
+
+    def _locate_bad_byte(self) -> tuple[int, int, int] | None:
+        """(CSV row, the byte, its 1-based character column on its line) of the first byte the
+        encoding cannot decode, reading the file line by line in binary; None if not found."""
+        import codecs
+
+        try:
+            decoder = codecs.getincrementaldecoder(self.encoding)()
+        except LookupError:
+            return None
+        good = io.StringIO()
+        try:
+            with open(self.path, "rb") as fh:
+                for line in fh:
+                    try:
+                        good.write(decoder.decode(line))
+                    except UnicodeDecodeError as exc:
+                        ok = line[: exc.start].decode(self.encoding, errors="replace")
+                        rows = sum(1 for _ in csv.reader(io.StringIO(good.getvalue())))
+                        return rows + 1, line[exc.start], len(ok) + 1
+        except (OSError, UnicodeError, csv.Error):  # a codec that cannot start; an odd file
+            return None
+        return None
 
 
 def read_columns(
