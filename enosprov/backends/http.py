@@ -15,6 +15,7 @@ import threading
 import time
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import urlsplit
 
 from ..domain.errors import AuthError, BackendUnavailableError, NotFoundError, enos_error
 from ..token_cache import TokenCache, cache_key
@@ -209,8 +210,9 @@ class ApiClient:
                 )  # fmt: skip
             except _Exhausted as exc:
                 raise BackendUnavailableError(
-                    f"cannot get an access token from {self.base}: {_describe(exc.last)}",
-                    hint="check the API gateway URL and the network; retrying later is safe",
+                    exc.message(self.base, "getting an access token"),
+                    hint="check the API gateway URL (and proxy) of the profile and the network; "
+                    "retrying later is safe",
                 ) from None
             doc = _json(resp)
             status = doc.get("status", doc.get("code"))
@@ -251,8 +253,10 @@ class ApiClient:
         params = {"action": action, "orgId": cfg.org_id, **(query or {})}
         raw = "" if body is None else json.dumps(body, ensure_ascii=False, separators=(",", ":"))
         renewed = False
-        last: Exception | None = None
-        for attempt in range(cfg.retries + 1):
+        what = "no answer"
+        started = time.monotonic()
+        attempts = cfg.retries + 1
+        for attempt in range(attempts):
             self._limiter.acquire()
             token = self.token()
             ts = int(time.time() * 1000)
@@ -274,26 +278,28 @@ class ApiClient:
                     timeout=cfg.timeout,
                 )
             except _transport_errors() as exc:
-                last = exc
+                what = _describe(exc, cfg.timeout)
                 if not safe_to_repeat:
-                    raise OutcomeUnknown(_describe(exc)) from None
-                self._sleep(backoff_delay(attempt))
+                    raise OutcomeUnknown(what) from None
+                _pause(self._sleep, self.base, what, attempt, attempts, backoff_delay(attempt))
                 continue
             status = resp.status_code
             if status >= 500:
-                last = BackendUnavailableError(f"HTTP {status}")
+                what = _status_words(status)
                 if not safe_to_repeat:
-                    raise OutcomeUnknown(f"HTTP {status}")
-                self._sleep(backoff_delay(attempt, _retry_after(resp)))
+                    raise OutcomeUnknown(what)
+                delay = backoff_delay(attempt, _retry_after(resp))
+                _pause(self._sleep, self.base, what, attempt, attempts, delay)
                 continue
             doc = {} if status == 429 else _json(resp)
             code = _gateway_code(doc)
             if status == 429 or code == 429:  # rate limited, refused before doing anything
-                last = BackendUnavailableError("rate limited (429)")
-                self._sleep(backoff_delay(attempt, _retry_after(resp)))
+                what = _status_words(429)
+                delay = backoff_delay(attempt, _retry_after(resp))
+                _pause(self._sleep, self.base, what, attempt, attempts, delay)
                 continue
             if code == DUPLICATED:  # the same signature seen twice: sign again, later
-                last = AuthError("the gateway saw this signature already (1001)")
+                what = "the gateway saw the same signature twice (1001)"
                 self._sleep(0.002 + random.random() * 0.003)
                 continue
             if _token_refused(status, code):
@@ -316,7 +322,7 @@ class ApiClient:
                 )
             return _envelope(doc, status)
         raise BackendUnavailableError(
-            f"EnOS did not answer {action} after {cfg.retries + 1} attempts: {_describe(last)}",
+            _unreachable(self.base, what, attempts, started, action),
             hint="retrying later is safe; lower the profile's workers or rate if this persists",
         )
 
@@ -346,8 +352,8 @@ class DeviceClient:
             )  # fmt: skip
         except _Exhausted as exc:
             raise BackendUnavailableError(
-                f"the DPS device endpoint {self.base} did not answer: {_describe(exc.last)}",
-                hint="check the DPS URL (profile dps_url) and the network",
+                exc.message(self.base, f"the DPS device endpoint, {path}"),
+                hint="check the DPS URL (profile dps_url) and the network; retrying is safe",
             ) from None
         doc = _json(resp)
         if "code" not in doc and "pk" in doc:  # a flat answer, as the overview example shows
@@ -356,28 +362,33 @@ class DeviceClient:
 
 
 class _Exhausted(Exception):
-    def __init__(self, last: Exception | None) -> None:
-        super().__init__()
-        self.last = last
+    def __init__(self, what: str, attempts: int, started: float) -> None:
+        super().__init__(what)
+        self.what, self.attempts, self.started = what, attempts, started
+
+    def message(self, url: str, doing: str) -> str:
+        return _unreachable(url, self.what, self.attempts, self.started, doing)
 
 
 def _post_repeatable(session, url: str, make_body, *, timeout, retries, sleep):
     """POST a call that is safe to repeat: retry cut connections, 429 and 5xx with backoff
     (honouring Retry-After); return the first other response, or raise _Exhausted."""
-    last: Exception | None = None
+    started = time.monotonic()
+    what = "no answer"
     for attempt in range(retries + 1):
         try:
             resp = session.post(url, json=make_body(), timeout=timeout)
         except _transport_errors() as exc:
-            last = exc
-            sleep(backoff_delay(attempt))
+            what = _describe(exc, timeout)
+            _pause(sleep, url, what, attempt, retries + 1, backoff_delay(attempt))
             continue
         if resp.status_code == 429 or resp.status_code >= 500 or _rate_limited_in_body(resp):
-            last = BackendUnavailableError(f"HTTP {resp.status_code} (rate limited or failed)")
-            sleep(backoff_delay(attempt, _retry_after(resp)))
+            what = _status_words(429 if _rate_limited_in_body(resp) else resp.status_code)
+            delay = backoff_delay(attempt, _retry_after(resp))
+            _pause(sleep, url, what, attempt, retries + 1, delay)
             continue
         return resp
-    raise _Exhausted(last)
+    raise _Exhausted(what, retries + 1, started)
 
 
 def _rate_limited_in_body(resp) -> bool:
@@ -426,8 +437,98 @@ def _class_for(code: int, msg: str):
     return None
 
 
-def _describe(exc: Exception | None) -> str:
+def _describe(exc: Exception | None, timeout: float | None = None) -> str:
+    """What went wrong, in words: never a library's message cut off mid-sentence."""
     if exc is None:
         return "no answer"
-    text = str(exc)
-    return f"{type(exc).__name__}: {text[:200]}" if text else type(exc).__name__
+    if isinstance(exc, BackendUnavailableError):
+        return exc.message
+    import requests
+
+    chain = _chain_text(exc)
+    secs = f" {timeout:g} s" if timeout else ""
+    if isinstance(exc, requests.exceptions.SSLError):
+        if "CERTIFICATE_VERIFY_FAILED" in chain or "certificate verify failed" in chain:
+            return "its TLS certificate is not trusted (a proxy or a private CA: set the profile's CA bundle)"
+        return "the TLS handshake failed"
+    if isinstance(exc, requests.exceptions.ProxyError):
+        return "the proxy refused or failed the connection"
+    if isinstance(exc, requests.exceptions.ConnectTimeout):
+        return f"connecting timed out after{secs}"
+    if isinstance(exc, requests.exceptions.ReadTimeout):
+        return f"no answer within{secs}"
+    if isinstance(exc, requests.exceptions.ChunkedEncodingError):
+        return "the answer was cut off"
+    lowered = chain.lower()
+    if any(m in lowered for m in _DNS_MARKS):
+        return "the host name does not resolve (DNS)"
+    if any(m in lowered for m in _REFUSED_MARKS):
+        return "the connection was refused (nothing listens there)"
+    if any(m in lowered for m in _CUT_MARKS):
+        return "the connection was cut"
+    if any(m in lowered for m in _UNREACHABLE_MARKS):
+        return "the network is unreachable"
+    return f"the connection failed ({type(exc).__name__})"
+
+
+_DNS_MARKS = ("name or service not known", "nodename nor servname", "getaddrinfo failed",
+              "nameresolutionerror", "temporary failure in name resolution",
+              "no address associated")  # fmt: skip
+_REFUSED_MARKS = ("connection refused", "errno 111", "winerror 10061", "errno 61")
+_CUT_MARKS = ("connection reset", "connection aborted", "remotedisconnected", "broken pipe",
+              "errno 104", "winerror 10054")  # fmt: skip
+_UNREACHABLE_MARKS = ("network is unreachable", "no route to host", "errno 101", "errno 113")
+
+
+def _chain_text(exc: BaseException) -> str:
+    """The text of an exception and of the ones it wraps (requests -> urllib3 -> OSError)."""
+    parts, seen = [], set()
+    stack: list[BaseException | None] = [exc]
+    while stack:
+        e = stack.pop()
+        if e is None or id(e) in seen:
+            continue
+        seen.add(id(e))
+        parts.append(f"{type(e).__name__}: {e}")
+        stack += [e.__cause__, e.__context__, *(a for a in e.args if isinstance(a, BaseException))]
+        reason = getattr(e, "reason", None)
+        if isinstance(reason, BaseException):
+            stack.append(reason)
+    return " | ".join(parts)
+
+
+def _status_words(status: int) -> str:
+    if status == 429:
+        return "it is rate limiting (HTTP 429)"
+    return f"it answered HTTP {status} (a server error)"
+
+
+def _host(url: str) -> str:
+    return urlsplit(url).netloc or url
+
+
+# The CLI shows retries on a terminal (the library itself never prints): a listener is called
+# before each pause with (host, what failed, the attempt that failed, attempts allowed, seconds
+# of the pause).
+RetryListener = Callable[[str, str, int, int, float], None]
+_retry_listener: RetryListener | None = None
+
+
+def set_retry_listener(listener: RetryListener | None) -> None:
+    global _retry_listener
+    _retry_listener = listener
+
+
+def _pause(sleep, url: str, what: str, attempt: int, attempts: int, delay: float) -> None:
+    if _retry_listener is not None and attempt + 1 < attempts:
+        _retry_listener(_host(url), what, attempt + 1, attempts, delay)
+    sleep(delay)
+
+
+def _unreachable(url: str, what: str, attempts: int, started: float, doing: str) -> str:
+    """One line: which host, what failed, after how many attempts and seconds."""
+    took = time.monotonic() - started
+    return (
+        f"EnOS could not be reached at {_host(url)} ({doing}): {what}, after {attempts} "
+        f"attempt{'s' * (attempts != 1)} in {took:.1f} s"
+    )

@@ -72,7 +72,9 @@ class CliState:
         return Settings.resolve(self.store, self.profile)
 
     def backend(self):
-        return self.settings().create_backend()
+        settings = self.settings()
+        _show_retries(settings)
+        return settings.create_backend()
 
     def journal(self, settings=None):
         """The audit journal of the selected backend (the store file, or the local journal.db
@@ -86,12 +88,30 @@ class CliState:
         """(backend, journal) for a command that changes something: ``with st.open() as (b, j)``."""
         settings = self.settings()
         journal = self.journal(settings)
+        _show_retries(settings)
         backend = settings.create_backend()
         try:
             yield backend, journal
         finally:
             backend.close()
             journal.close()
+
+
+def _show_retries(settings) -> None:
+    """On a terminal, say each retry of an EnOS call on stderr (what failed, which attempt, how
+    long the pause): a slow network is then visibly slow, not hung."""
+    import sys
+
+    if settings.backend != "enos" or not sys.stderr.isatty():
+        return
+    from ..backends import http
+    from .output import say
+
+    def show(host: str, what: str, attempt: int, attempts: int, delay: float) -> None:
+        say(f"EnOS at {host}: {what}; retry {attempt + 1} of {attempts} in {delay:.1f} s",
+            stderr=True)  # fmt: skip
+
+    http.set_retry_listener(show)
 
 
 def state(ctx: typer.Context) -> CliState:
