@@ -165,9 +165,10 @@ def _current(path: Path, data: bytes) -> os.stat_result | None:
 def write_csv_manifest(
     path: Path, rows: Iterable[dict], columns: tuple[str, ...], raw_csv: bool = False
 ) -> None:
-    """``rows`` as a CSV file written atomically, its text cells spreadsheet-safe (csvsafe)
-    unless ``raw_csv``."""
+    """``rows`` as a CSV file for people written atomically: the UTF-8 BOM first, text cells
+    spreadsheet-safe (csvsafe); ``raw_csv``: machine CSV (no BOM, cells as they are)."""
     with AtomicFile(path) as fh:
+        fh.write(csvsafe.bom(raw_csv))
         writer = csv.writer(fh)
         writer.writerow(columns)
         writer.writerows(csvsafe.row((r.get(c, "") for c in columns), raw=raw_csv) for r in rows)

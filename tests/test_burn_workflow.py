@@ -43,7 +43,12 @@ def test_register_burn_verify_bootstrap(backend, registered, tmp_path, fmt):
     manifest = json.loads((out / "manifest.json").read_text())
     assert {m["deviceSn"] for m in manifest} == {f"SN-{i:06d}" for i in range(1, 5)}
     assert all(m["format"] == fmt and len(m["sha256"]) == 64 and m["sn"] for m in manifest)
-    assert (out / "manifest.csv").read_text().splitlines()[0].startswith("deviceSn,sn,file")
+    assert (
+        (out / "manifest.csv")
+        .read_text(encoding="utf-8-sig")
+        .splitlines()[0]
+        .startswith("deviceSn,sn,file")
+    )
 
     assert verify_files(backend, files).ok
     cred = read_credential(files[0])

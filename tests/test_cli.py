@@ -280,7 +280,7 @@ def test_devices_list_show_export(cli, group, write_csv, tmp_path):
     out = tmp_path / "export.csv"
     rep = cli.json("devices", "export", "--group", "meters-eu", "--out", str(out))["data"]
     assert rep["devices"] == 5 and rep["includeSecrets"] is False
-    lines = out.read_text(encoding="utf-8").splitlines()
+    lines = out.read_text(encoding="utf-8-sig").splitlines()
     assert lines[0].split(",")[:2] == ["sn", "deviceSn"] and "deviceSecret" not in lines[0]
     assert lines[0].endswith("max_capacity,phase,install_date,site")
     assert len(lines) == 6

@@ -193,3 +193,56 @@ def _expected_headers(command: tuple[str, ...]) -> list[str]:
         ("devices", "list"): ["deviceSn", "batch", "state", "created"],
         ("log",): ["operation", "outcome", "devices"],
     }.get(command[:2] if command[0] != "log" else command[:1], [])
+
+
+# -- files and times for people -----------------------------------------------------------------
+
+
+def test_every_csv_file_for_people_is_excel_friendly_the_same_way(cli, batch):
+    """UTF-8 with a BOM, ISO 8601 next to epoch milliseconds; --raw-csv: machine CSV."""
+    out = batch
+    cli.json("devices", "export", "--group", "meters-eu", "--out", str(out / "devices.csv"))
+    cli.json("burn", "export", "--group", "meters-eu", "--out", str(out / "burn"), "--dps-url",
+             "http://dps.example")  # fmt: skip
+    cli.json("qr", "batch", "--group", "meters-eu", "--out", str(out / "labels"))
+    cli.json("batches", "report", "B-1", "--group", "meters-eu", "--out", str(out / "r.html"),
+             "--csv-out", str(out / "report.csv"))  # fmt: skip
+    cli.json("register", "--csv", str(_rows(out)), "--group", "meters-eu", "--results",
+             str(out / "results.csv"))  # fmt: skip
+    files = ["devices.csv", "burn/manifest.csv", "labels/manifest.csv", "report.csv",
+             "results.csv"]  # fmt: skip
+    for name in files:
+        assert (out / name).read_bytes()[:3] == b"\xef\xbb\xbf", name
+    with open(out / "devices.csv", encoding="utf-8-sig", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    header = list(rows[0])
+    assert header.index("createTimeUtc") == header.index("createTime") + 1
+    assert header.index("updateTimeUtc") == header.index("updateTime") + 1
+    import datetime as dt
+
+    ms = int(rows[0]["createTime"])
+    iso = dt.datetime.fromtimestamp(ms / 1000, dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    assert rows[0]["createTimeUtc"] == iso
+    raw = out / "raw.csv"
+    cli.json("devices", "export", "--group", "meters-eu", "--out", str(raw), "--raw-csv")
+    assert raw.read_bytes()[:3] == b"sn,"
+    # stdout for pipes never has a BOM
+    assert cli("devices", "list", "--format", "csv").stdout.startswith("sn,")
+
+
+@pytest.mark.skipif(not hasattr(__import__("time"), "tzset"), reason="TZ is read by tzset (POSIX)")
+def test_times_for_people_in_utc_or_local(cli, batch, monkeypatch):
+    import time
+
+    monkeypatch.setenv("TZ", "Asia/Shanghai")
+    time.tzset()
+    try:
+        utc = cli("log", env={"COLUMNS": "200"}).stdout
+        local = cli("--local", "log", env={"COLUMNS": "200"}).stdout
+    finally:
+        monkeypatch.delenv("TZ")
+        time.tzset()
+    assert re.search(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\dZ", utc)
+    assert re.search(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\+08:00", local)
+    doc = cli.json("--local", "log")["data"]
+    assert doc[0]["time"].endswith("Z")  # JSON stays UTC

@@ -70,7 +70,7 @@ def _manifest_claims(out: Path) -> tuple[int, int]:
     except FileNotFoundError:
         pass
     try:
-        with open(out / "manifest.csv", encoding="utf-8", newline="") as fh:
+        with open(out / "manifest.csv", encoding="utf-8-sig", newline="") as fh:
             rows += list(csv.DictReader(fh))
     except FileNotFoundError:
         pass
@@ -325,7 +325,7 @@ def test_csv_manifests_are_spreadsheet_safe_unless_raw(store, tmp_path, write_cs
     def cells(folder: Path) -> dict[str, dict]:
         """The manifest.csv rows by the deviceSn of the manifest.json row in the same place."""
         sns = [r["deviceSn"] for r in json.loads((folder / "manifest.json").read_text())]
-        with open(folder / "manifest.csv", encoding="utf-8", newline="") as fh:
+        with open(folder / "manifest.csv", encoding="utf-8-sig", newline="") as fh:
             return dict(zip(sns, csv.DictReader(fh), strict=True))
 
     export_burn_files(store, sel, tmp_path / "b", dps_url="http://d.example")

@@ -98,7 +98,7 @@ def test_batch_png_svg_manifest_and_resume(backend, registered, tmp_path):
     assert (report.devices, report.verified, report.written, report.unchanged) == (4, 4, 8, 0)
     rows = json.loads((out / "manifest.json").read_text())
     assert {r["deviceSn"] for r in rows} == {f"SN-{i:06d}" for i in range(1, 5)}
-    csv_head = (out / "manifest.csv").read_text().splitlines()[0]
+    csv_head = (out / "manifest.csv").read_text(encoding="utf-8-sig").splitlines()[0]
     assert csv_head.startswith("deviceSn,sn,batchTag,payload,shortCode")
     for r in rows:
         p = parse_payload(r["payload"])

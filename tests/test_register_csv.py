@@ -81,7 +81,7 @@ def register_json(cli, path, *extra: str, expect: int = 0) -> dict:
 
 
 def read_results_csv(path) -> list[list[str]]:
-    with open(path, encoding="utf-8", newline="") as fh:
+    with open(path, encoding="utf-8-sig", newline="") as fh:  # results CSV: BOM first
         return list(csv.reader(fh))
 
 
@@ -740,7 +740,7 @@ def test_results_csv(cli, group, write_csv, store_path, tmp_path):
         ],
     ]  # fmt: skip
     assert os.listdir(results.parent) == ["results.csv"]
-    assert results.read_bytes()[:3] == b"row"  # UTF-8 without a byte order mark
+    assert results.read_bytes()[:6] == b"\xef\xbb\xbfrow"  # a CSV for people: UTF-8 with a BOM
     if sys.platform != "win32":  # no secrets inside: the usual permissions, not owner-only
         mask = os.umask(0)
         os.umask(mask)
@@ -751,7 +751,7 @@ def test_results_jsonl(cli, group, write_csv, store_path, tmp_path):
     text = csv_text(row("SN-0001", name="电表"), row("SN-0002", phase="two"))
     results = tmp_path / "out" / "results.jsonl"
     register_json(cli, write_csv(text), "--results", str(results), "--skip-invalid", expect=5)
-    lines = results.read_text(encoding="utf-8").splitlines()
+    lines = results.read_text(encoding="utf-8-sig").splitlines()
     docs = sorted((json.loads(x) for x in lines), key=lambda d: d["row"])
     sns = sn_map(store_path)
     assert docs == [
@@ -784,7 +784,7 @@ def test_results_file_after_validation_failure_lists_every_row(cli, group, write
     result = register(cli, write_csv(csv_text(row("SN-0001", cap="x"))), "--results", str(results))
     assert result.exit_code == 1
     assert os.listdir(out_dir) == ["results.csv"]
-    text = results.read_text(encoding="utf-8")
+    text = results.read_text(encoding="utf-8-sig")
     assert ",SN-0001,,invalid," in text and "max_capacity" in text
 
 
@@ -999,7 +999,7 @@ def test_results_keep_input_order_with_skip_invalid(store, group, write_csv, tmp
         chunk_size=2,
     )  # fmt: skip
     assert (report.created, report.invalid) == (8, 4)
-    with open(results, encoding="utf-8", newline="") as fh:
+    with open(results, encoding="utf-8-sig", newline="") as fh:
         got = [(int(r["row"]), r["outcome"]) for r in csv.DictReader(fh)]
     assert got == [(i + 1, "created" if i % 3 else "invalid") for i in range(1, 13)]
 

@@ -31,7 +31,7 @@ from . import history as history_cmd
 from . import replace as replace_cmd
 from . import reprovision as reprovision_cmd
 from .options import CliState
-from .output import set_quiet, set_table_format
+from .output import set_local_time, set_quiet, set_table_format
 
 if TYPE_CHECKING:  # the installed typer (>= 0.28) carries its own copy of click
     from typer import _click
@@ -188,6 +188,14 @@ def root(
     debug: Annotated[
         bool, typer.Option("--debug", help="Show tracebacks of internal errors.")
     ] = False,
+    local_time: Annotated[
+        bool,
+        typer.Option(
+            "--local/--utc",
+            help="Show times in this computer's local time, with its offset, instead of UTC "
+            "(--json, CSV files and the journal always carry UTC).",
+        ),
+    ] = False,
     version: Annotated[
         bool,
         typer.Option(
@@ -203,6 +211,7 @@ def root(
         )
     set_quiet(False)  # each run starts loud; a command's --quiet turns it off
     set_table_format("table")
+    set_local_time(local_time)
     ctx.obj = CliState(store=store, debug=debug, profile=profile, station=station)
 
 

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from .options import FormatOpt, JsonOpt, OptionalGroupOpt, RawCsvOpt, list_format, renamed, state
-from .output import emit, handled, key_values, say, status_line, table
+from .output import emit, handled, key_values, say, show_time, status_line, table
 
 app = typer.Typer(
     help="Production batches (batch tags): counts per state, stuck devices, reports.\n\n"
@@ -30,7 +30,7 @@ SHORT = {
 
 
 def _time(iso: str | None) -> str:
-    return iso.replace("T", " ").replace("+00:00", "Z") if iso else ""
+    return show_time(iso)
 
 
 @app.command("list")
@@ -74,7 +74,7 @@ def list_(
                 "first", "last"]  # fmt: skip
         rows = [
             [b.tag_text, *([b.group_id] if several else []), *(b.counts[s] for s in STATES),
-             _time(b.to_dict()["firstActivity"])[:16], _time(b.to_dict()["lastActivity"])[:16]]
+             show_time(b.to_dict()["firstActivity"], seconds=False), show_time(b.to_dict()["lastActivity"], seconds=False)]
             for b in items
         ]  # fmt: skip
         table(None, cols, rows, no_wrap={"batch", "first", "last"}, wide=True)
@@ -167,7 +167,7 @@ def _render_detail(d) -> None:
             f"({d.stuck_count}" + (f", showing {len(d.stuck)})" if len(d.stuck) < d.stuck_count
                                    else ")"),
             ["sn", "deviceSn", "since", "what", "allocateStatus"],
-            [[x.sn, x.device_sn, _time(x.to_dict()["since"])[:16], x.mark, x.allocate_status]
+            [[x.sn, x.device_sn, show_time(x.to_dict()["since"], seconds=False), x.mark, x.allocate_status]
              for x in d.stuck],
             no_wrap={"since", "what", "allocateStatus"},
             wide=True,
@@ -189,7 +189,7 @@ def returned(items) -> None:
     table(
         None,
         ["deviceSn", "sn now", "registered again", "state", "replaced by", "on", "in service"],
-        [[r.device_sn, r.returned.sn, _time(r.to_dict()["returned"]["createTime"])[:16],
+        [[r.device_sn, r.returned.sn, show_time(r.to_dict()["returned"]["createTime"], seconds=False),
           "connected" if r.returned.connect_status == "connected" else r.returned.allocate_status,
           r.replaced_by["deviceSn"], r.date, r.in_service_text()]
          for r in items],
@@ -217,7 +217,7 @@ def production(p) -> None:
         rate = s.units_per_hour
         rows.append(
             [s.station_text, *(s.counts[o] for o in OUTPUTS), *([s.failed_runs] if runs else []),
-             _time(info["first"])[:16], _time(info["last"])[:16],
+             show_time(info["first"], seconds=False), show_time(info["last"], seconds=False),
              "" if rate is None else f"{rate:,.1f}"]
         )  # fmt: skip
     cols = ["station", *OUTPUTS, *(["failed runs"] if runs else []), "first", "last",

@@ -20,7 +20,7 @@ from .options import (
     renamed,
     state,
 )
-from .output import confirm_or_refuse, emit, handled, key_values, say, status_line, table
+from .output import confirm_or_refuse, emit, handled, key_values, say, show_time, status_line, table
 
 app = typer.Typer(
     help="Registered devices.\n\nExample: enosprov devices list --group meters-eu --batch-tag B-1",
@@ -520,12 +520,7 @@ def allocate(
 
 
 def _time(ms: int | None, seconds: bool = True) -> str:
-    if ms is None:
-        return ""
-    import datetime as dt
-
-    fmt = "%Y-%m-%d %H:%M:%SZ" if seconds else "%Y-%m-%d %H:%MZ"
-    return dt.datetime.fromtimestamp(ms / 1000, dt.timezone.utc).strftime(fmt)
+    return show_time(ms, seconds=seconds)
 
 
 def _value(v) -> str:

@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from .options import FormatOpt, JsonOpt, OptionalGroupOpt, list_format, state
-from .output import emit, handled, say, status_line, table
+from .output import emit, handled, say, show_time, status_line, table
 
 
 @handled
@@ -55,18 +55,18 @@ def history(
             status_line(r.returned_text(), ok=False)
             say(f"what to do: {r.advice()}")
         rows = [
-            [e.iso_time[:19].replace("T", " "), e.operation, e.outcome,
+            [show_time(e.time), e.operation, e.outcome,
              ", ".join(d for s, d in e.devices if s in {u["sn"] for u in h.chain}
                        or d in {u["deviceSn"] for u in h.chain})[:40],
              summary(e, h.chain), e.station or "", f"{e.user}@{e.host}"]
             for e in h.events
         ]  # fmt: skip
         if rows:
-            columns = ["time (UTC)", "operation", "outcome", "unit", "what", "station", "by"]
+            columns = ["time", "operation", "outcome", "unit", "what", "station", "by"]
             if not any(r[5] for r in rows):
                 columns.pop(5)
                 rows = [r[:5] + r[6:] for r in rows]
-            table(None, columns, rows, no_wrap={"time (UTC)", "operation", "unit"}, wide=True)
+            table(None, columns, rows, no_wrap={"time", "operation", "unit"}, wide=True)
         else:
             say("no recorded events (the audit journal has none for this device)")
 

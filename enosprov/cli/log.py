@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from .options import FormatOpt, JsonOpt, list_format, state
-from .output import emit, handled, say, table
+from .output import emit, handled, say, show_time, table
 
 SHOWN_DEVICES = 3  # the human table lists the deviceSns of a record up to this many
 
@@ -181,6 +181,4 @@ def _table(columns: list[str], rows: list[list]) -> None:
 
 
 def _time(ms: int) -> str:
-    import datetime as dt
-
-    return dt.datetime.fromtimestamp(ms / 1000, dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%SZ")
+    return show_time(ms)

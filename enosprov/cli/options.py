@@ -123,8 +123,8 @@ RawCsvOpt = Annotated[
     bool,
     typer.Option(
         "--raw-csv",
-        help="Write CSV cells as they are, without the ' that keeps spreadsheets from running "
-        "formulas (for machine use).",
+        help="Machine CSV: cells as they are, without the ' that keeps spreadsheets from "
+        "running formulas, and no UTF-8 byte order mark.",
     ),
 ]
 

@@ -66,6 +66,41 @@ def _text(value: object, style: str = ""):
 _quiet = False
 
 
+# Times shown to people: UTC (the default, "2026-12-02 04:43Z") or the computer's local time
+# with its offset ("2026-12-02 05:43+01:00"): the root option --utc / --local. --json, CSV files
+# and the journal always carry UTC (ISO 8601) and epoch milliseconds.
+_local_time = False
+
+
+def set_local_time(local: bool) -> None:
+    global _local_time
+    _local_time = local
+
+
+def show_time(when: int | str | None, *, seconds: bool = True) -> str:
+    """A moment for people: epoch milliseconds or an ISO 8601 text, in UTC or local time."""
+    import datetime as dt
+
+    if when is None or when == "":
+        return ""
+    if isinstance(when, str):
+        try:
+            moment = dt.datetime.fromisoformat(when.replace("Z", "+00:00"))
+        except ValueError:
+            return when
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=dt.timezone.utc)
+    else:
+        moment = dt.datetime.fromtimestamp(when / 1000, dt.timezone.utc)
+    if _local_time:
+        moment = moment.astimezone()
+        offset = moment.strftime("%z")
+        zone = f"{offset[:3]}:{offset[3:]}" if offset else ""
+    else:
+        zone = "Z"
+    return moment.strftime("%Y-%m-%d %H:%M:%S" if seconds else "%Y-%m-%d %H:%M") + zone
+
+
 def set_quiet(quiet: bool) -> None:
     global _quiet
     _quiet = quiet

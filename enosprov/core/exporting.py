@@ -38,7 +38,9 @@ BASE_COLUMNS = (
     "currentStatus",
     "reprovisioning",
     "createTime",
+    "createTimeUtc",  # ISO 8601 next to the epoch milliseconds, for people
     "updateTime",
+    "updateTimeUtc",
     "desc",
     "deviceName",
     "timezone",
@@ -87,7 +89,9 @@ def _csv_row(dev: Device, md_keys: list[str], include_secrets: bool) -> list:
         dev.status.current_status,
         "true" if dev.reprovisioning else "false",
         dev.create_time,
+        csvsafe.iso_utc(dev.create_time),
         dev.update_time,
+        csvsafe.iso_utc(dev.update_time),
         dev.desc or "",
         name.get("defaultValue", "") if isinstance(name, dict) else (name or ""),
         data.get("timezone", ""),
@@ -116,13 +120,16 @@ def export_devices(
 ) -> ExportReport:
     """Write ``devices`` to ``out``. Master data keys become CSV columns; JSON lines hold everything.
 
-    CSV cells are spreadsheet-safe (enosprov.csvsafe) unless ``raw_csv``."""
+    A CSV file is for people: it starts with the UTF-8 BOM, epoch-millisecond times have an ISO
+    8601 column next to them, and cells are spreadsheet-safe (enosprov.csvsafe); ``raw_csv``
+    writes machine CSV (no BOM, cells as they are)."""
     out = Path(out)
     fmt = export_format(out, fmt)
     md_keys = list(masterdata_keys or [])
     count = 0
     with AtomicFile(out, private=include_secrets) as fh:
         if fmt == "csv":
+            fh.write(csvsafe.bom(raw_csv))
             writer = csv.writer(fh)
             header = [*BASE_COLUMNS, *md_keys] + (["deviceSecret"] if include_secrets else [])
             writer.writerow(header)

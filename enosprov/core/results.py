@@ -54,6 +54,7 @@ class ResultsWriter:
         self._header = list(input_header)
         self._fh = self._file.open()
         if not self.jsonl:
+            self._fh.write(csvsafe.bom(self.raw_csv))
             self._csv = csv.writer(self._fh)
             extra = [f"input.{h}" if h in RESULT_COLUMNS else h for h in self._header]
             self._csv.writerow(csvsafe.row([*RESULT_COLUMNS, *extra], raw=self.raw_csv))

@@ -48,3 +48,24 @@ def restore(text: str) -> str:
     if text.startswith(PREFIX) and is_risky(text.lstrip(PREFIX)):
         return text[1:]
     return text
+
+
+# CSV files written for people (results, exports, reports, manifests) start with the UTF-8 byte
+# order mark, so that Excel reads them as UTF-8 (docs/csv-format.md, "Files for people");
+# machine CSV (--raw-csv) has none. enosprov's own readers accept both.
+BOM = "\ufeff"
+
+
+def bom(raw: bool = False) -> str:
+    """The text a CSV file for people starts with: the BOM, or nothing for raw (machine) CSV."""
+    return "" if raw else BOM
+
+
+def iso_utc(ms: int | None) -> str:
+    """Epoch milliseconds as ISO 8601 UTC (``2026-12-02T04:43:27Z``), the column people read
+    next to every epoch-millisecond column of a CSV; empty for None."""
+    if ms is None:
+        return ""
+    import datetime as dt
+
+    return dt.datetime.fromtimestamp(ms / 1000, dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")

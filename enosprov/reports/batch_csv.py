@@ -104,7 +104,7 @@ def write_batch_csv(
 
     rows = 0
     with AtomicFile(path) as fh:
-        fh.write("\ufeff")  # utf-8-sig: Excel reads the file as UTF-8
+        fh.write(csvsafe.bom(raw_csv))  # utf-8-sig: Excel reads the file as UTF-8
         out = csv.writer(fh, lineterminator="\r\n")
         out.writerow(CSV_COLUMNS)
 
