@@ -30,9 +30,9 @@ demo: $(VENV)/.installed
 	$(BIN)/enosprov --store $(DEMO)/store.db devices list --group meters-eu --limit 10
 	@echo "--- burn credential files for the batch (JSON and ESP32 NVS images), then check them:"
 	$(BIN)/enosprov --store $(DEMO)/store.db burn export --group meters-eu --batch-tag B-2026-11-A \
-		--format json --out $(DEMO)/burn --dps-url http://127.0.0.1:8080
+		--burn-format json --out $(DEMO)/burn --dps-url http://127.0.0.1:8080
 	$(BIN)/enosprov --store $(DEMO)/store.db burn export --group meters-eu --batch-tag B-2026-11-A \
-		--format nvs --out $(DEMO)/burn-nvs --dps-url http://127.0.0.1:8080
+		--burn-format nvs --out $(DEMO)/burn-nvs --dps-url http://127.0.0.1:8080
 	$(BIN)/enosprov --store $(DEMO)/store.db burn verify $(DEMO)/burn/MTR-2026-000001.json \
 		$(DEMO)/burn-nvs/MTR-2026-000001.nvs.bin
 	@echo "--- the first device powers on: bootstrap from its burned NVS image"
@@ -40,11 +40,11 @@ demo: $(VENV)/.installed
 	$(BIN)/enosprov --store $(DEMO)/store.db devices show MTR-2026-000001
 	@echo "--- QR labels: an A4 label sheet (PDF), a Zebra ZPL file, PNG labels; scan one back"
 	$(BIN)/enosprov --store $(DEMO)/store.db qr batch --group meters-eu --batch-tag B-2026-11-A \
-		--format pdf --template a4-3x8-70x37 --out $(DEMO)/labels
+		--label-format pdf --label-template a4-3x8-70x37 --out $(DEMO)/labels
 	$(BIN)/enosprov --store $(DEMO)/store.db qr batch --group meters-eu --batch-tag B-2026-11-A \
-		--format zpl --template thermal-62mm --out $(DEMO)/labels-zpl
+		--label-format zpl --label-template thermal-62mm --out $(DEMO)/labels-zpl
 	$(BIN)/enosprov --store $(DEMO)/store.db qr batch --group meters-eu --batch-tag B-2026-11-A \
-		--format png --out $(DEMO)/labels-png
+		--label-format png --out $(DEMO)/labels-png
 	$(BIN)/enosprov --store $(DEMO)/store.db qr scan $(DEMO)/labels-png/MTR-2026-000002.png
 	@echo "--- the factory line: a station scans three units (one per line), burns NVS images, prints ZPL labels to a file printer"
 	printf 'MTR-2026-100001\nMTR-2026-100002,site=Hall 7\nMTR-2026-100003\n' | \

@@ -161,11 +161,6 @@ def test_masterdata_and_group_lifecycle(cli, tmp_path):
     ("args", "needle"),
     [
         (["--name", "x" * 65, "--product-key", "pk"], "1-64 characters"),
-        (
-            ["--name", "ok", "--product-key", "pk", "--reprovision", "sometimes"],
-            "reprovision method",
-        ),
-        (["--name", "ok", "--product-key", "pk", "--model", "shared"], "model type"),
         (["--name", "ok", "--product-key", "pk", "--region", "eu2"], "both a region"),
         (["--name", "ok", "--product-key", "pk", "--masterdata", "nope"], "not found"),
         (["--name", "ok", "--product-key", "bad key"], "product key"),
@@ -183,6 +178,19 @@ def test_group_create_refuses_bad_input_with_one_line(cli, args, needle):
     assert result.stderr.lower().startswith("error")
     err = cli.json("group", "create", *args, expect=1)["error"]
     assert needle in err["message"] + err.get("hint", "")
+    assert cli.json("group", "list")["data"] == []
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "choices"),
+    [("--reprovision", "sometimes", "'migrate', 'initialize', 'never'"),
+     ("--model", "shared", "'public', 'private'")],
+)  # fmt: skip
+def test_group_create_choices_are_usage_errors(cli, option, value, choices):
+    # a fixed set of values is a choice of the command line (exit 2), listed in --help
+    result = cli("group", "create", "--name", "ok", "--product-key", "pk", option, value)
+    assert result.exit_code == 2 and choices in result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
     assert cli.json("group", "list")["data"] == []
 
 

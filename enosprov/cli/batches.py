@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import typer
 
@@ -46,7 +46,8 @@ def list_(
         str | None, typer.Option("--until", help="Only batches active before this time.")
     ] = None,
     sort: Annotated[
-        str, typer.Option("--sort", help="tag | first | last | registered | connected")
+        Literal["tag", "first", "last", "registered", "connected"],
+        typer.Option("--sort", help="Order of the batches (first, last: activity times)."),
     ] = "tag",
     fmt: FormatOpt = None,
     json_: JsonOpt = False,

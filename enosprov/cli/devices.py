@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import typer
 
@@ -27,9 +27,13 @@ app = typer.Typer(
     no_args_is_help=True,
 )
 
-AllocOpt = Annotated[str | None, typer.Option("--allocate-status", help="init | allocated")]
+AllocOpt = Annotated[
+    Literal["init", "allocated"] | None,
+    typer.Option("--allocate-status", help="Only devices with this allocation status."),
+]
 ConnectOpt = Annotated[
-    str | None, typer.Option("--connect-status", help="init | connected | failed")
+    Literal["init", "connected", "failed"] | None,
+    typer.Option("--connect-status", help="Only devices with this connection status."),
 ]
 
 
@@ -319,7 +323,10 @@ def export(
     connect_status: ConnectOpt = None,
     device_sn: DeviceSnOpt = None,
     fmt: Annotated[
-        str | None, typer.Option("--format", help="csv | jsonl (default: from the file name).")
+        Literal["csv", "jsonl"] | None,
+        typer.Option(
+            "--format", help="The file's format.", show_default="from the file name: .jsonl or csv"
+        ),
     ] = None,
     with_secrets: Annotated[
         bool,

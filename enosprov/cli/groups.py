@@ -70,9 +70,13 @@ def create(
     ] = None,
     org: Annotated[str | None, typer.Option("--org", help="Allocation target OU (orgId).")] = None,
     reprovision: Annotated[
-        str, typer.Option("--reprovision", help="migrate | initialize | never")
+        Literal["migrate", "initialize", "never"],
+        typer.Option("--reprovision", help="What a reset keeps: migrate keeps the master data."),
     ] = "migrate",
-    model: Annotated[str, typer.Option("--model", help="public | private")] = "public",
+    model: Annotated[
+        Literal["public", "private"],
+        typer.Option("--model", help="Model type (a private model cannot be reprovisioned)."),
+    ] = "public",
     manufacturer_org: Annotated[
         str | None,
         typer.Option("--manufacturer-org", help="OU where devices are pre-registered."),

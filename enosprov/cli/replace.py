@@ -36,10 +36,8 @@ def replace(
         Path, typer.Option("--out", "-o", help="Folder for the new units' credential files.")
     ] = Path("replacements"),
     burn_format: Annotated[
-        str,
-        typer.Option(
-            "--burn-format", help="json | ini | c | bin | hex | nvs (burn export formats)."
-        ),
+        Literal["json", "ini", "c", "bin", "hex", "nvs"],
+        typer.Option("--burn-format", help="The new unit's credential file format."),
     ] = "json",
     no_burn: Annotated[bool, typer.Option("--no-burn", help="Write no credential file.")] = False,
     dps_url: Annotated[

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 import typer
 
@@ -106,19 +106,17 @@ def serve(
         ),
     ] = None,
     token_refusal: Annotated[
-        str,
+        Literal["401", "403", "200-code", "200-status"],
         typer.Option(
             "--token-refusal",
-            metavar="401|403|200-code|200-status",
             help="[ENOSPROV] How an expired or unknown token is answered (code 1203): HTTP 401 "
             "or 403, or HTTP 200 with 1203 in `code` or in `status`.",
         ),
     ] = "401",
     limit_shape: Annotated[
-        str,
+        Literal["http", "200-code", "200-status"],
         typer.Option(
             "--limit-shape",
-            metavar="http|200-code|200-status",
             help="[ENOSPROV] How the --fail-rate 429s are answered: HTTP 429, or HTTP 200 with "
             "429 in `code` or in `status`.",
         ),

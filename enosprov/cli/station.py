@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated, cast
+from typing import Annotated, Literal, cast
 
 import typer
 
@@ -21,10 +21,8 @@ def station(
         Path, typer.Option("--out", "-o", help="Folder for the credential files and the ledger.")
     ],
     burn_format: Annotated[
-        str,
-        typer.Option(
-            "--burn-format", help="Credential file: json | ini | c | bin | hex | nvs | template."
-        ),
+        Literal["json", "ini", "c", "bin", "hex", "nvs", "template"],
+        typer.Option("--burn-format", help="Credential file format (docs/burn-formats.md)."),
     ] = "json",
     burn_template: Annotated[
         str | None,
@@ -65,10 +63,11 @@ def station(
         ),
     ] = None,
     label_format: Annotated[
-        str | None,
+        Literal["pdf", "zpl", "png", "svg"] | None,
         typer.Option(
             "--label-format",
-            help="Without --printer: write each label to OUT/labels/ as pdf | zpl | png | svg.",
+            help="Without --printer: write each label to OUT/labels/ in this format.",
+            show_default=False,
         ),
     ] = None,
     label_template: Annotated[
