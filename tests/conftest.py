@@ -249,3 +249,15 @@ def cli(store_path) -> Cli:
 
 def file_mode(path: Path) -> int:
     return os.stat(path).st_mode & 0o777
+
+
+@pytest.fixture(scope="session")
+def postgres():
+    """A real PostgreSQL server for the session (tests/pgserver.py), started on first use."""
+    import pgserver
+
+    if os.environ.get("ENOSPROV_TEST_POSTGRES") == "skip":
+        pytest.skip("ENOSPROV_TEST_POSTGRES=skip")
+    server = pgserver.start()
+    yield server
+    server.stop()

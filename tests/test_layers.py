@@ -32,6 +32,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "enosprov.token_cache",
             "enosprov.templates",
             "enosprov.errors",
+            "enosprov.plantdb",
         ),
     ),
     ("backends", ("enosprov.backends",)),
