@@ -520,7 +520,11 @@ def set_retry_listener(listener: RetryListener | None) -> None:
 
 
 def _pause(sleep, url: str, what: str, attempt: int, attempts: int, delay: float) -> None:
-    if _retry_listener is not None and attempt + 1 < attempts:
+    """Before the next attempt: announce it, then wait. After the last one: nothing (the
+    caller gives up at once, instead of waiting for an attempt that will not come)."""
+    if attempt + 1 >= attempts:
+        return
+    if _retry_listener is not None:
         _retry_listener(_host(url), what, attempt + 1, attempts, delay)
     sleep(delay)
 
