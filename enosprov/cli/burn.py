@@ -54,13 +54,12 @@ def export(
     group: GroupOpt,
     out: Annotated[Path, typer.Option("--out", "-o", help="Output folder (created if missing).")],
     burn_format: Annotated[
-        BurnFormat | None,
+        BurnFormat,
         typer.Option(
             "--burn-format",
             help="Credential file format (docs/burn-formats.md); template: --burn-template.",
-            show_default="json",
         ),
-    ] = None,
+    ] = "json",
     old_format: Annotated[
         BurnFormat | None, typer.Option("--format", "-f", hidden=True, show_default=False)
     ] = None,
@@ -124,7 +123,9 @@ def export(
     from ..burn.formats import FormatOptions
     from ..burn.formats.template import read_template
 
-    fmt = renamed(burn_format, old_format, new="--burn-format", old="--format/-f") or "json"
+    given = ctx.get_parameter_source("burn_format")  # the default, or typed on the command line
+    typed = burn_format if given is not None and given.name != "DEFAULT" else None
+    fmt = renamed(typed, old_format, new="--burn-format", old="--format/-f") or burn_format
     template = renamed(burn_template, old_template, new="--burn-template", old="--template")
     text, template_name = read_template(template) if template is not None else (None, None)
     options = FormatOptions(
