@@ -143,6 +143,21 @@ def test_masterdata_update_keeps_devices_valid(cli, tmp_path):
         api.update_masterdata_group(_backend(cli), _builtin())
 
 
+def test_masterdata_update_max_length_against_the_default(cli, tmp_path):
+    """No maxLength means the default limit (256): 300 is longer, 100 shorter."""
+    base = 'id = "m2"\nname = "M2"\n[[attributes]]\nidentifier = "site"\ntype = "String"\n'
+    first = tmp_path / "m2.toml"
+    first.write_text(base, encoding="utf-8")
+    cli("masterdata", "create", "--file", str(first))
+    longer = tmp_path / "longer.toml"
+    longer.write_text(base + "maxLength = 300\n", encoding="utf-8")
+    assert cli("masterdata", "update", "--file", str(longer)).exit_code == 0
+    shorter = tmp_path / "shorter.toml"
+    shorter.write_text(base + "maxLength = 100\n", encoding="utf-8")
+    refused = cli("masterdata", "update", "--file", str(shorter))
+    assert refused.exit_code == 1 and "maxLength cannot get shorter (300 to 100)" in refused.stderr
+
+
 def _backend(cli):
     from enosprov.backends.local import LocalBackend
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass, replace
 from typing import Any, Generic, TypeVar
 
 from ..backends.base import Backend
+from ..domain import rules
 from ..domain.errors import (
     ConflictError,
     DefinitionConflictError,
@@ -190,8 +191,10 @@ def _attribute_problems(a: MasterDataAttribute, b: MasterDataAttribute) -> list[
     if set(a.values) - set(b.values):
         gone = ", ".join(sorted(set(a.values) - set(b.values)))
         out.append(f"{key}: Enum values cannot be removed ({gone})")
-    if b.max_length is not None and (a.max_length is None or b.max_length < a.max_length):
-        out.append(f"{key}: maxLength cannot get shorter ({a.max_length} to {b.max_length})")
+    before = a.max_length or rules.STRING_VALUE_MAX  # no maxLength: the default limit
+    after = b.max_length or rules.STRING_VALUE_MAX
+    if a.type == b.type == "String" and after < before:
+        out.append(f"{key}: maxLength cannot get shorter ({before} to {after})")
     return out
 
 
