@@ -49,8 +49,8 @@ from .domain.csvsource import CsvSource
 from .domain.masterdata_file import load_masterdata_group
 from .domain.models import Device, MasterDataGroup, Page, RegistrationGroup, SearchQuery, Sorter
 from .domain.signing import DEFAULT_SCHEME
-from .journal import Entry, Journal, open_journal, parse_time
-from .settings import Settings
+from .journal import Entry, Journal, parse_time
+from .settings import Settings, open_journal
 
 if TYPE_CHECKING:  # imported on first use (label rendering and reports cost start-up time)
     from .burn.export import BurnReport, Selection

@@ -757,13 +757,6 @@ def journal_path(settings) -> Path:
     return user_data_dir(env) / JOURNAL_FILENAME
 
 
-def open_journal(settings, station: str | None = None) -> Journal:
-    """The journal for ``settings`` (a :class:`enosprov.settings.Settings`)."""
-    env = os.environ if settings.env is None else settings.env
-    actor = Actor.current(settings.backend, settings.profile, station, env)
-    return Journal(journal_path(settings), actor)
-
-
 # -- time filters ---------------------------------------------------------------------------------
 
 _UNITS = {"m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}

@@ -15,6 +15,10 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .journal import Journal
 
 from .paths import user_data_dir
 
@@ -117,3 +121,19 @@ class Settings:
         from .backends.local import LocalBackend
 
         return LocalBackend(self.store)
+
+
+def open_journal(settings: Settings, station: str | None = None) -> Journal:
+    """The audit journal of ``settings``: the local store's own (in the store file), else
+    ``$ENOSPROV_JOURNAL``, a file or a ``postgresql://`` plant database that every station
+    shares (:class:`enosprov.journal_pg.PgJournal`), else journal.db in the user data folder."""
+    from .journal import JOURNAL_ENV, Actor, Journal, journal_path
+
+    env = os.environ if settings.env is None else settings.env
+    actor = Actor.current(settings.backend, settings.profile, station, env)
+    where = env.get(JOURNAL_ENV, "")
+    if settings.backend != "local" and where.lower().startswith(("postgresql://", "postgres://")):
+        from .journal_pg import PgJournal
+
+        return PgJournal(where, actor)
+    return Journal(journal_path(settings), actor)

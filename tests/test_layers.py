@@ -33,6 +33,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "enosprov.templates",
             "enosprov.errors",
             "enosprov.plantdb",
+            "enosprov.journal_pg",
         ),
     ),
     ("backends", ("enosprov.backends",)),

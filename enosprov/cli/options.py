@@ -79,7 +79,7 @@ class CliState:
     def journal(self, settings=None):
         """The audit journal of the selected backend (the store file, or the local journal.db
         for EnOS), stamped with the user, host and --station / $ENOSPROV_STATION."""
-        from ..journal import open_journal
+        from ..settings import open_journal
 
         return open_journal(settings or self.settings(), self.station)
 
