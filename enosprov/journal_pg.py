@@ -129,10 +129,12 @@ class PgJournal(Journal):
 
         conn = connect(self.url, autocommit=True)
         try:
-            with conn.transaction():
-                conn.execute("SELECT pg_advisory_xact_lock(%s)", (SCHEMA_LOCK,))
-                for statement in _statements(SCHEMA):
-                    conn.execute(statement)
+            if not _has_schema(conn):  # a station role needs no CREATE once the schema exists
+                with conn.transaction():
+                    conn.execute("SELECT pg_advisory_xact_lock(%s)", (SCHEMA_LOCK,))
+                    if not _has_schema(conn):
+                        for statement in _statements(SCHEMA):
+                            conn.execute(statement)
         except psycopg.Error as exc:
             conn.close()
             raise StoreError(
@@ -185,6 +187,14 @@ class PgJournal(Journal):
                 f"{failure} to {self.path}: {_first_line(exc)}",
                 hint="check the plant database and the role's rights; retrying is safe",
             ) from None
+
+
+def _has_schema(conn: Any) -> bool:
+    row = conn.execute(
+        "SELECT to_regclass('journal') IS NOT NULL AND to_regclass('journal_devices') IS NOT NULL "
+        "AND to_regclass('journal_marks') IS NOT NULL"
+    ).fetchone()
+    return bool(row[0])
 
 
 def _statements(script: str) -> list[str]:

@@ -88,6 +88,26 @@ def test_the_journal_is_append_only(plant_db):
     j.close()
 
 
+def test_a_station_role_without_create_writes_once_the_schema_exists(postgres, plant_db):
+    """docs/plant-database.md roles: the administrator's first use creates the schema; a
+    station role with only INSERT/SELECT on the journal tables (no CREATE, no UPDATE/DELETE)
+    then writes and reads."""
+    import psycopg
+
+    _journal(plant_db).record("register", group_id="g")  # the admin's first use
+    role = f"st_{id(object()) % 100000}"
+    db = plant_db.split("/")[3].split("?")[0]
+    with psycopg.connect(plant_db, autocommit=True) as conn:
+        conn.execute(f"CREATE ROLE {role} LOGIN PASSWORD 'pw-{role}'")
+        conn.execute("REVOKE CREATE ON SCHEMA public FROM PUBLIC")
+        conn.execute(f"GRANT SELECT, INSERT ON journal, journal_devices, journal_marks TO {role}")
+    station = postgres.url(dbname=db, user=role).replace(f"{role}@", f"{role}:pw-{role}@")
+    j = _journal(station, "ST-9")
+    j.record("register", devices=[("s1", "D-1")], group_id="g")
+    assert [e.station for e in j.entries()] == ["ST-1", "ST-9"]
+    j.close()
+
+
 def test_concurrent_stations_lose_no_record(plant_db):
     """8 stations (own connections) append 50 records each at once: 400 records, no id twice."""
     errors: list[BaseException] = []
@@ -172,3 +192,24 @@ def test_two_stations_on_enos_share_one_journal(
         assert not (tmp_path / "PC-A" / "enosprov" / "journal.db").exists()
     finally:
         be.close()
+
+
+def test_the_journal_password_never_shows(tmp_path, monkeypatch):
+    """An EnOS station whose plant database is down: one error line, the password hidden."""
+    from typer.testing import CliRunner
+
+    from enosprov import profiles
+    from enosprov.cli import app
+    from enosprov.profiles import SecretRef
+
+    monkeypatch.setenv("ENOSPROV_CONFIG", str(tmp_path / "cfg.toml"))
+    monkeypatch.setenv("ENOS_APP_SECRET", APP_SECRET)
+    profiles.create_profile("emu", api_url="http://127.0.0.1:9", org_id="o1",
+                            access_key=APP_KEY, secret=SecretRef.from_env("ENOS_APP_SECRET"),
+                            dps_url="http://127.0.0.1:9")  # fmt: skip
+    url = f"postgresql://station:Hunter2-secret@/plant?host={tmp_path}&port=1"
+    monkeypatch.setenv("ENOSPROV_JOURNAL", url)
+    result = CliRunner().invoke(app, ["--profile", "emu", "log"])
+    assert result.exit_code == 3, result.stdout + result.stderr
+    assert "Hunter2" not in result.stdout + result.stderr
+    assert "station@" in result.stderr and "could not be reached" in result.stderr
