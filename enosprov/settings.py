@@ -137,3 +137,18 @@ def open_journal(settings: Settings, station: str | None = None) -> Journal:
 
         return PgJournal(where, actor)
     return Journal(journal_path(settings), actor)
+
+
+def journal_location(settings: Settings) -> str:
+    """Where the audit journal of ``settings`` is, for people (never a password): a file, or
+    the plant database's URL with its password hidden. Nothing is opened."""
+    from .journal import JOURNAL_ENV, journal_path
+    from .plantdb import is_database_url, redact
+
+    env = os.environ if settings.env is None else settings.env
+    where = env.get(JOURNAL_ENV, "")
+    if settings.backend != "local" and is_database_url(where):
+        return f"{redact(where)} (plant database, shared by every station)"
+    if settings.backend == "local":
+        return f"{journal_path(settings)} (in the store file)"
+    return str(journal_path(settings))

@@ -213,3 +213,23 @@ def test_the_journal_password_never_shows(tmp_path, monkeypatch):
     assert result.exit_code == 3, result.stdout + result.stderr
     assert "Hunter2" not in result.stdout + result.stderr
     assert "station@" in result.stderr and "could not be reached" in result.stderr
+
+
+def test_info_says_where_the_journal_is_without_its_password(tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from enosprov import profiles
+    from enosprov.cli import app
+    from enosprov.profiles import SecretRef
+
+    monkeypatch.setenv("ENOSPROV_CONFIG", str(tmp_path / "cfg.toml"))
+    monkeypatch.setenv("ENOS_APP_SECRET", APP_SECRET)
+    profiles.create_profile("emu", api_url="http://127.0.0.1:9", org_id="o1",
+                            access_key=APP_KEY, secret=SecretRef.from_env("ENOS_APP_SECRET"),
+                            dps_url="http://127.0.0.1:9")  # fmt: skip
+    monkeypatch.setenv("ENOSPROV_JOURNAL", "postgresql://station:Hunter2@db.plant/enosprov")
+    result = CliRunner().invoke(app, ["--profile", "emu", "info", "--json"])
+    assert result.exit_code == 0
+    journal = json.loads(result.stdout)["data"]["journal"]
+    assert journal.startswith("postgresql://station:***@db.plant/enosprov")
+    assert "Hunter2" not in result.stdout

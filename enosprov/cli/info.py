@@ -30,6 +30,7 @@ def info(ctx: typer.Context, json_: JsonOpt = False) -> None:
     import sqlite3
 
     from .. import __version__
+    from ..settings import journal_location
 
     settings = state(ctx).settings()
     data = {
@@ -51,6 +52,7 @@ def info(ctx: typer.Context, json_: JsonOpt = False) -> None:
             dpsUrl=described["dpsUrl"],
             secret=described["secret"],
             groups=[g["groupId"] for g in described["groups"]],
+            journal=journal_location(settings),
         )
         emit(
             data,
@@ -67,6 +69,7 @@ def info(ctx: typer.Context, json_: JsonOpt = False) -> None:
                     ("DPS endpoint", d["dpsUrl"] or "-"),
                     ("secret", d["secret"]),
                     ("groups", ", ".join(d["groups"]) or "-"),
+                    ("audit journal", d["journal"]),
                 ]
             ),
         )
