@@ -579,16 +579,16 @@ def manifests(folder: Path) -> tuple[dict[str, list[dict]], int]:
     try:
         found["manifest.json"] = json.loads((folder / "manifest.json").read_text("utf-8"))
     except FileNotFoundError:
-        pass
+        pass  # no manifest: nothing claimed
     except ValueError:
         broken += 1
-    try:
-        with open(folder / "manifest.csv", encoding="utf-8", newline="") as fh:
+    try:  # a CSV for people: it starts with a byte order mark
+        with open(folder / "manifest.csv", encoding="utf-8-sig", newline="") as fh:
             found["manifest.csv"] = [
                 {k: restore(v or "") for k, v in r.items()} for r in csv.DictReader(fh)
             ]
     except FileNotFoundError:
-        pass
+        pass  # no manifest: nothing claimed
     except (ValueError, csv.Error):
         broken += 1
     return found, broken
@@ -1382,7 +1382,7 @@ def formula_cells(t: Torture) -> list[Figure]:
     files = sorted(out.rglob("*.csv"))
     cells = 0
     for path in files:
-        with open(path, encoding="utf-8", newline="") as fh:
+        with open(path, encoding="utf-8-sig", newline="") as fh:
             for rowno, row in enumerate(csv.reader(fh), 1):
                 cells += len(row)
                 for cell in row:

@@ -22,6 +22,17 @@ def user_data_dir(env: Mapping[str, str] = os.environ) -> Path:
     return Path(base) / "enosprov"
 
 
+def user_config_dir(env: Mapping[str, str] = os.environ) -> Path:
+    """The per-user config folder: %APPDATA%, ~/Library/Application Support or XDG_CONFIG_HOME."""
+    if sys.platform == "win32":
+        base = env.get("APPDATA") or str(Path.home() / "AppData" / "Roaming")
+        return Path(base) / "enosprov"
+    if sys.platform == "darwin":
+        return Path.home() / "Library" / "Application Support" / "enosprov"
+    base = env.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    return Path(base) / "enosprov"
+
+
 def user_cache_dir(env: Mapping[str, str] = os.environ) -> Path:
     """The per-user cache folder (what may be lost at any time): ``$ENOSPROV_CACHE_DIR``, else
     %LOCALAPPDATA%\\enosprov\\Cache, ~/Library/Caches/enosprov or $XDG_CACHE_HOME/enosprov."""

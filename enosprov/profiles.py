@@ -48,6 +48,7 @@ from .backends.enos_config import (
     GroupConfig,
 )
 from .domain.errors import ConflictError, InputFileError, InvalidArgumentError, NotFoundError
+from .paths import user_config_dir
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -95,17 +96,6 @@ _HEADER = (
 
 class InlineSecretWarning(UserWarning):
     """A secret is stored in the config file itself (the file is then written owner-only)."""
-
-
-def user_config_dir(env: Mapping[str, str] = os.environ) -> Path:
-    """The per-user config folder: %APPDATA%, ~/Library/Application Support or XDG_CONFIG_HOME."""
-    if sys.platform == "win32":
-        base = env.get("APPDATA") or str(Path.home() / "AppData" / "Roaming")
-        return Path(base) / "enosprov"
-    if sys.platform == "darwin":
-        return Path.home() / "Library" / "Application Support" / "enosprov"
-    base = env.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
-    return Path(base) / "enosprov"
 
 
 def config_path(env: Mapping[str, str] = os.environ) -> Path:

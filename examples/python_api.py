@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from enosprov import api
-from enosprov.errors import EnosprovError, NotFoundError
+from enosprov.errors import EnosprovError
 
 HERE = Path(__file__).resolve().parent
 GROUP = "meters-eu"
@@ -44,24 +44,21 @@ FAULTY, SPARE = "MTR-API-000003", "MTR-API-000103"  # FAULTY is replaced by SPAR
 
 
 def create_groups(session: api.Session) -> None:
-    """The master data group and the registration group (local store only)."""
-    try:
-        session.backend.get_group(GROUP)
-        return  # made by an earlier run
-    except NotFoundError:
-        pass
-    mdg = api.create_masterdata_group(session, HERE / "masterdata.toml")
-    group = api.create_group(
+    """The master data group and the registration group (local store only). Safe to run again:
+    the same definition already there is "unchanged"."""
+    mdg = api.ensure_masterdata_group(session, HERE / "masterdata.toml")
+    group = api.ensure_group(
         session,
         group_id=GROUP,
         name="Smart meters EU",
         product_key="demoPK01",
-        masterdata_group_id=mdg.id,
+        masterdata_group_id=mdg.value.id,
         region_id="eu2",
         org_id="o15000000000001",
         timezone="+01:00",
     )
-    print(f"created master data group {mdg.id} and registration group {group.group_id}")
+    print(f"master data group {mdg.value.id}: {mdg.status}; "
+          f"registration group {group.value.group_id}: {group.status}")  # fmt: skip
 
 
 def main(

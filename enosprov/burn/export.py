@@ -245,7 +245,13 @@ def credential_for(
             f"device {dev.device_sn} is not allocated: it has no triple yet",
             hint="allocate it first, or export the bootstrap profile",
         )
-    info = _connection_info(backend, group, dev)
+    info = connection_info_for(backend, group, dev)
+    if info is None:
+        raise InvalidArgumentError(
+            f"no group secret for group {group.group_id}: the triple of {dev.device_sn} is "
+            "asked for as the device, signed with it",
+            hint=backend.group_secret_error(group.group_id) or "add the group's secret",
+        )
     return Credential(
         profile="triple",
         device_sn=dev.device_sn,
@@ -258,11 +264,17 @@ def credential_for(
     )
 
 
-def _connection_info(backend: Backend, group: RegistrationGroup, dev: Device) -> ConnectionInfo:
-    """The device's connection info: the local store reads it; EnOS answers get/conn."""
-    stored = backend.stored_connection_info(dev, group)  # no call, no side effect
+def connection_info_for(
+    backend: Backend, group: RegistrationGroup, dev: Device
+) -> ConnectionInfo | None:
+    """The device's connection info: what the backend stores (the local store: no call, no
+    side effect), else EnOS's answer to get/conn signed with the group secret; None when the
+    backend stores none and the group secret is not known here."""
+    stored = backend.stored_connection_info(dev, group)
     if stored is not None:
         return stored
+    if not group.group_secret:
+        return None
     ts = int(time.time() * 1000)
     sign = signing.sign(group.sign_scheme, dev.sn, ts, group.group_secret)
     resign = signing.resigner(group.sign_scheme, dev.sn, group.group_secret, ts)

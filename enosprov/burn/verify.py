@@ -131,10 +131,10 @@ def check_credential(backend: Backend, cred: Credential, check: FileCheck) -> No
     if dev.product_key and dev.product_key != cred.product_key:
         check.problems.append("the productKey does not match")
     group = backend.get_group(dev.group_id)
-    from .export import _connection_info
+    from .export import connection_info_for
 
-    if group.group_secret or backend.stored_connection_info(dev, group) is not None:
-        info = _connection_info(backend, group, dev)
+    info = connection_info_for(backend, group, dev)
+    if info is not None:
         if not _same(cred.device_secret, info.device_secret):
             check.problems.append("the deviceSecret does not match")
     else:

@@ -18,6 +18,7 @@ from ..domain.models import BUILTIN_KEYS, Device, RegistrationGroup, string_i18n
 from ..domain.regions import region_problem
 from ..journal import Journal, journal_or_null
 from .device_refs import names, one_group, resolve_devices
+from .onboarding import convert_sets, not_a_key
 
 NOTHING_CHANGED = "nothing was changed"
 
@@ -64,7 +65,6 @@ def update_device(
 
     Everything is checked first: InvalidArgumentError listing every problem, nothing changed.
     """
-    from .onboarding import convert_sets
 
     values = dict(values or {})
     unset = list(dict.fromkeys(unset))
@@ -148,10 +148,7 @@ def _unset_problems(
             attrs = {a.identifier: a for a in mdg.attributes}
         attr = attrs.get(key)
         if attr is None:
-            problems.append(
-                f"{key!r} is not a master data key of group {group.group_id} "
-                f"(known: {', '.join(attrs) or 'none'})"
-            )
+            problems.append(not_a_key(key, group, attrs))
         elif attr.required:
             problems.append(f"{key} is required by group {group.group_id}: it cannot be unset")
     return problems

@@ -9,7 +9,7 @@ that is already allocated stays where it is, and the result says so.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from ..backends.base import Backend
@@ -142,10 +142,7 @@ def convert_sets(
             attrs = {a.identifier: a for a in mdg.attributes}
         attr = attrs.get(key)
         if attr is None:
-            problems.append(
-                f"{key!r} is not a master data key of group {group.group_id} "
-                f"(known: {', '.join(attrs) or 'none'})"
-            )
+            problems.append(not_a_key(key, group, attrs))
             continue
         text = raw.strip()
         if not text:
@@ -157,6 +154,14 @@ def convert_sets(
         else:
             data[key] = value
     return data, problems
+
+
+def not_a_key(key: str, group: RegistrationGroup, attrs: Mapping[str, object]) -> str:
+    """The problem of a key that is not one of the group's master data (``attrs``)."""
+    return (
+        f"{key!r} is not a master data key of group {group.group_id} "
+        f"(known: {', '.join(attrs) or 'none'})"
+    )
 
 
 def plan_onboarding(

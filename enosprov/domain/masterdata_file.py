@@ -52,13 +52,7 @@ def load_masterdata_group(path: str | Path) -> MasterDataGroup:
     except tomllib.TOMLDecodeError as exc:
         raise InputFileError(f"{path}: not valid TOML ({exc})") from None
     problems: list[str] = []
-    unknown = set(doc) - _GROUP_KEYS
-    if unknown:
-        problems.append(
-            f"unknown key(s) {', '.join(sorted(unknown))} (allowed: "
-            + ", ".join(sorted(_GROUP_KEYS))
-            + ")"
-        )
+    problems += _unknown_keys(doc, _GROUP_KEYS)
     for key in ("id", "name"):
         if not isinstance(doc.get(key), str):
             problems.append(f"'{key}' is required and must be a string")
@@ -98,15 +92,15 @@ def load_masterdata_group(path: str | Path) -> MasterDataGroup:
     )
 
 
+def _unknown_keys(table: dict, allowed: set[str]) -> list[str]:
+    unknown = sorted(set(table) - allowed)
+    if not unknown:
+        return []
+    return [f"unknown key(s) {', '.join(unknown)} (allowed: {', '.join(sorted(allowed))})"]
+
+
 def _attribute_structure(raw: dict) -> list[str]:
-    out = []
-    unknown = set(raw) - _ATTR_KEYS
-    if unknown:
-        out.append(
-            f"unknown key(s) {', '.join(sorted(unknown))} (allowed: "
-            + ", ".join(sorted(_ATTR_KEYS))
-            + ")"
-        )
+    out = _unknown_keys(raw, _ATTR_KEYS)
     if not isinstance(raw.get("identifier"), str):
         out.append("'identifier' is required")
     if "type" in raw and not isinstance(raw["type"], str):
