@@ -142,23 +142,29 @@ class CsvSource:
 
     def _locate_bad_byte(self) -> tuple[int, int, int] | None:
         """(CSV row, the byte, its 1-based character column on its line) of the first byte the
-        encoding cannot decode, reading the file line by line in binary; None if not found."""
+        encoding cannot decode, reading the file line by line in binary and counting the CSV
+        records before it (one line in memory at a time); None if not found."""
         import codecs
 
         try:
             decoder = codecs.getincrementaldecoder(self.encoding)()
         except LookupError:
             return None
-        good = io.StringIO()
+        current = b""
+
+        def decoded(fh) -> Iterator[str]:
+            nonlocal current
+            for current in fh:
+                yield decoder.decode(current)
+
+        rows = 0
         try:
             with open(self.path, "rb") as fh:
-                for line in fh:
-                    try:
-                        good.write(decoder.decode(line))
-                    except UnicodeDecodeError as exc:
-                        ok = line[: exc.start].decode(self.encoding, errors="replace")
-                        rows = sum(1 for _ in csv.reader(io.StringIO(good.getvalue())))
-                        return rows + 1, line[exc.start], len(ok) + 1
+                for _ in csv.reader(decoded(fh)):
+                    rows += 1
+        except UnicodeDecodeError as exc:
+            ok = current[: exc.start].decode(self.encoding, errors="replace")
+            return rows + 1, current[exc.start], len(ok) + 1
         except (OSError, UnicodeError, csv.Error):  # a codec that cannot start; an odd file
             return None
         return None
