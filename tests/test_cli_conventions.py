@@ -246,3 +246,22 @@ def test_times_for_people_in_utc_or_local(cli, batch, monkeypatch):
     assert re.search(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\+08:00", local)
     doc = cli.json("--local", "log")["data"]
     assert doc[0]["time"].endswith("Z")  # JSON stays UTC
+
+
+def test_a_reader_that_leaves_the_pipe_early_is_not_an_error(cli, store, write_csv, store_path):
+    """`enosprov devices list --format csv | head -1`: exit 141 (SIGPIPE), no internal error."""
+    import subprocess
+    import sys
+
+    make_group(store)
+    cli.json("register", "--csv", str(write_csv(meters_rows(1500))), "--group", "meters-eu")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "enosprov", "--store", str(store_path), "devices", "list",
+         "--group", "meters-eu", "--limit", "1000", "--format", "csv"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    assert proc.stdout is not None and proc.stdout.readline().startswith(b"sn,")
+    proc.stdout.close()  # like `head -1`
+    stderr = proc.stderr.read().decode() if proc.stderr else ""
+    assert proc.wait(timeout=60) in (0, 141), stderr
+    assert "internal error" not in stderr and "Traceback" not in stderr

@@ -235,4 +235,10 @@ app.command("log")(log.log)
 
 
 def main() -> None:
-    app(prog_name="enosprov")
+    try:
+        app(prog_name="enosprov")
+    except BrokenPipeError:  # the reader of a pipe left while output was being written
+        from .output import EXIT_BROKEN_PIPE, _silence_stdout
+
+        _silence_stdout()
+        raise SystemExit(EXIT_BROKEN_PIPE) from None

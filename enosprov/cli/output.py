@@ -157,6 +157,9 @@ def handled(fn):
         except KeyboardInterrupt:
             say("interrupted", stderr=True)
             raise typer.Exit(EXIT_INTERRUPTED) from None
+        except BrokenPipeError:  # the reader left (`enosprov log --format csv | head`)
+            _silence_stdout()
+            raise typer.Exit(EXIT_BROKEN_PIPE) from None
         except (typer.Exit, typer.Abort, SystemExit, _ClickException):
             raise  # a usage error raised by a command (typer.BadParameter): Click prints it
         except Exception as exc:
@@ -170,6 +173,21 @@ def handled(fn):
             raise typer.Exit(EXIT_FAILED) from None
 
     return wrapper
+
+
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, as a shell reports a writer whose reader left
+
+
+def _silence_stdout() -> None:
+    """After a broken pipe: what is still buffered for stdout goes nowhere, so that Python's
+    own flush at exit does not fail again."""
+    import os
+
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):  # stdout without a file descriptor (a test runner)
+        return
 
 
 def _debug(ctx) -> bool:
