@@ -41,6 +41,12 @@ def _child(store: Path, out: Path, fmt: str, n: int) -> dict:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
+def _document(folder: Path, suffix: str) -> Path:
+    """The one label document of a run (named after its selection: labels-<group>.pdf)."""
+    (path,) = folder.glob(f"labels*{suffix}")
+    return path
+
+
 def run(out: Path, make_csv, labels: int = 10_000, per_image: int = 1_000) -> dict:
     from enosprov import api
 
@@ -59,11 +65,11 @@ def run(out: Path, make_csv, labels: int = 10_000, per_image: int = 1_000) -> di
     results["qr_pdf_wall_s"] = round(pdf["wall"], 2)
     results["qr_pdf_peak_rss_mb"] = round(pdf["peak_mb"], 1)
     results["qr_pdf_rss_delta_mb"] = round(pdf["delta_mb"], 1)
-    results["qr_pdf_file_mb"] = round((out / "qr-pdf" / "labels.pdf").stat().st_size / 1e6, 2)
+    results["qr_pdf_file_mb"] = round(_document(out / "qr-pdf", ".pdf").stat().st_size / 1e6, 2)
     zpl = _child(store_path, out / "qr-zpl", "zpl", labels)
     results["qr_zpl_labels"] = labels
     results["qr_zpl_wall_s"] = round(zpl["wall"], 2)
-    results["qr_zpl_file_mb"] = round((out / "qr-zpl" / "labels.zpl").stat().st_size / 1e6, 2)
+    results["qr_zpl_file_mb"] = round(_document(out / "qr-zpl", ".zpl").stat().st_size / 1e6, 2)
     for fmt in ("png", "svg"):
         r = _child(store_path, out / f"qr-{fmt}", fmt, per_image)
         results[f"qr_{fmt}_labels_per_s"] = round(per_image / r["wall"])
