@@ -14,13 +14,13 @@ transaction per record, and the few SQLite spellings of the shared statements tr
 from __future__ import annotations
 
 import json
-import re
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any
 
 from .domain.errors import StoreError
 from .journal import Actor, Journal
+from .pg_sql import PgConnection, first_line, statements
 from .plantdb import connect, redact
 
 SCHEMA = """
@@ -75,40 +75,6 @@ CREATE OR REPLACE TRIGGER journal_marks_append_only BEFORE UPDATE OR DELETE ON j
 # Stations that start together must not create the schema twice at once.
 SCHEMA_LOCK = 0x656E6F73  # "enos"
 
-# The SQLite spellings of the statements Journal shares, and PostgreSQL's.
-_TRANSLATIONS: list[tuple[re.Pattern, str]] = [
-    (re.compile(r"json_extract\((\w+\.)?detail, '\$\.intent'\)"), r"(\1detail::jsonb ->> 'intent')::bigint"),
-    (re.compile(r"json_extract\((\w+\.)?detail, '\$\.(\w+)'\)"), r"(\1detail::jsonb ->> '\2')"),
-    (re.compile(r"\bIS \?"), "IS NOT DISTINCT FROM ?"),
-    (re.compile(r"INSERT OR IGNORE INTO (journal_marks \([^)]*\) VALUES \([^)]*\))"), r"INSERT INTO \1 ON CONFLICT DO NOTHING"),
-    (re.compile(r"ORDER BY rowid"), "ORDER BY pos"),
-    (re.compile(r"\?"), "%s"),
-]  # fmt: skip
-
-
-def translate(sql: str) -> str:
-    """A statement of :class:`Journal` (SQLite) as PostgreSQL reads it."""
-    for pattern, replacement in _TRANSLATIONS:
-        sql = pattern.sub(replacement, sql)
-    return sql
-
-
-class _Connection:
-    """A psycopg connection that takes Journal's statements as they are written."""
-
-    def __init__(self, conn: Any) -> None:
-        self.raw = conn
-
-    def execute(self, sql: str, params: Sequence[Any] = ()) -> Any:
-        return self.raw.execute(translate(sql), list(params))
-
-    def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
-        with self.raw.cursor() as cur:
-            cur.executemany(translate(sql), rows)
-
-    def close(self) -> None:
-        self.raw.close()
-
 
 class PgJournal(Journal):
     """The audit journal in a PostgreSQL database (created on first use)."""
@@ -117,7 +83,7 @@ class PgJournal(Journal):
         self.url = url
         self.path = redact(url)  # type: ignore[assignment]  # where it is, for messages
         self.actor = actor
-        self._pg: _Connection | None = None
+        self._pg: PgConnection | None = None
 
     def __repr__(self) -> str:
         return f"PgJournal({self.path!r})"
@@ -129,20 +95,15 @@ class PgJournal(Journal):
 
         conn = connect(self.url, autocommit=True)
         try:
-            if not _has_schema(conn):  # a station role needs no CREATE once the schema exists
-                with conn.transaction():
-                    conn.execute("SELECT pg_advisory_xact_lock(%s)", (SCHEMA_LOCK,))
-                    if not _has_schema(conn):
-                        for statement in _statements(SCHEMA):
-                            conn.execute(statement)
+            ensure_schema(conn)
         except psycopg.Error as exc:
             conn.close()
             raise StoreError(
-                f"cannot open the audit journal in {self.path}: {_first_line(exc)}",
+                f"cannot open the audit journal in {self.path}: {first_line(exc)}",
                 hint="the role needs CREATE on the database the first time "
                 "(docs/plant-database.md, roles)",
             ) from None
-        self._pg = _Connection(conn)
+        self._pg = PgConnection(conn, self.url)
         return self._pg
 
     def close(self) -> None:
@@ -151,7 +112,9 @@ class PgJournal(Journal):
             self._pg = None
 
     def is_in(self, conn: Any) -> bool:
-        return False  # no backend shares the plant database's transaction (yet)
+        """``conn`` is the PostgreSQL store's connection to this same database: a record
+        written through it commits, or rolls back, with the change it describes."""
+        return isinstance(conn, PgConnection) and conn.url == self.url
 
     def _insert(
         self, conn, operation, outcome, group_id, count, devices, blob, request_id, error, detail
@@ -184,9 +147,20 @@ class PgJournal(Journal):
                 return fn(conn)
         except psycopg.Error as exc:
             raise StoreError(
-                f"{failure} to {self.path}: {_first_line(exc)}",
+                f"{failure} to {self.path}: {first_line(exc)}",
                 hint="check the plant database and the role's rights; retrying is safe",
             ) from None
+
+
+def ensure_schema(conn: Any) -> None:
+    """Create the journal's tables in the database of ``conn`` (a psycopg connection) unless
+    they are there: a station role needs no CREATE once they exist."""
+    if not _has_schema(conn):
+        with conn.transaction():
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", (SCHEMA_LOCK,))
+            if not _has_schema(conn):
+                for statement in statements(SCHEMA):
+                    conn.execute(statement)
 
 
 def _has_schema(conn: Any) -> bool:
@@ -195,22 +169,3 @@ def _has_schema(conn: Any) -> bool:
         "AND to_regclass('journal_marks') IS NOT NULL"
     ).fetchone()
     return bool(row[0])
-
-
-def _statements(script: str) -> list[str]:
-    """The statements of SCHEMA (split on ';' outside the $$ function body)."""
-    out, current, in_body = [], [], False
-    for line in script.strip().splitlines():
-        in_body ^= line.count("$$") % 2 == 1
-        current.append(line)
-        if line.rstrip().endswith(";") and not in_body:
-            out.append("\n".join(current).rstrip().rstrip(";"))
-            current = []
-    if current:
-        out.append("\n".join(current))
-    return out
-
-
-def _first_line(exc: BaseException) -> str:
-    text = redact(str(exc).strip())
-    return text.splitlines()[0] if text else type(exc).__name__

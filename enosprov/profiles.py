@@ -64,7 +64,7 @@ CONFIG_FILENAME = "config.toml"
 PROFILE_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 ENV_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
-_TOP_KEYS = ("current", "profiles")
+_TOP_KEYS = ("current", "profiles", "stores")
 _PROFILE_KEYS = (
     "api_url",
     "org_id",
@@ -271,6 +271,8 @@ class Config:
     path: Path
     current: str | None = None
     profiles: dict[str, Profile] = field(default_factory=dict)
+    # named stores: name -> a postgresql:// URL ([stores.NAME] url = ...; --store NAME)
+    stores: dict[str, str] = field(default_factory=dict)
 
     @property
     def base(self) -> Path:
@@ -289,6 +291,8 @@ class Config:
             out["current"] = self.current
         if self.profiles:
             out["profiles"] = {name: p.to_toml() for name, p in self.profiles.items()}
+        if self.stores:
+            out["stores"] = {name: {"url": url} for name, url in self.stores.items()}
         return out
 
 
@@ -514,7 +518,39 @@ def load(path: str | os.PathLike | None = None, env: Mapping[str, str] = os.envi
         except InvalidArgumentError as exc:
             raise _fail(path, f"profiles.{name}", exc.message, exc.hint) from None
         profiles[name] = _parse_profile(path, name, raw)
-    return Config(path, current or None, profiles)
+    return Config(path, current or None, profiles, _parse_stores(path, doc.get("stores", {})))
+
+
+def _parse_stores(path: Path, raw) -> dict[str, str]:
+    """``[stores.NAME]`` tables: a name for a plant database (``url = "postgresql://..."``)."""
+    from .plantdb import is_database_url, redact
+
+    if not isinstance(raw, dict):
+        raise _fail(path, "stores", "must be a table of named stores")
+    stores = {}
+    for name, table in raw.items():
+        where = f"stores.{name}"
+        try:
+            _check_name(name)
+        except InvalidArgumentError as exc:
+            raise _fail(path, where, exc.message, exc.hint) from None
+        if "." in name:  # --store NAME.x is a file
+            raise _fail(path, where, "a store name has no dot", hint="e.g. [stores.plant]")
+        if not isinstance(table, dict):
+            raise _fail(path, where, 'must be a table with a url (url = "postgresql://...")')
+        _unknown(path, where, table, ("url",))
+        url = table.get("url")
+        if not isinstance(url, str) or not is_database_url(url):
+            shown = redact(url) if isinstance(url, str) else url
+            raise _fail(
+                path,
+                f"{where}.url",
+                f"must be a postgresql:// URL (got {shown!r})",
+                hint="postgresql://USER@HOST:5432/DATABASE?sslmode=verify-full; the password "
+                "goes in PGPASSWORD or ~/.pgpass, not in the file",
+            )
+        stores[name] = url
+    return stores
 
 
 def _tomli_w():
@@ -551,6 +587,8 @@ def dumps(config: Config) -> str:
         section(pheader, ptable)
         for gid, gtable in ptable.get("groups", {}).items():
             section(f"{pheader}.groups.{_key(gid)}", gtable)
+    for name, stable in doc.get("stores", {}).items():
+        section(f"stores.{_key(name)}", stable)
     text = "".join(lines)
     assert tomllib.loads(text) == doc, "config file rendering does not round-trip"
     return text

@@ -3,6 +3,8 @@
 - ``--profile`` over ``ENOSPROV_PROFILE`` over the config file's ``current`` profile select the
   EnOS API backend (:mod:`enosprov.profiles`);
 - otherwise the local store: ``--store`` over ``ENOSPROV_STORE`` over the user data folder.
+  A store is an SQLite file, a ``postgresql://`` URL (the store in a plant database,
+  docs/plant-database.md), or the name of a ``[stores.NAME]`` entry of the config file.
 
 An explicit store (``--store`` or ``ENOSPROV_STORE``) wins over the config file's ``current``
 profile, and the ``--store`` option over ``ENOSPROV_PROFILE``: what is typed on the command line
@@ -27,9 +29,27 @@ STORE_FILENAME = "store.db"
 PROFILE_ENV = "ENOSPROV_PROFILE"  # also profiles.PROFILE_ENV (kept here: no import at start-up)
 
 
+def _store_at(value: str | os.PathLike, env: Mapping[str, str]) -> Path | str:
+    """A --store / ENOSPROV_STORE value: a database URL as it is; a name the config file's
+    ``[stores]`` table defines, its URL; anything else, a file path."""
+    from .plantdb import is_database_url
+
+    text = os.fspath(value)
+    if is_database_url(text):
+        return text
+    if not any(sep in text for sep in ("/", "\\")) and Path(text).suffix == "":
+        from . import profiles
+
+        if profiles.PROFILE_NAME_RE.fullmatch(text):
+            named = profiles.load(env=env).stores.get(text)
+            if named is not None:
+                return named
+    return Path(text)
+
+
 @dataclass(frozen=True)
 class Settings:
-    store: Path  # the local store; used only when backend == "local"
+    store: Path | str  # the local store: a file, or a postgresql:// URL (backend "local")
     store_source: str  # "--store", "ENOSPROV_STORE" or "default"
     backend: str = "local"  # "local" or "enos"
     profile: str | None = None  # the EnOS profile, when backend == "enos"
@@ -41,9 +61,9 @@ class Settings:
     def local(cls, store: str | os.PathLike | None = None, env: Mapping[str, str] = os.environ):
         """The local store only (profiles are not considered): ``api.open_store``."""
         if store:
-            return cls(Path(store), "--store", env=env)
+            return cls(_store_at(store, env), "--store", env=env)
         if env.get(STORE_ENV):
-            return cls(Path(env[STORE_ENV]), STORE_ENV, env=env)
+            return cls(_store_at(env[STORE_ENV], env), STORE_ENV, env=env)
         return cls(user_data_dir(env) / STORE_FILENAME, "default", env=env)
 
     @classmethod
@@ -118,9 +138,18 @@ class Settings:
 
             # the access token is shared by this user's processes (ENOSPROV_TOKEN_CACHE=0: not)
             return EnosBackend(config, api=ApiClient(config, token_cache=default_token_cache(env)))
+        if isinstance(self.store, str):
+            from .backends.pg_store import PgStore
+
+            return PgStore(self.store)
         from .backends.local import LocalBackend
 
         return LocalBackend(self.store)
+
+    @property
+    def store_in_database(self) -> bool:
+        """The local store is in a PostgreSQL database (a URL), not an SQLite file."""
+        return self.backend == "local" and isinstance(self.store, str)
 
 
 def open_journal(settings: Settings, station: str | None = None) -> Journal:
@@ -132,7 +161,11 @@ def open_journal(settings: Settings, station: str | None = None) -> Journal:
     env = os.environ if settings.env is None else settings.env
     actor = Actor.current(settings.backend, settings.profile, station, env)
     where = env.get(JOURNAL_ENV, "")
-    if settings.backend != "local" and where.lower().startswith(("postgresql://", "postgres://")):
+    if settings.store_in_database:  # the store's own journal, in its database
+        where = str(settings.store)
+    elif settings.backend == "local":
+        where = ""
+    if where.lower().startswith(("postgresql://", "postgres://")):
         from .journal_pg import PgJournal
 
         return PgJournal(where, actor)
@@ -147,6 +180,8 @@ def journal_location(settings: Settings) -> str:
 
     env = os.environ if settings.env is None else settings.env
     where = env.get(JOURNAL_ENV, "")
+    if settings.store_in_database:
+        return f"{redact(str(settings.store))} (in the store's database)"
     if settings.backend != "local" and is_database_url(where):
         return f"{redact(where)} (plant database, shared by every station)"
     if settings.backend == "local":

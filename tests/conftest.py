@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 import os
 from collections.abc import Callable
@@ -154,15 +155,24 @@ def enos_backend(emulator, store_path, behaviour=None, **config) -> EmulatedEnos
     return EmulatedEnos(LocalBackend(store_path), cfg, app)
 
 
-BACKENDS = ["local", "enos"] if os.environ.get("ENOSPROV_TEST_ENOS", "1") == "1" else ["local"]
+BACKENDS = ["local", "postgres", "enos"]
+if os.environ.get("ENOSPROV_TEST_ENOS", "1") != "1":
+    BACKENDS.remove("enos")
+if os.environ.get("ENOSPROV_TEST_POSTGRES") == "skip":
+    BACKENDS.remove("postgres")
 
 
 @pytest.fixture(params=BACKENDS)
 def backend(request, store_path):
-    """Every backend the workflows must work on: the local store, and the EnOS API backend
-    against the emulator over a real socket. Same tests, same expectations."""
+    """Every backend the workflows must work on: the local store on SQLite, the same store on
+    PostgreSQL (a fresh database on the suite's server), and the EnOS API backend against the
+    emulator over a real socket. Same tests, same expectations."""
     if request.param == "local":
         be = LocalBackend(store_path)
+    elif request.param == "postgres":
+        from enosprov.backends.pg_store import PgStore
+
+        be = PgStore(request.getfixturevalue("fresh_database"))
     else:
         be = enos_backend(request.getfixturevalue("emulator"), store_path, retries=3)
     yield be
@@ -170,8 +180,25 @@ def backend(request, store_path):
 
 
 @pytest.fixture
-def store(store_path) -> LocalBackend:
-    be = LocalBackend(store_path)
+def store_location(request, store_path) -> str | Path:
+    """The store the CLI opens (``--store``): the PostgreSQL store's URL when the test runs on
+    the postgres backend, else the SQLite file (also the emulator's store for the enos one)."""
+    callspec = getattr(request.node, "callspec", None)
+    if callspec is not None and callspec.params.get("backend") == "postgres":
+        return request.getfixturevalue("fresh_database")
+    return store_path
+
+
+@pytest.fixture
+def store(store_location) -> LocalBackend:
+    """The store under the test's backend: the SQLite file (also the emulator's), or the
+    PostgreSQL store on the postgres backend."""
+    if isinstance(store_location, str):
+        from enosprov.backends.pg_store import PgStore
+
+        be: LocalBackend = PgStore(store_location)
+    else:
+        be = LocalBackend(store_location)
     yield be
     be.close()
 
@@ -224,7 +251,7 @@ def meters_rows(n: int, start: int = 1, prefix: str = "SN") -> str:
 class Cli:
     """Runs the real Typer app in process against one store; parses --json output."""
 
-    def __init__(self, store: Path):
+    def __init__(self, store: Path | str):
         self.store = store
         self.runner = CliRunner()
 
@@ -243,8 +270,25 @@ class Cli:
 
 
 @pytest.fixture
-def cli(store_path) -> Cli:
-    return Cli(store_path)
+def cli(store_location) -> Cli:
+    return Cli(store_location)
+
+
+def query_store(location: Path | str, sql: str, params: tuple = ()) -> list[tuple]:
+    """Rows of ``sql`` (SQLite spelling) read straight from a store: an SQLite file, or the
+    PostgreSQL store at a URL (the statement translated as the store translates its own)."""
+    if isinstance(location, str):
+        import psycopg
+
+        from enosprov.pg_sql import translate
+
+        with psycopg.connect(location) as conn:
+            return conn.execute(translate(sql), params).fetchall()
+    import contextlib
+    import sqlite3
+
+    with contextlib.closing(sqlite3.connect(location, timeout=60)) as con:
+        return con.execute(sql, params).fetchall()
 
 
 def file_mode(path: Path) -> int:
@@ -261,3 +305,19 @@ def postgres():
     server = pgserver.start()
     yield server
     server.stop()
+
+
+_databases = itertools.count(1)
+
+
+@pytest.fixture
+def fresh_database(postgres) -> str:
+    """A new, empty database on the suite's PostgreSQL server (dropped afterwards); its URL."""
+    import psycopg
+
+    name = f"t{os.getpid()}_{next(_databases)}"
+    with psycopg.connect(postgres.url(), autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {name} STRATEGY FILE_COPY")
+    yield postgres.url(dbname=name)
+    with psycopg.connect(postgres.url(), autocommit=True) as conn:
+        conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")

@@ -12,7 +12,8 @@ from conftest import APP_KEY, APP_SECRET, ROOT, enos_backend, make_group, meters
 
 from enosprov.domain.errors import StoreError
 from enosprov.journal import INDEXED_DEVICES, Actor
-from enosprov.journal_pg import PgJournal, translate
+from enosprov.journal_pg import PgJournal
+from enosprov.pg_sql import translate
 
 _names = itertools.count(1)
 

@@ -20,7 +20,7 @@ import sys
 import time
 
 import pytest
-from conftest import METERS_HEADER, ROOT, file_mode, make_group, meters_rows
+from conftest import METERS_HEADER, ROOT, file_mode, make_group, meters_rows, query_store
 
 from enosprov import api
 from enosprov.backends.local import LocalBackend
@@ -52,22 +52,19 @@ def csv_text(*lines: str, header: str = METERS_HEADER, newline: str = "\n") -> s
     return newline.join([header, *lines]) + newline
 
 
-def count_devices(store_path) -> int:
-    with contextlib.closing(sqlite3.connect(store_path, timeout=60)) as con:
-        return con.execute("SELECT count(*) FROM devices").fetchone()[0]
+def count_devices(store) -> int:
+    return query_store(store, "SELECT count(*) FROM devices")[0][0]
 
 
-def sn_map(store_path) -> dict[str, str]:
+def sn_map(store) -> dict[str, str]:
     """deviceSn -> system sn of every stored device."""
-    with contextlib.closing(sqlite3.connect(store_path, timeout=60)) as con:
-        return dict(con.execute("SELECT device_sn, sn FROM devices").fetchall())
+    return dict(query_store(store, "SELECT device_sn, sn FROM devices"))
 
 
-def raw_device_data(store_path, device_sn: str) -> str:
-    with contextlib.closing(sqlite3.connect(store_path)) as con:
-        return con.execute(
-            "SELECT device_data FROM devices WHERE device_sn=?", (device_sn,)
-        ).fetchone()[0]
+def raw_device_data(store, device_sn: str) -> str:
+    return query_store(store, "SELECT device_data FROM devices WHERE device_sn=?", (device_sn,))[0][
+        0
+    ]
 
 
 def register(cli, path, *extra: str):
@@ -103,11 +100,11 @@ def test_utf8_with_and_without_bom(store, group, write_csv, bom):
     assert dev.device_data["deviceName"] == {"defaultValue": "电表一号", "i18nValue": {}}
 
 
-def test_bom_file_with_explicit_utf8_encoding(cli, group, write_csv, store_path):
+def test_bom_file_with_explicit_utf8_encoding(cli, group, write_csv, store_location):
     path = write_csv(b"\xef\xbb\xbf" + csv_text(row("SN-0001")).encode("utf-8"))
     out = register_json(cli, path, "--encoding", "utf-8")
     assert out["data"]["created"] == 1
-    assert count_devices(store_path) == 1
+    assert count_devices(store_location) == 1
 
 
 @pytest.mark.parametrize("delimiter", [",", ";", "\t"], ids=["comma", "semicolon", "tab"])
@@ -136,14 +133,14 @@ def test_delimiter_is_detected(store, group, write_csv, delimiter):
     [("tab", "\t"), ("\\t", "\t"), (";", ";"), (",", ",")],
     ids=["tab-word", "tab-escape", "semicolon", "comma"],
 )
-def test_delimiter_option(cli, group, write_csv, store_path, option, delimiter):
+def test_delimiter_option(cli, group, write_csv, store_location, option, delimiter):
     text = csv_text(row("SN-0001"), row("SN-0002", cap="7")).replace(",", delimiter)
     out = register_json(cli, write_csv(text), "--delimiter", option)
     assert (out["data"]["created"], out["data"]["rows"]) == (2, 2)
-    assert count_devices(store_path) == 2
+    assert count_devices(store_location) == 2
 
 
-def test_delimiter_option_overrides_detection(cli, group, write_csv, store_path):
+def test_delimiter_option_overrides_detection(cli, group, write_csv, store_location):
     text = csv_text(row("SN-0001")).replace(",", ";")
     result = register(cli, write_csv(text), "--delimiter", ",")
     assert result.exit_code == 1
@@ -151,16 +148,16 @@ def test_delimiter_option_overrides_detection(cli, group, write_csv, store_path)
     assert err["code"] == "validation_failed"
     # read with ',' the whole header is one unknown column
     assert issue_pairs(err["issues"])[0] == (1, METERS_HEADER.replace(",", ";"))
-    assert count_devices(store_path) == 0
+    assert count_devices(store_location) == 0
 
 
-def test_delimiter_option_must_be_one_character(cli, group, write_csv, store_path):
+def test_delimiter_option_must_be_one_character(cli, group, write_csv, store_location):
     result = register(cli, write_csv(csv_text(row("SN-0001"))), "--delimiter", "ab")
     assert result.exit_code == 1
     err = json.loads(result.stdout)["error"]
     assert err["code"] == "invalid_input"
     assert "--delimiter" in err["message"]
-    assert count_devices(store_path) == 0
+    assert count_devices(store_location) == 0
 
 
 def test_crlf_line_endings(store, group, write_csv):
@@ -197,7 +194,7 @@ def test_quoted_fields_with_commas_and_newlines(store, group, write_csv, tmp_pat
     ]
 
 
-def test_row_numbers_count_records_across_multiline_fields(store, group, write_csv, store_path):
+def test_row_numbers_count_records_across_multiline_fields(store, group, write_csv, store_location):
     text = (
         METERS_HEADER + "\n"
         'SN-0001,"a\nb\nc",+08:00,40,single,2026-11-01,x\n'  # record 2, physical lines 2-4
@@ -207,7 +204,7 @@ def test_row_numbers_count_records_across_multiline_fields(store, group, write_c
     with pytest.raises(ValidationFailedError) as exc:
         api.register_csv(store, write_csv(text), GROUP)
     assert issue_pairs(exc.value.issues) == [(4, "phase")]
-    assert count_devices(store_path) == 0
+    assert count_devices(store_location) == 0
 
 
 def test_chinese_text_in_names_and_master_data(store, group, write_csv):
@@ -244,15 +241,15 @@ def test_blank_lines_are_ignored(store, group, write_csv):
     assert store.device_counts() == {GROUP: 3}
 
 
-def test_blank_lines_still_count_as_spreadsheet_rows(store, group, write_csv, store_path):
+def test_blank_lines_still_count_as_spreadsheet_rows(store, group, write_csv, store_location):
     text = METERS_HEADER + "\n" + row("SN-0001") + "\n\n\n" + row("SN-0002", phase="x") + "\n"
     with pytest.raises(ValidationFailedError) as exc:
         api.register_csv(store, write_csv(text), GROUP)
     assert issue_pairs(exc.value.issues) == [(5, "phase")]
-    assert count_devices(store_path) == 0
+    assert count_devices(store_location) == 0
 
 
-def test_gbk_file_with_encoding_option(cli, group, write_csv, store, store_path):
+def test_gbk_file_with_encoding_option(cli, group, write_csv, store, store_location):
     header = "deviceSn,deviceName,deviceName.zh_CN,max_capacity,phase,site"
     text = csv_text("SN-0001,电表,电表一号,40,single,上海工厂", header=header)
     path = write_csv(text, encoding="gbk")
@@ -263,7 +260,7 @@ def test_gbk_file_with_encoding_option(cli, group, write_csv, store, store_path)
     assert dev["deviceName"] == {"defaultValue": "电表", "i18nValue": {"zh_CN": "电表一号"}}
 
 
-def test_gbk_file_without_encoding_is_one_clear_error(cli, group, write_csv, store_path):
+def test_gbk_file_without_encoding_is_one_clear_error(cli, group, write_csv, store_location):
     header = "deviceSn,deviceName,max_capacity,phase,site"
     path = write_csv(csv_text("SN-0001,电表,40,single,上海", header=header), encoding="gbk")
     result = register(cli, path)
@@ -281,12 +278,12 @@ def test_gbk_file_without_encoding_is_one_clear_error(cli, group, write_csv, sto
     assert plain.exit_code == 1
     assert plain.stderr.count("error:") == 1
     assert str(path) in plain.stderr
-    assert count_devices(store_path) == 0
+    assert count_devices(store_location) == 0
 
 
 @pytest.mark.parametrize("bad_row", [600, 1500])
 def test_invalid_utf8_error_row_is_where_decoding_failed(
-    store, group, write_csv, store_path, bad_row
+    store, group, write_csv, store_location, bad_row
 ):
     # docs/csv-format.md: the row named is the one holding the bad byte (the decoder reads in
     # blocks; the file is then scanned line by line to find it)
@@ -302,45 +299,47 @@ def test_invalid_utf8_error_row_is_where_decoding_failed(
     )
     assert match, exc.value.message
     assert int(match.group(1)) == bad_row
-    assert count_devices(store_path) == 0
+    assert count_devices(store_location) == 0
 
 
-def test_empty_file_is_refused(cli, group, write_csv, store_path):
+def test_empty_file_is_refused(cli, group, write_csv, store_location):
     for content in ("", "\n" + METERS_HEADER + "\n" + row("SN-0001") + "\n"):
         result = register(cli, write_csv(content))
         assert result.exit_code == 1
         err = json.loads(result.stdout)["error"]
         assert err["code"] == "invalid_input"
         assert "the file is empty or its first line is blank" in err["message"]
-    assert count_devices(store_path) == 0
+    assert count_devices(store_location) == 0
 
 
-def test_header_only_file_registers_nothing_and_exits_0(cli, group, write_csv, store_path):
+def test_header_only_file_registers_nothing_and_exits_0(cli, group, write_csv, store_location):
     out = register_json(cli, write_csv(METERS_HEADER + "\n"))
     assert (out["data"]["rows"], out["data"]["created"]) == (0, 0)
-    assert count_devices(store_path) == 0
+    assert count_devices(store_location) == 0
 
 
-def test_malformed_quoting_stops_the_run(cli, group, write_csv, store_path):
+def test_malformed_quoting_stops_the_run(cli, group, write_csv, store_location):
     text = csv_text(row("SN-0001"), '"SN-0002"x,M,+08:00,40,single,2026-11-01,h')
     result = register(cli, write_csv(text), "--skip-invalid")
     assert result.exit_code == 1
     err = json.loads(result.stdout)["error"]
     assert err["code"] == "invalid_input"
     assert ", row 3: malformed CSV" in err["message"]
-    assert count_devices(store_path) == 0
+    assert count_devices(store_location) == 0
 
 
-def test_a_row_of_only_delimiters_is_skipped_like_a_blank_line(store, group, write_csv, store_path):
+def test_a_row_of_only_delimiters_is_skipped_like_a_blank_line(
+    store, group, write_csv, store_location
+):
     # docs/csv-format.md "Blank lines": spreadsheets write ',,,' for an empty row
     text = csv_text(row("SN-0001"), ",,,,,,", " , ,,,,,", row("SN-0002"))
     report = api.register_csv(store, write_csv(text), GROUP)
     assert (report.rows, report.created) == (2, 2)
-    assert count_devices(store_path) == 2
+    assert count_devices(store_location) == 2
     with pytest.raises(ValidationFailedError) as exc:  # an empty deviceSn with data is still bad
         api.register_csv(store, write_csv(csv_text(",M,+08:00,40,single,,")), GROUP)
     assert issue_pairs(exc.value.issues) == [(2, "deviceSn")]
-    assert count_devices(store_path) == 2
+    assert count_devices(store_location) == 2
 
 
 # -- rejected input -----------------------------------------------------------------------------
@@ -439,7 +438,7 @@ REJECTED = [
 
 @pytest.mark.parametrize(("content", "rowno", "column", "message", "named"), REJECTED)
 def test_rejected_input(
-    store, group, write_csv, cli, store_path, content, rowno, column, message, named
+    store, group, write_csv, cli, store_location, content, rowno, column, message, named
 ):
     # the valid row 2 alone would be accepted: the rejection is about the bad line only
     path = write_csv(content)
@@ -454,7 +453,7 @@ def test_rejected_input(
     if named is not None:  # the column is named, in the issue's column or in its message
         assert named in shown
     assert "nothing was registered" in exc.value.message
-    assert count_devices(store_path) == 0
+    assert count_devices(store_location) == 0
 
     result = register(cli, path)
     assert result.exit_code == 1, result.stdout
@@ -464,19 +463,19 @@ def test_rejected_input(
     assert err["code"] == "validation_failed"
     assert err["issueCount"] == 1
     assert err["issues"] == [{"row": rowno, "column": column, "message": issues[0].message}]
-    assert count_devices(store_path) == 0
+    assert count_devices(store_location) == 0
 
 
-def test_human_output_locates_the_problem(cli, group, write_csv, store_path):
+def test_human_output_locates_the_problem(cli, group, write_csv, store_location):
     path = write_csv(csv_text(OK2, row("SN-0002", phase="two")))
     result = cli("register", "--csv", str(path), "--group", GROUP)
     assert result.exit_code == 1
     assert "row 3, column phase: 'two' is not one of: single, three" in result.stderr
     assert "nothing was registered" in result.stderr
-    assert count_devices(store_path) == 0
+    assert count_devices(store_location) == 0
 
 
-def test_every_error_is_reported_not_only_the_first(cli, store, group, write_csv, store_path):
+def test_every_error_is_reported_not_only_the_first(cli, store, group, write_csv, store_location):
     text = csv_text(
         row("SN-0001"),  # 2 ok
         row("ab"),  # 3 deviceSn
@@ -512,13 +511,13 @@ def test_every_error_is_reported_not_only_the_first(cli, store, group, write_csv
     assert set(pairs) == expected
     dup = next(i for i in err["issues"] if i["row"] == 10)
     assert "duplicates row 2" in dup["message"]
-    assert count_devices(store_path) == 0
+    assert count_devices(store_location) == 0
 
 
 # -- --skip-invalid -----------------------------------------------------------------------------
 
 
-def test_skip_invalid_registers_only_valid_rows(cli, group, write_csv, store_path, tmp_path):
+def test_skip_invalid_registers_only_valid_rows(cli, group, write_csv, store_location, tmp_path):
     text = csv_text(
         row("SN-0001"),
         row("SN-0002", phase="two"),
@@ -534,7 +533,7 @@ def test_skip_invalid_registers_only_valid_rows(cli, group, write_csv, store_pat
     assert (data["rows"], data["created"], data["invalid"], data["conflicts"]) == (6, 3, 3, 0)
     assert data["issueCount"] == 3
     assert set(issue_pairs(data["issues"])) == {(3, "phase"), (5, "max_capacity"), (6, "deviceSn")}
-    assert sorted(sn_map(store_path)) == ["SN-0001", "SN-0003", "SN-0006"]
+    assert sorted(sn_map(store_location)) == ["SN-0001", "SN-0003", "SN-0006"]
 
     rows = read_results_csv(results)
     assert rows[0] == RESULTS_HEADER
@@ -555,7 +554,7 @@ def test_skip_invalid_registers_only_valid_rows(cli, group, write_csv, store_pat
     assert "max_capacity" in by_row[5][4]
     assert "duplicates" in by_row[6][4]
     # the stored device of SN-0001 is row 2's, not the duplicate's
-    assert by_row[2][2] == sn_map(store_path)["SN-0001"]
+    assert by_row[2][2] == sn_map(store_location)["SN-0001"]
 
 
 def test_skip_invalid_with_only_valid_rows_exits_0(cli, group, write_csv):
@@ -563,7 +562,7 @@ def test_skip_invalid_with_only_valid_rows_exits_0(cli, group, write_csv):
     assert (out["data"]["created"], out["data"]["invalid"]) == (1, 0)
 
 
-def test_header_errors_abort_even_with_skip_invalid(cli, store, group, write_csv, store_path):
+def test_header_errors_abort_even_with_skip_invalid(cli, store, group, write_csv, store_location):
     path = write_csv(csv_text(OK2 + ",x", header=METERS_HEADER + ",bogus"))
     result = register(cli, path, "--skip-invalid")
     assert result.exit_code == 1
@@ -572,23 +571,22 @@ def test_header_errors_abort_even_with_skip_invalid(cli, store, group, write_csv
     assert issue_pairs(err["issues"]) == [(1, "bogus")]
     with pytest.raises(ValidationFailedError, match="header is invalid"):
         api.register_csv(store, path, GROUP, skip_invalid=True)
-    assert count_devices(store_path) == 0
+    assert count_devices(store_location) == 0
 
 
 # -- --dry-run ----------------------------------------------------------------------------------
 
 
-def _batch_order_counter(store_path) -> str:
-    with contextlib.closing(sqlite3.connect(store_path)) as con:
-        return con.execute("SELECT value FROM meta WHERE key='batch_order'").fetchone()[0]
+def _batch_order_counter(store_location) -> str:
+    return query_store(store_location, "SELECT value FROM meta WHERE key='batch_order'")[0][0]
 
 
-def test_dry_run_reports_and_writes_nothing(cli, store, group, write_csv, store_path, tmp_path):
+def test_dry_run_reports_and_writes_nothing(cli, store, group, write_csv, store_location, tmp_path):
     first = csv_text(row("SN-0001"), row("SN-0002"), row("SN-0003"))
     register_json(cli, write_csv(first, name="first.csv"))
-    before_sns = sn_map(store_path)
-    before_order = _batch_order_counter(store_path)
-    before_data = raw_device_data(store_path, "SN-0003")
+    before_sns = sn_map(store_location)
+    before_order = _batch_order_counter(store_location)
+    before_data = raw_device_data(store_location, "SN-0003")
 
     second = csv_text(
         row("SN-0001"),  # same -> skipped
@@ -614,34 +612,34 @@ def test_dry_run_reports_and_writes_nothing(cli, store, group, write_csv, store_
     ]
     assert lines[3]["sn"] is None  # nothing was created, so no system sn
 
-    assert sn_map(store_path) == before_sns
-    assert _batch_order_counter(store_path) == before_order
-    assert raw_device_data(store_path, "SN-0003") == before_data
+    assert sn_map(store_location) == before_sns
+    assert _batch_order_counter(store_location) == before_order
+    assert raw_device_data(store_location, "SN-0003") == before_data
 
     # dry run of new rows only: everything "would be created", complete -> exit 0, still nothing
     report = api.register_csv(
         store, write_csv(csv_text(row("SN-0009")), name="third.csv"), GROUP, dry_run=True
     )
     assert (report.created, report.skipped, report.conflicts, report.complete) == (1, 0, 0, True)
-    assert sn_map(store_path) == before_sns
+    assert sn_map(store_location) == before_sns
 
 
 # -- idempotent re-runs and conflicts -----------------------------------------------------------
 
 
-def test_rerun_skips_everything(cli, group, write_csv, store_path, tmp_path):
+def test_rerun_skips_everything(cli, group, write_csv, store_location, tmp_path):
     path = write_csv(csv_text(row("SN-0001"), row("SN-0002", name="电表"), row("SN-0003")))
     first = register_json(cli, path, "--batch-tag", "B-1")
     assert first["data"]["created"] == 3
-    sns = sn_map(store_path)
+    sns = sn_map(store_location)
     assert len(set(sns.values())) == 3
 
     results = tmp_path / "again.csv"
     second = register_json(cli, path, "--batch-tag", "B-1", "--results", str(results))
     d = second["data"]
     assert (d["rows"], d["created"], d["skipped"], d["conflicts"], d["invalid"]) == (3, 0, 3, 0, 0)
-    assert sn_map(store_path) == sns
-    assert count_devices(store_path) == 3
+    assert sn_map(store_location) == sns
+    assert count_devices(store_location) == 3
     rows = read_results_csv(results)
     assert [(r[1], r[2], r[3]) for r in rows[1:]] == [
         (s, sns[s], "skipped") for s in ("SN-0001", "SN-0002", "SN-0003")
@@ -660,11 +658,11 @@ def test_rerun_skips_everything(cli, group, write_csv, store_path, tmp_path):
     ids=["integer", "string", "name", "timezone", "removed-date"],
 )
 def test_changed_row_is_a_conflict_and_not_overwritten(
-    cli, store, group, write_csv, store_path, changes, field
+    cli, store, group, write_csv, store_location, changes, field
 ):
     register_json(cli, write_csv(csv_text(row("SN-0001"), row("SN-0002")), name="a.csv"))
-    sns = sn_map(store_path)
-    stored = raw_device_data(store_path, "SN-0002")
+    sns = sn_map(store_location)
+    stored = raw_device_data(store_location, "SN-0002")
 
     changed = write_csv(csv_text(row("SN-0001"), row("SN-0002", **changes)), name="b.csv")
     result = register(cli, changed)
@@ -676,14 +674,14 @@ def test_changed_row_is_a_conflict_and_not_overwritten(
     assert sample[0]["deviceSn"] == "SN-0002"
     assert sample[0]["sn"] == sns["SN-0002"]
     assert sample[0]["error"] == f"already registered with a different deviceData ({field})"
-    assert raw_device_data(store_path, "SN-0002") == stored
-    assert sn_map(store_path) == sns
+    assert raw_device_data(store_location, "SN-0002") == stored
+    assert sn_map(store_location) == sns
 
     report = api.register_csv(store, changed, GROUP)
     assert (report.conflicts, report.complete) == (1, False)
 
 
-def test_changed_batch_tag_is_a_conflict(cli, store, group, write_csv, store_path):
+def test_changed_batch_tag_is_a_conflict(cli, store, group, write_csv, store_location):
     path = write_csv(csv_text(row("SN-0001")))
     register_json(cli, path, "--batch-tag", "B-1")
     d = register_json(cli, path, "--batch-tag", "B-2", expect=5)["data"]
@@ -721,7 +719,7 @@ def test_no_batch_tag_anywhere_stores_none(store, group, write_csv):
 # -- results file -------------------------------------------------------------------------------
 
 
-def test_results_csv(cli, group, write_csv, store_path, tmp_path):
+def test_results_csv(cli, group, write_csv, store_location, tmp_path):
     text = (
         METERS_HEADER + "\n" + row("SN-0001") + "\n"
         'SN-0002,"Two, lines\nhere",+08:00,41,three,,"Hall ""B"""\n'
@@ -730,7 +728,7 @@ def test_results_csv(cli, group, write_csv, store_path, tmp_path):
     out = register_json(cli, write_csv(text), "--results", str(results))
     assert out["data"]["resultsFile"] == str(results)
     rows = read_results_csv(results)
-    sns = sn_map(store_path)
+    sns = sn_map(store_location)
     assert rows == [
         RESULTS_HEADER,
         ["2", "SN-0001", sns["SN-0001"], "created", "", *row("SN-0001").split(",")],
@@ -747,13 +745,13 @@ def test_results_csv(cli, group, write_csv, store_path, tmp_path):
         assert file_mode(results) == 0o666 & ~mask
 
 
-def test_results_jsonl(cli, group, write_csv, store_path, tmp_path):
+def test_results_jsonl(cli, group, write_csv, store_location, tmp_path):
     text = csv_text(row("SN-0001", name="电表"), row("SN-0002", phase="two"))
     results = tmp_path / "out" / "results.jsonl"
     register_json(cli, write_csv(text), "--results", str(results), "--skip-invalid", expect=5)
     lines = results.read_text(encoding="utf-8-sig").splitlines()
     docs = sorted((json.loads(x) for x in lines), key=lambda d: d["row"])
-    sns = sn_map(store_path)
+    sns = sn_map(store_location)
     assert docs == [
         {
             "row": 2,
@@ -804,7 +802,7 @@ def _fail_on_second_chunk(store, monkeypatch) -> list[int]:
 
 
 def test_results_file_is_atomic_when_the_write_pass_fails(
-    store, group, write_csv, store_path, tmp_path, monkeypatch
+    store, group, write_csv, store_location, tmp_path, monkeypatch
 ):
     out_dir = tmp_path / "out"
     out_dir.mkdir()
@@ -815,25 +813,27 @@ def test_results_file_is_atomic_when_the_write_pass_fails(
     with pytest.raises(RuntimeError, match="backend went away"):
         api.register_csv(store, path, GROUP, results=results, chunk_size=2)
     assert len(calls) >= 2
-    assert "SN-0001" in sn_map(store_path)  # the first chunk was committed
+    assert "SN-0001" in sn_map(store_location)  # the first chunk was committed
     assert os.listdir(out_dir) == ["results.csv"]  # no .tmp left behind
     assert results.read_text(encoding="utf-8") == "previous run\n"  # old file intact
 
 
-def test_no_chunk_is_written_after_a_failing_one(store, group, write_csv, store_path, monkeypatch):
+def test_no_chunk_is_written_after_a_failing_one(
+    store, group, write_csv, store_location, monkeypatch
+):
     calls = _fail_on_second_chunk(store, monkeypatch)
     path = write_csv(csv_text(*(row(f"SN-{i:04d}") for i in range(1, 6))))
     with pytest.raises(RuntimeError, match="backend went away"):
         api.register_csv(store, path, GROUP, chunk_size=2)
     # rows 1-2 committed, 3-4 failed; 5 must not be written behind the caller's back
-    assert sorted(sn_map(store_path)) == ["SN-0001", "SN-0002"]
+    assert sorted(sn_map(store_location)) == ["SN-0001", "SN-0002"]
     assert calls == [2, 2]
 
 
 # -- what is stored -----------------------------------------------------------------------------
 
 
-def test_stored_device_data_is_canonical_json(store, backend, group, write_csv, store_path):
+def test_stored_device_data_is_canonical_json(store, backend, group, write_csv, store_location):
     header = (
         "deviceSn,deviceName,deviceName.en_US,deviceName.zh_CN,timezone,desc,"
         "max_capacity,phase,install_date,site"
@@ -863,7 +863,7 @@ def test_stored_device_data_is_canonical_json(store, backend, group, write_csv, 
         "SN-0003": {"timezone": "-05:30", "max_capacity": 42, "phase": "single"},
     }
     for device_sn, data in expected.items():
-        assert raw_device_data(store_path, device_sn) == canonical_json(data)
+        assert raw_device_data(store_location, device_sn) == canonical_json(data)
         dev = backend.find_by_device_sn(GROUP, device_sn)
         fetched = backend.get(dev.sn)
         assert fetched.device_data == {"deviceSn": device_sn, **data}

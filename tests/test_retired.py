@@ -143,6 +143,7 @@ def test_the_emulator_accepts_a_retired_unit_even_when_the_store_refuses(
     """The rule is the local store's own (on by default); the emulator answers /dev/bootstrap
     through the same store file opened without it, as EnOS does."""
     from enosprov.backends.local import LocalBackend
+    from enosprov.backends.pg_store import PgStore
     from enosprov.domain.signing import sign
     from enosprov.emulator import actions
 
@@ -151,7 +152,10 @@ def test_the_emulator_accepts_a_retired_unit_even_when_the_store_refuses(
     assert not plain.get_group("meters-eu").allow_retired_bootstrap
     assert plain.refuse_retired_bootstrap
     # as the emulator opens its store (emulator/app.py)
-    store = LocalBackend(plain.path, durable=False, refuse_retired_bootstrap=False)
+    if isinstance(plain, PgStore):
+        store: LocalBackend = PgStore(plain.url, refuse_retired_bootstrap=False)
+    else:
+        store = LocalBackend(plain.path, durable=False, refuse_retired_bootstrap=False)
     ts = int(__import__("time").time() * 1000)
     body = {"groupId": "meters-eu", "deviceSn": OLD, "dpsSignTimestamp": ts,
             "dpsSign": sign("sn-ts-secret", OLD, ts, cred.group_secret),

@@ -93,6 +93,7 @@ class LocalBackend(Backend):
         may not register itself on Bootstrap Device (local_device.bootstrap). The emulator
         turns it off, since it answers as EnOS documents (no such rule)."""
         self.path = Path(path)
+        self.where = str(self.path)  # where the store is, for messages
         self.durable = durable
         self.busy_timeout = busy_timeout
         self.clock_skew_ms = clock_skew_ms
@@ -307,7 +308,7 @@ class LocalBackend(Backend):
         return local_query.search(self.conn, query)
 
     def iter_devices(self, query: SearchQuery) -> Iterator[Device]:
-        return local_query.iter_devices(self.conn, query)
+        return local_query.iter_devices(self._rows, query)
 
     def find_by_device_sn(self, group_id: str, device_sn: str) -> Device | None:
         row = self.conn.execute(
@@ -573,7 +574,7 @@ class LocalBackend(Backend):
 
     # -- capabilities of the store (backends/base.py declares them) ------------------------------
     @property
-    def journal_connection(self) -> sqlite3.Connection:
+    def journal_connection(self) -> Any:
         return self.conn
 
     def replacement_links(self, group_id: str | None = None) -> list[dict]:
@@ -597,7 +598,7 @@ class LocalBackend(Backend):
         columns = "rowid, group_id, CAST(device_sn AS BLOB)"
         columns += ", sn, batch_tag" if payload else ", NULL, NULL"
         where, params = (" WHERE group_id=?", (group_id,)) if group_id else ("", ())
-        yield from self.conn.execute(f"SELECT {columns} FROM devices{where}", params)
+        yield from self._rows(f"SELECT {columns} FROM devices{where}", params)
 
     def device_by_key(self, key: Any) -> Device:
         if isinstance(key, Device):
@@ -624,7 +625,7 @@ class LocalBackend(Backend):
             "SELECT group_id, CAST(device_sn AS BLOB) FROM devices "
             f"WHERE length(device_sn) BETWEEN ? AND ?{where}"
         )
-        yield from self.conn.execute(sql, params)
+        yield from self._rows(sql, params)
 
     # -- internals shared with local_device -----------------------------------------------------
 
@@ -691,16 +692,31 @@ class LocalBackend(Backend):
                 row[0] = sn
             conn.execute("SAVEPOINT insert_devices")
             try:
-                conn.executemany(INSERT_DEVICE, rows)
-            except sqlite3.IntegrityError as exc:
+                self._insert_rows(conn, rows)
+            except self._integrity_errors as exc:
                 conn.execute("ROLLBACK TO insert_devices")
                 conn.execute("RELEASE insert_devices")
-                if "devices.sn" not in str(exc) or attempt == 2:
-                    raise StoreError(f"store {self.path}: {exc}; nothing was written") from None
+                if not self._is_sn_clash(exc) or attempt == 2:
+                    raise StoreError(f"store {self.where}: {exc}; nothing was written") from None
                 continue  # a system SN prefix clashed: draw another
             conn.execute("RELEASE insert_devices")
             return sns
         raise AssertionError("unreachable")
+
+    # the SQL that differs by database: the PostgreSQL store (pg_store.py) overrides these
+    _integrity_errors: tuple[type[BaseException], ...] = (sqlite3.IntegrityError,)
+
+    def _insert_rows(self, conn, rows: list[list]) -> None:
+        """Insert device rows (the parameters of INSERT_DEVICE) in the open transaction."""
+        conn.executemany(INSERT_DEVICE, rows)
+
+    def _is_sn_clash(self, exc: BaseException) -> bool:
+        """``exc`` says a system sn is taken (drawn again), not another constraint."""
+        return "devices.sn" in str(exc)
+
+    def _rows(self, sql: str, params: Sequence[Any] = ()) -> Iterator[tuple]:
+        """The rows of a long query, streamed (constant memory)."""
+        return self.conn.execute(sql, params)
 
     def _device_row(
         self, conn, sn: str, code: int = 35601, msg: str = "Verify not pass/sn not found"

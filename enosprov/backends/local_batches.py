@@ -33,9 +33,10 @@ def batch_summaries(backend: LocalBackend, group_id: str | None = None) -> list[
     states = {
         (g, t): rest
         for g, t, *rest in backend.conn.execute(
-            "SELECT group_id, batch_tag, sum(allocate_status = 'allocated'), "
-            "sum(connect_status = 'connected'), "
-            "sum(connect_status = 'failed' OR allocate_error_msg <> ''), sum(reprovisioning), "
+            "SELECT group_id, batch_tag, sum(CASE WHEN allocate_status = 'allocated' THEN 1 ELSE 0 END), "
+            "sum(CASE WHEN connect_status = 'connected' THEN 1 ELSE 0 END), "
+            "sum(CASE WHEN connect_status = 'failed' OR allocate_error_msg <> '' THEN 1 ELSE 0 END), "
+            "sum(reprovisioning), "
             f"max(update_time) FROM devices{state_where} GROUP BY group_id, batch_tag",
             params,
         )

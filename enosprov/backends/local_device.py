@@ -88,7 +88,7 @@ def bootstrap(
             dev = backend.find_by_device_sn(group.group_id, device_sn)
             if dev is None:  # inserted just above, in this transaction: never the case
                 raise StoreError(
-                    f"store {backend.path}: device {device_sn} not found after its insert"
+                    f"store {backend.where}: device {device_sn} not found after its insert"
                 )
         if not dev.allocated:
             backend._allocate(conn, dev, group)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 
 from ..domain.errors import enos_error
 from ..domain.models import BUILTIN_KEYS, SORTABLE_FIELDS, Device, DeviceStatus, Page, SearchQuery
@@ -168,9 +168,8 @@ def search(conn, q: SearchQuery) -> Page:
     return Page([to_device(r) for r in rows], q.page_no, q.page_size, total)
 
 
-def iter_devices(conn, q: SearchQuery) -> Iterator[Device]:
-    """Every matching device, streamed from one cursor (no paging, constant memory)."""
+def iter_devices(rows: Callable[[str, list], Iterable[tuple]], q: SearchQuery) -> Iterator[Device]:
+    """Every matching device, streamed by ``rows(sql, params)`` (no paging, constant memory)."""
     where, params = build_where(q)
-    cursor = conn.execute(f"SELECT {DEVICE_COLUMNS} FROM devices{where}{order_by(q)}", params)
-    for row in cursor:
+    for row in rows(f"SELECT {DEVICE_COLUMNS} FROM devices{where}{order_by(q)}", params):
         yield to_device(row)

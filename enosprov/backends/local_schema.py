@@ -127,3 +127,98 @@ INSERT_DEVICE = (
     "create_by, create_time, update_by, update_time, manufacturer_org_id) "
     "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'init', 'init', 'init', ?, ?, ?, ?, ?)"
 )
+
+# -- the same store on PostgreSQL (backends/pg_store.py) -----------------------------------------
+# The same tables, columns and indexes; times are BIGINT (milliseconds); identifiers that are
+# sorted compare byte by byte (COLLATE "C", as SQLite does); ``rowid`` is the insertion order
+# SQLite gives every row for free. Statements end with ';' at a line end (pg_sql.statements).
+PG_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (
+    key   TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS masterdata_groups (
+    id          TEXT COLLATE "C" PRIMARY KEY,
+    name        TEXT NOT NULL,
+    description TEXT NOT NULL DEFAULT '',
+    attributes  TEXT NOT NULL,
+    create_time BIGINT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS registration_groups (
+    group_id            TEXT COLLATE "C" PRIMARY KEY,
+    name                TEXT NOT NULL UNIQUE,
+    description         TEXT NOT NULL DEFAULT '',
+    group_secret        TEXT NOT NULL,
+    product_key         TEXT NOT NULL,
+    masterdata_group_id TEXT NOT NULL REFERENCES masterdata_groups(id),
+    region_id           TEXT,
+    org_id              TEXT,
+    reprovision_method  TEXT NOT NULL,
+    model_type          TEXT NOT NULL,
+    manufacturer_org_id TEXT,
+    sign_scheme         TEXT NOT NULL,
+    sn_pattern          TEXT,
+    mqtt_url            TEXT,
+    http_url            TEXT,
+    create_time         BIGINT NOT NULL,
+    update_time         BIGINT NOT NULL,
+    timezone            TEXT,
+    allow_retired_bootstrap INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS devices (
+    rowid               BIGINT GENERATED ALWAYS AS IDENTITY UNIQUE,
+    sn                  TEXT COLLATE "C" PRIMARY KEY,
+    group_id            TEXT COLLATE "C" NOT NULL REFERENCES registration_groups(group_id),
+    device_sn           TEXT COLLATE "C" NOT NULL,
+    product_key         TEXT,
+    region_id           TEXT,
+    org_id              TEXT,
+    batch_order         BIGINT,
+    batch_tag           TEXT COLLATE "C",
+    batch_tag_i18n      TEXT,
+    device_data         TEXT NOT NULL,
+    description         TEXT,
+    current_status      TEXT NOT NULL,
+    connected_time      BIGINT,
+    allocated_time      BIGINT,
+    finished_time       BIGINT,
+    discarded_time      BIGINT,
+    allocate_status     TEXT NOT NULL,
+    connect_status      TEXT NOT NULL,
+    reprovisioning      INTEGER NOT NULL DEFAULT 0,
+    allocate_error_msg  TEXT NOT NULL DEFAULT '',
+    device_key          TEXT,
+    device_secret       TEXT,
+    create_by           TEXT,
+    create_time         BIGINT NOT NULL,
+    update_by           TEXT,
+    update_time         BIGINT NOT NULL,
+    manufacturer_org_id TEXT,
+    reprovision_time    BIGINT,
+    UNIQUE (group_id, device_sn)
+);
+CREATE INDEX IF NOT EXISTS devices_batch_time ON devices (group_id, batch_tag, create_time);
+CREATE INDEX IF NOT EXISTS devices_batch_state ON devices (group_id, batch_tag, allocate_status,
+    connect_status, reprovisioning, allocate_error_msg, allocated_time, update_time)
+    WHERE update_time > create_time OR allocate_status <> 'init' OR connect_status <> 'init';
+CREATE INDEX IF NOT EXISTS devices_created ON devices (create_time);
+CREATE TABLE IF NOT EXISTS replacements (
+    pos           BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    old_sn        TEXT COLLATE "C" NOT NULL,
+    old_device_sn TEXT COLLATE "C" NOT NULL,
+    new_sn        TEXT COLLATE "C" NOT NULL,
+    new_device_sn TEXT COLLATE "C" NOT NULL,
+    group_id      TEXT COLLATE "C" NOT NULL,
+    time          BIGINT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS replacements_old ON replacements (old_sn);
+CREATE INDEX IF NOT EXISTS replacements_new ON replacements (new_sn);
+CREATE INDEX IF NOT EXISTS replacements_old_device ON replacements (group_id, old_device_sn);
+"""
+
+# The columns of INSERT_DEVICE in order, for PostgreSQL's COPY (the three statuses 'init').
+COPY_DEVICES = (
+    "COPY devices (sn, group_id, device_sn, product_key, batch_order, batch_tag, batch_tag_i18n, "
+    "device_data, description, create_by, create_time, update_by, update_time, "
+    "manufacturer_org_id, current_status, allocate_status, connect_status) FROM STDIN"
+)

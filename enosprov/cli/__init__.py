@@ -5,7 +5,6 @@ Only Typer is imported at start-up; each command imports what it needs when it r
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -162,10 +161,13 @@ def _version(value: bool) -> None:
 def root(
     ctx: typer.Context,
     store: Annotated[
-        Path | None,
+        str | None,
         typer.Option(
             "--store",
-            help="Local store file (default: $ENOSPROV_STORE, else the user data folder).",
+            help="Local store: an SQLite file, a postgresql:// URL (password from PGPASSWORD or "
+            "~/.pgpass) or a store named in the config file (default: $ENOSPROV_STORE, else "
+            "store.db in the user data folder).",
+            show_default=False,
         ),
     ] = None,
     profile: Annotated[

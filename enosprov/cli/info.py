@@ -78,12 +78,23 @@ def info(ctx: typer.Context, json_: JsonOpt = False) -> None:
     with settings.create_backend() as store:
         groups = len(store.list_groups())
         devices = sum(store.device_counts().values())
+        server = store.server_version if settings.store_in_database else None
+    if isinstance(settings.store, str):  # a plant database: its URL, never its password
+        from ..plantdb import password_source, redact
+
+        where = redact(settings.store)
+        data.update(
+            storeDatabase="PostgreSQL " + str(server), password=password_source(settings.store)
+        )
+    else:
+        where = str(settings.store.resolve())
     data.update(
-        store=str(settings.store.resolve()),
+        store=where,
         storeSource=settings.store_source,
         profile=None,
         groups=groups,
         devices=devices,
+        journal=journal_location(settings),
     )
     emit(
         data,
@@ -91,8 +102,12 @@ def info(ctx: typer.Context, json_: JsonOpt = False) -> None:
         lambda d: key_values(
             [
                 ("enosprov", d["version"]),
-                ("backend", "local store (SQLite " + d["sqlite"] + ")"),
+                (
+                    "backend",
+                    "local store (" + d.get("storeDatabase", "SQLite " + d["sqlite"]) + ")",
+                ),
                 ("store", d["store"]),
+                *([("password from", d["password"])] if "password" in d else []),
                 ("chosen by", _STORE_SOURCES[d["storeSource"]]),
                 ("groups", d["groups"]),
                 ("devices", d["devices"]),

@@ -61,7 +61,7 @@ CsvSelectOpt = Annotated[
 class CliState:
     """What the root callback resolved; reached through ``ctx.find_root().obj``."""
 
-    store: Path | None
+    store: str | None
     debug: bool
     profile: str | None = None
     station: str | None = None

@@ -57,6 +57,7 @@ from ..backends import apim
 from ..backends.local import DEFAULT_CLOCK_SKEW_MS, LocalBackend
 from ..domain.errors import EnosprovError, InvalidArgumentError, NotFoundError
 from ..domain.models import RegistrationGroup
+from ..plantdb import is_database_url, redact
 from . import contract
 from .actions import ACTIONS, DEVICE_CALLS
 from .auth import INVALID_PARAMETER, TOKEN_EXPIRED, Gateway, Rejected, SeenRecently
@@ -277,19 +278,28 @@ class EmulatorApp:
         self._backend()  # open (and migrate) the store now: a bad path fails at start-up
 
     def __repr__(self) -> str:
-        return f"EmulatorApp(store={str(self.store_path)!r}, gateway={self.gateway!r})"
+        return f"EmulatorApp(store={redact(str(self.store_path))!r}, gateway={self.gateway!r})"
 
     # -- resources --------------------------------------------------------------------------
 
     def _backend(self) -> LocalBackend:
         be = getattr(self._local, "backend", None)
         if be is None:
-            be = LocalBackend(
-                self.store_path,
-                durable=False,
-                clock_skew_ms=self.clock_skew_ms,
-                refuse_retired_bootstrap=False,
-            )
+            if is_database_url(self.store_path):  # the store in a PostgreSQL database
+                from ..backends.pg_store import PgStore
+
+                be = PgStore(
+                    str(self.store_path),
+                    clock_skew_ms=self.clock_skew_ms,
+                    refuse_retired_bootstrap=False,
+                )
+            else:
+                be = LocalBackend(
+                    self.store_path,
+                    durable=False,
+                    clock_skew_ms=self.clock_skew_ms,
+                    refuse_retired_bootstrap=False,
+                )
             self._local.backend = be
             with self._backends_lock:
                 self._backends.append(be)
