@@ -1,0 +1,232 @@
+"""The store on PostgreSQL shared by several stations (issue 17's "done when"): station processes
+that register, replace and journal at once behave like one store; a registration killed with
+SIGKILL and run again registers every row exactly once; the store is chosen by URL, by
+ENOSPROV_STORE or by a name in the config file, and its password is never shown."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+
+import pytest
+from conftest import ROOT, Cli, meters_rows, query_store
+
+from enosprov import api
+from enosprov.backends.pg_store import PgStore
+
+pytestmark = pytest.mark.skipif(
+    os.environ.get("ENOSPROV_TEST_POSTGRES") == "skip", reason="ENOSPROV_TEST_POSTGRES=skip"
+)
+
+GROUP = "meters-eu"
+MASTERDATA = ROOT / "examples" / "masterdata.toml"
+
+
+def _cli(url: str, *args: str, check: bool = True, **kw) -> subprocess.CompletedProcess:
+    proc = subprocess.run(
+        [sys.executable, "-m", "enosprov", "--store", url, *args],
+        capture_output=True, text=True, timeout=300, **kw,
+    )  # fmt: skip
+    if check:
+        assert proc.returncode == 0, (args, proc.stdout, proc.stderr)
+    return proc
+
+
+def _set_up(url: str) -> None:
+    from conftest import make_group
+
+    with PgStore(url) as store:
+        make_group(store)
+
+
+# A station process: registers, replaces or registers unit by unit through the library, as the
+# `register` / `replace` / `station` commands do, stamping its journal records with its name.
+WORKER = r"""
+import sys, time
+from pathlib import Path
+from enosprov import api
+url, role, station, arg, go = sys.argv[1:6]
+while not Path(go).exists():  # every station starts at once
+    time.sleep(0.005)
+with api.open_session(url, station=station) as s:
+    if role == "csv":
+        api.register_csv(s, arg, "meters-eu", chunk_size=25)
+    elif role == "units":
+        for i in range(int(arg)):
+            api.register_records(s, [{"deviceSn": f"{station}-{i:04d}", "max_capacity": "50",
+                                      "phase": "single"}], "meters-eu")
+    elif role == "replace":
+        for i in range(int(arg)):
+            api.replace_device(s, f"BASE-{i + 1:06d}", f"NEW-{i + 1:04d}", group="meters-eu")
+"""
+
+
+def test_several_stations_on_one_postgresql_store(fresh_database, tmp_path):
+    url = fresh_database
+    _set_up(url)
+    base = tmp_path / "base.csv"
+    base.write_text(meters_rows(40, prefix="BASE"), encoding="utf-8")
+    with api.open_session(url, station="setup") as s:
+        assert api.register_csv(s, base, GROUP).created == 40
+    # two lines register overlapping files (rows 1-300 and 151-450), two stations register units
+    # one by one, one replaces 20 base units: all at the same time
+    first, second = tmp_path / "a.csv", tmp_path / "b.csv"
+    first.write_text(meters_rows(300, prefix="LINE"), encoding="utf-8")
+    second.write_text(meters_rows(300, start=151, prefix="LINE"), encoding="utf-8")
+    go = tmp_path / "go"
+    roles = [("csv", "L1", str(first)), ("csv", "L2", str(second)), ("units", "U1", "60"),
+             ("units", "U2", "60"), ("replace", "R1", "20")]  # fmt: skip
+    procs = [
+        subprocess.Popen([sys.executable, "-c", WORKER, url, role, station, arg, str(go)],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for role, station, arg in roles
+    ]  # fmt: skip
+    time.sleep(0.5)
+    go.touch()
+    for proc in procs:
+        _out, err = proc.communicate(timeout=300)
+        assert proc.returncode == 0, err
+
+    device_sns = Counter(r[0] for r in query_store(url, "SELECT device_sn FROM devices"))
+    expected = (
+        {f"LINE-{i:06d}" for i in range(1, 451)}
+        | {f"U{n}-{i:04d}" for n in (1, 2) for i in range(60)}
+        | {f"BASE-{i:06d}" for i in range(21, 41)}  # BASE-000001..20 replaced
+        | {f"NEW-{i:04d}" for i in range(1, 21)}
+    )
+    assert set(device_sns) == expected
+    assert max(device_sns.values()) == 1  # no deviceSn twice
+
+    # the journal: every created device in exactly one "register" record, the units one record
+    # each, 20 "replace" records; no record lost, none twice
+    with api.open_session(url) as s:
+        entries = list(s.journal.entries())
+    assert len({e.id for e in entries}) == len(entries)
+    created = Counter(
+        dsn for e in entries if e.operation == "register" and e.outcome == "ok"
+        for _, dsn in e.devices
+    )  # fmt: skip
+    assert set(created) == {d for d in expected if not d.startswith("NEW-")} | {
+        f"BASE-{i:06d}" for i in range(1, 21)
+    }
+    assert max(created.values()) == 1
+    units = [e for e in entries if e.operation == "register" and e.station in ("U1", "U2")]
+    assert len(units) == 120 and all(e.device_count == 1 for e in units)
+    replaced = [e for e in entries if e.operation == "replace"]
+    assert len(replaced) == 20 and {e.station for e in replaced} == {"R1"}
+    lines = {e.station for e in entries if e.operation == "register"}
+    assert {"L1", "L2", "U1", "U2", "setup"} <= lines
+    # the lineage of every replacement is in the store
+    with PgStore(url) as store:
+        links = store.replacement_links(GROUP)
+    assert len(links) == 20
+
+
+KILLED = r"""
+import sys
+from enosprov import api
+url, csv_path = sys.argv[1:3]
+with api.open_session(url, station="K") as s:
+    api.register_csv(s, csv_path, "meters-eu", chunk_size=50)
+"""
+
+
+def test_kill_9_during_a_registration_then_rerun_registers_every_row_once(fresh_database, tmp_path):
+    url = fresh_database
+    _set_up(url)
+    path = tmp_path / "devices.csv"
+    rows = 3000
+    path.write_text(meters_rows(rows), encoding="utf-8")
+    proc = subprocess.Popen([sys.executable, "-c", KILLED, url, str(path)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:  # kill it mid-run: some chunks committed, not all
+        done = query_store(url, "SELECT count(*) FROM devices")[0][0]
+        if done >= 200:
+            break
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    after_kill = query_store(url, "SELECT count(*) FROM devices")[0][0]
+    assert 0 < after_kill < rows, "the kill came too late or too early to test anything"
+    assert after_kill % 50 == 0  # whole chunks only: a chunk and its record commit together
+
+    result = json.loads(
+        _cli(url, "register", "--csv", str(path), "--group", GROUP, "--json").stdout
+    )["data"]
+    assert result["created"] == rows - after_kill and result["skipped"] == after_kill
+    counts = query_store(
+        url, "SELECT count(*), count(DISTINCT device_sn) FROM devices WHERE group_id=?", (GROUP,)
+    )[0]
+    assert counts == (rows, rows)
+    # the journal lists every device exactly once, the killed run's chunks included
+    with api.open_session(url) as s:
+        created = Counter(
+            dsn for e in s.journal.entries() if e.operation == "register" for _, dsn in e.devices
+        )
+    assert len(created) == rows and set(created.values()) == {1}
+
+
+def test_store_by_url_env_and_name_and_the_password_is_never_shown(
+    fresh_database, tmp_path, monkeypatch
+):
+    url = fresh_database
+    _set_up(url)
+    # ENOSPROV_STORE
+    env = {**os.environ, "ENOSPROV_STORE": url}
+    info = json.loads(
+        subprocess.run([sys.executable, "-m", "enosprov", "info", "--json"], env=env,
+                       capture_output=True, text=True, check=True).stdout
+    )["data"]  # fmt: skip
+    assert info["storeDatabase"].startswith("PostgreSQL ") and info["groups"] == 1
+    assert info["storeSource"] == "ENOSPROV_STORE" and "in the store's database" in info["journal"]
+    # a named store in the config file
+    config = tmp_path / "config.toml"
+    config.write_text(f'[stores.plant]\nurl = "{url}"\n', encoding="utf-8")
+    monkeypatch.setenv("ENOSPROV_CONFIG", str(config))
+    cli = Cli("plant")
+    listed = cli.json("group", "list")
+    assert [g["groupId"] for g in listed["data"]] == [GROUP]
+    # a password written into a URL is never shown (here a server that is not there: exit 3)
+    refused = Cli("postgresql://station:hunter2@127.0.0.1:1/plant?connect_timeout=2")("info")
+    assert refused.exit_code == 3, refused.output
+    assert "hunter2" not in refused.output and "station@127.0.0.1:1/plant" in refused.output
+
+
+def test_a_named_store_must_be_a_database_url(tmp_path, monkeypatch):
+    config = tmp_path / "config.toml"
+    config.write_text('[stores.plant]\nurl = "plant.db"\n', encoding="utf-8")
+    monkeypatch.setenv("ENOSPROV_CONFIG", str(config))
+    result = Cli("plant")("info")
+    assert result.exit_code == 1
+    assert "stores.plant.url" in result.output and "postgresql://" in result.output
+
+
+def test_the_cli_workflow_on_postgresql(fresh_database, tmp_path):
+    """register, list, export, batches and log through the CLI on the PostgreSQL store."""
+    url = fresh_database
+    cli = Cli(url)
+    assert cli("masterdata", "create", "--file", str(MASTERDATA)).exit_code == 0
+    out = cli.json("group", "create", "--id", GROUP, "--name", "Meters", "--product-key", "pk",
+                   "--masterdata", "meters", "--region", "eu2", "--org", "o1")  # fmt: skip
+    assert out["data"]["groupId"] == GROUP
+    csv_path = tmp_path / "d.csv"
+    csv_path.write_text(meters_rows(120), encoding="utf-8")
+    reg = cli.json("register", "--csv", str(csv_path), "--group", GROUP, "--batch-tag", "B-1")
+    assert reg["data"]["created"] == 120
+    assert cli.json("register", "--csv", str(csv_path), "--group", GROUP,
+                    "--batch-tag", "B-1")["data"]["skipped"] == 120  # fmt: skip
+    listed = cli.json("devices", "list", "--group", GROUP, "--limit", "1000")
+    assert len(listed["data"]["items"]) == 120 and listed["data"]["pagination"]["total"] == 120
+    batches = cli.json("batches", "list")
+    assert [(b["batchTag"], b["counts"]["registered"]) for b in batches["data"]] == [("B-1", 120)]
+    export = tmp_path / "export.csv"
+    assert cli("devices", "export", "--group", GROUP, "--out", str(export)).exit_code == 0
+    assert len(export.read_text(encoding="utf-8-sig").splitlines()) == 121
+    log = cli.json("log")
+    assert [e["operation"] for e in log["data"]][-1] == "register"
