@@ -179,12 +179,38 @@ def backend(request, store_path):
     be.close()
 
 
+STORES = ["sqlite"] + (["postgres"] if "postgres" in BACKENDS else [])
+
+
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers", "sqlite_only: the test is about the SQLite file itself (not run on PostgreSQL)"
+    )
+
+
+def pytest_generate_tests(metafunc):
+    """A test on the local store (the ``store`` or ``cli`` fixture) without a ``backend`` runs on
+    the store in SQLite and in PostgreSQL: the ``store_kind`` parameter."""
+    names = metafunc.fixturenames
+    if "backend" in names or "store_kind" not in names:
+        return
+    sqlite_only = metafunc.definition.get_closest_marker("sqlite_only") is not None
+    metafunc.parametrize("store_kind", ["sqlite"] if sqlite_only else STORES, indirect=True)
+
+
 @pytest.fixture
-def store_location(request, store_path) -> str | Path:
+def store_kind(request) -> str:
+    return getattr(request, "param", "sqlite")
+
+
+@pytest.fixture
+def store_location(request, store_path, store_kind) -> str | Path:
     """The store the CLI opens (``--store``): the PostgreSQL store's URL when the test runs on
-    the postgres backend, else the SQLite file (also the emulator's store for the enos one)."""
+    the postgres backend or store kind, else the SQLite file (also the emulator's store for the
+    enos backend)."""
     callspec = getattr(request.node, "callspec", None)
-    if callspec is not None and callspec.params.get("backend") == "postgres":
+    params = callspec.params if callspec is not None else {}
+    if params.get("backend") == "postgres" or store_kind == "postgres":
         return request.getfixturevalue("fresh_database")
     return store_path
 

@@ -34,6 +34,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "enosprov.errors",
             "enosprov.plantdb",
             "enosprov.journal_pg",
+            "enosprov.pg_sql",
         ),
     ),
     ("backends", ("enosprov.backends",)),
