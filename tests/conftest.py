@@ -317,6 +317,22 @@ def query_store(location: Path | str, sql: str, params: tuple = ()) -> list[tupl
         return con.execute(sql, params).fetchall()
 
 
+def open_store(location: Path | str) -> LocalBackend:
+    """The store at ``location``: an SQLite file, or the PostgreSQL store at a URL."""
+    return api.open_store(location)
+
+
+def store_journal(location: Path | str, actor):
+    """The journal of the store at ``location`` (in the file, or in the same database)."""
+    if isinstance(location, str):
+        from enosprov.journal_pg import PgJournal
+
+        return PgJournal(location, actor)
+    from enosprov.journal import Journal
+
+    return Journal(location, actor)
+
+
 def file_mode(path: Path) -> int:
     return os.stat(path).st_mode & 0o777
 

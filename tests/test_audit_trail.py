@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import APP_KEY, APP_SECRET, enos_backend, make_group, meters_rows
+from conftest import APP_KEY, APP_SECRET, enos_backend, make_group, meters_rows, query_store
 
 from enosprov import api
 from enosprov.backends.enos import EnosBackend
@@ -43,11 +43,8 @@ def journal_total(path: Path, group_id: str = "meters-eu") -> int:
     return total
 
 
-def store_count(path: Path, group_id: str = "meters-eu") -> int:
-    with sqlite3.connect(path) as conn:
-        (n,) = conn.execute(
-            "SELECT count(*) FROM devices WHERE group_id = ?", (group_id,)
-        ).fetchone()
+def store_count(path: Path | str, group_id: str = "meters-eu") -> int:
+    ((n,),) = query_store(path, "SELECT count(*) FROM devices WHERE group_id = ?", (group_id,))
     return n
 
 
@@ -247,7 +244,7 @@ def test_a_run_stopped_before_its_creates_is_not_counted_twice(
 
 @pytest.mark.parametrize("results", ["folder", "parent-is-a-file"])
 def test_a_results_file_that_cannot_be_written_changes_nothing(
-    store, cli, store_path, tmp_path, write_csv, results
+    store, cli, store_location, tmp_path, write_csv, results
 ):
     make_group(store)
     target = tmp_path / "out"
@@ -259,7 +256,7 @@ def test_a_results_file_that_cannot_be_written_changes_nothing(
     result = cli("register", "--csv", str(write_csv(meters_rows(3))), "--group", "meters-eu",
                  "--results", str(target))  # fmt: skip
     assert result.exit_code == 1 and "internal error" not in result.stderr, result.stderr
-    assert store_count(store_path) == 0
+    assert store_count(store_location) == 0
     assert store.conn.execute("SELECT value FROM meta WHERE key='batch_order'").fetchone() == order
 
 

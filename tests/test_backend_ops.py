@@ -1191,6 +1191,7 @@ def test_error_messages_do_not_leak_the_group_secret(backend, group):
 
 
 @pytest.mark.skipif(os.name == "nt", reason="POSIX file modes")
+@pytest.mark.sqlite_only
 def test_store_file_is_owner_only(store, store_path):
     assert store_path.exists()
     assert file_mode(store_path) == 0o600
@@ -1259,7 +1260,7 @@ print(json.dumps({"counts": counts, "sns": sns, "errors": errors}))
 """
 
 
-def _race(store_path: Path, group_id: str, mode: str, jobs: list[tuple[int, int, str]], tmp):
+def _race(store_path: Path | str, group_id: str, mode: str, jobs: list[tuple[int, int, str]], tmp):
     """Run one child per (start, count, order) job, released at the same instant."""
     go = tmp / f"go-{mode}"
     env = dict(os.environ)
@@ -1296,12 +1297,16 @@ def _race(store_path: Path, group_id: str, mode: str, jobs: list[tuple[int, int,
     return results
 
 
-def test_two_processes_register_overlapping_batches(store, store_path, tmp_path):
+def test_two_processes_register_overlapping_batches(store, store_location, tmp_path):
     grp = make_group(store)
     # 2 x 3000 records, 1000 overlapping (CC-002000..CC-002999); the second process walks its
     # records backwards so that both reach the overlap at about the same time.
     a, b = _race(
-        store_path, grp.group_id, "batch", [(0, 3000, "forward"), (2000, 3000, "reverse")], tmp_path
+        store_location,
+        grp.group_id,
+        "batch",
+        [(0, 3000, "forward"), (2000, 3000, "reverse")],
+        tmp_path,
     )
     for r in (a, b):
         assert set(r["counts"]) <= {"created", "skipped"}, r["counts"]
@@ -1318,10 +1323,14 @@ def test_two_processes_register_overlapping_batches(store, store_path, tmp_path)
     assert {d.sn for d in devices} == set(a["sns"].values()) | set(b["sns"].values())
 
 
-def test_two_processes_create_overlapping_device_sns(store, store_path, tmp_path):
+def test_two_processes_create_overlapping_device_sns(store, store_location, tmp_path):
     grp = make_group(store)
     a, b = _race(
-        store_path, grp.group_id, "create", [(0, 300, "forward"), (200, 300, "reverse")], tmp_path
+        store_location,
+        grp.group_id,
+        "create",
+        [(0, 300, "forward"), (200, 300, "reverse")],
+        tmp_path,
     )
     assert a["errors"] == [] and b["errors"] == []
     created = a["counts"].get("created", 0) + b["counts"].get("created", 0)

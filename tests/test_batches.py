@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 
 import pytest
-from conftest import make_group, meters_rows
+from conftest import make_group, meters_rows, store_journal
 
 from enosprov import api
 from enosprov.backends.local_schema import BATCH_STATE_WHERE
@@ -87,6 +88,8 @@ def test_generic_path_matches_the_indexed_counts(cli, lived, store):
     indexed = sorted(r[:3] + r[5:9] for r in store.batch_summaries())
     generic = sorted(r[:3] + r[5:9] for r in batches_mod._store_rows(NoIndexes(store), None))
     assert indexed == generic
+    if not isinstance(store.conn, sqlite3.Connection):
+        return  # PostgreSQL plans by statistics: a few rows are read without any index
     plan = store.conn.execute(
         "EXPLAIN QUERY PLAN SELECT group_id, batch_tag, sum(reprovisioning) FROM devices "
         f"WHERE {BATCH_STATE_WHERE} GROUP BY group_id, batch_tag"
@@ -236,7 +239,7 @@ def test_show_counts_in_its_own_pass_match_list(backend, group, write_csv, tmp_p
 
 
 @pytest.fixture
-def stations(cli, store, write_csv, tmp_path, monkeypatch):
+def stations(cli, store, store_location, write_csv, tmp_path, monkeypatch):
     """Batch B-1 of meters-eu made at several stations, through the CLI (--station), plus B-2."""
     monkeypatch.delenv("ENOSPROV_STATION", raising=False)
     make_group(store)
@@ -299,9 +302,9 @@ def stations(cli, store, write_csv, tmp_path, monkeypatch):
              expect=6)  # fmt: skip
     # A registration chunk whose creates failed (EnOS unreachable mid-run), as ChunkAudit
     # records it: the local store never fails a create by itself.
-    from enosprov.journal import Actor, Journal
+    from enosprov.journal import Actor
 
-    journal = Journal(store.path, Actor.current("local", station="line-2"))
+    journal = store_journal(store_location, Actor.current("local", station="line-2"))
     journal.record(
         "register", outcome="failed", group_id="meters-eu", error="EnOS did not answer",
         detail={"run": "r1", "part": 1, "batchTag": "B-1", "created": 0, "skipped": 0,

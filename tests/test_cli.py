@@ -108,9 +108,12 @@ def test_cli_import_stays_light():
     assert out.stdout.strip() == "[]"
 
 
-def test_info_reports_the_store_and_why(cli, store_path, tmp_path, monkeypatch):
+def test_info_reports_the_store_and_why(cli, store_location, tmp_path, monkeypatch):
     data = cli.json("info")["data"]
-    assert data["store"] == str(store_path.resolve())
+    if isinstance(store_location, str):  # the PostgreSQL store: its URL (no password in it)
+        assert data["store"] == store_location and data["storeDatabase"].startswith("PostgreSQL")
+    else:
+        assert data["store"] == str(store_location.resolve())
     assert data["storeSource"] == "--store"
     from typer.testing import CliRunner
 

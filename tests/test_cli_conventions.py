@@ -248,7 +248,7 @@ def test_times_for_people_in_utc_or_local(cli, batch, monkeypatch):
     assert doc[0]["time"].endswith("Z")  # JSON stays UTC
 
 
-def test_a_reader_that_leaves_the_pipe_early_is_not_an_error(cli, store, write_csv, store_path):
+def test_a_reader_that_leaves_the_pipe_early_is_not_an_error(cli, store, write_csv, store_location):
     """`enosprov devices list --format csv | head -1`: exit 141 (SIGPIPE), no internal error."""
     import subprocess
     import sys
@@ -256,7 +256,7 @@ def test_a_reader_that_leaves_the_pipe_early_is_not_an_error(cli, store, write_c
     make_group(store)
     cli.json("register", "--csv", str(write_csv(meters_rows(1500))), "--group", "meters-eu")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "enosprov", "--store", str(store_path), "devices", "list",
+        [sys.executable, "-m", "enosprov", "--store", str(store_location), "devices", "list",
          "--group", "meters-eu", "--limit", "1000", "--format", "csv"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE,
     )  # fmt: skip

@@ -24,11 +24,10 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import METERS_HEADER, make_group, meters_rows
+from conftest import METERS_HEADER, make_group, meters_rows, open_store
 
 from enosprov import api
 from enosprov.atomic import is_temp_name
-from enosprov.backends.local import LocalBackend
 from enosprov.burn.export import Selection, export_burn_files
 from enosprov.errors import InvalidArgumentError
 from enosprov.qr.batch import qr_batch
@@ -113,8 +112,8 @@ def _alive(pids) -> list[int]:
     return alive
 
 
-def _register(store_path: Path, cli, write_csv, n: int, **group) -> None:
-    with LocalBackend(store_path) as be:
+def _register(store_path: Path | str, cli, write_csv, n: int, **group) -> None:
+    with open_store(store_path) as be:
         make_group(be, **group)
     res = cli("register", "--group", "meters-eu", "--csv", str(write_csv(meters_rows(n))),
               "--json")  # fmt: skip
@@ -122,10 +121,10 @@ def _register(store_path: Path, cli, write_csv, n: int, **group) -> None:
 
 
 @pytest.mark.skipif(os.name != "posix", reason="SIGKILL")
-def test_killed_re_exports_never_leave_a_wrong_manifest(store_path, tmp_path, cli, write_csv):
+def test_killed_re_exports_never_leave_a_wrong_manifest(store_location, tmp_path, cli, write_csv):
     """Each round: a complete export with URL A in the folder, then a re-export with URL B
     (every file changes) killed at a random moment, then the check."""
-    _register(store_path, cli, write_csv, N_BURN)
+    _register(store_location, cli, write_csv, N_BURN)
     out = tmp_path / "burn"
     sel = Selection(group="meters-eu")
     seed = random.randrange(1 << 30)
@@ -133,10 +132,10 @@ def test_killed_re_exports_never_leave_a_wrong_manifest(store_path, tmp_path, cl
     stats = {"kills": 0, "completed": 0, "old manifest kept": 0, "claims checked": 0,
              "mismatches": 0, "temps left": 0}  # fmt: skip
     for i in range(5):
-        with LocalBackend(store_path) as be:  # the previous export, complete
+        with open_store(store_location) as be:  # the previous export, complete
             export_burn_files(be, sel, out, dps_url="http://dps-a.example")
         previous = (out / "manifest.json").read_bytes()
-        proc = _enosprov(store_path, "burn", "export", "--group", "meters-eu", "--out",
+        proc = _enosprov(store_location, "burn", "export", "--group", "meters-eu", "--out",
                          str(out), "--dps-url", "http://dps-b.example")  # fmt: skip
         if i % 2:  # a random moment from the start
             time.sleep(rng.uniform(0.05, 0.6))
@@ -163,7 +162,7 @@ def test_killed_re_exports_never_leave_a_wrong_manifest(store_path, tmp_path, cl
     # The re-run completes, cleans up, and skips the files the killed run already wrote.
     url_a = {r["file"]: r["sha256"] for r in json.loads(previous)}
     done = sum(1 for name, digest in url_a.items() if _sha(out / name) != digest)
-    rerun = _enosprov(store_path, "burn", "export", "--group", "meters-eu", "--out", str(out),
+    rerun = _enosprov(store_location, "burn", "export", "--group", "meters-eu", "--out", str(out),
                       "--dps-url", "http://dps-b.example", "--json")  # fmt: skip
     stdout, stderr = rerun.communicate(timeout=60)
     assert rerun.returncode == 0, stderr
@@ -180,12 +179,14 @@ def test_killed_re_exports_never_leave_a_wrong_manifest(store_path, tmp_path, cl
 
 
 @pytest.mark.skipif(not LINUX, reason="finds the workers in /proc")
-def test_killed_pdf_batch_leaves_no_worker_and_no_open_pipe(store_path, tmp_path, cli, write_csv):
+def test_killed_pdf_batch_leaves_no_worker_and_no_open_pipe(
+    store_location, tmp_path, cli, write_csv
+):
     if (os.cpu_count() or 1) < 2:
         pytest.skip("the worker pool needs 2 cores")
-    _register(store_path, cli, write_csv, N_QR)
+    _register(store_location, cli, write_csv, N_QR)
     out = tmp_path / "labels"
-    with LocalBackend(store_path) as be:  # the previous export: error correction M
+    with open_store(store_location) as be:  # the previous export: error correction M
         qr_batch(be, Selection(group="meters-eu"), out, fmt="pdf")
     document = out / "labels-meters-eu.pdf"  # named after the selection (the group)
     reference = document.read_bytes()
@@ -195,7 +196,7 @@ def test_killed_pdf_batch_leaves_no_worker_and_no_open_pipe(store_path, tmp_path
              "workers gone s (prctl)": 0.0, "workers gone s (watch thread)": 0.0,
              "temps left": 0}  # fmt: skip
     for pdeathsig in (True, False):
-        proc = _enosprov(store_path, "qr", "batch", "--group", "meters-eu", "--out", str(out),
+        proc = _enosprov(store_location, "qr", "batch", "--group", "meters-eu", "--out", str(out),
                          "--label-format", "pdf", "--ec", "Q", "--force", pdeathsig=pdeathsig)  # fmt: skip
         deadline = time.monotonic() + 20
         workers: list[int] = []
@@ -227,7 +228,7 @@ def test_killed_pdf_batch_leaves_no_worker_and_no_open_pipe(store_path, tmp_path
     assert stats["alive after 5 s"] == 0, stats
     assert stats["workers seen"] >= 4
 
-    with LocalBackend(store_path) as be:
+    with open_store(store_location) as be:
         report = qr_batch(
             be, Selection(group="meters-eu"), out, fmt="pdf", options=QrOptions(ec="Q"), force=True
         )

@@ -65,6 +65,7 @@ def test_printable_escapes_every_control_character():
 # -- human output ----------------------------------------------------------------------------------
 
 
+@pytest.mark.sqlite_only  # PostgreSQL text cannot hold the NUL these values carry
 def test_devices_show_and_list_escape_values_and_json_keeps_them(cli, hostile_store):
     sn = hostile_store.sn
     shown = cli("devices", "show", sn, env=WIDE)
@@ -83,6 +84,7 @@ def test_devices_show_and_list_escape_values_and_json_keeps_them(cli, hostile_st
     assert items[0]["batchTag"]["defaultValue"] == HOSTILE
 
 
+@pytest.mark.sqlite_only  # PostgreSQL text cannot hold the NUL these values carry
 def test_batches_list_and_show_escape_the_tag(cli, hostile_store):
     listed = cli("batches", "list", env=WIDE)
     assert listed.exit_code == 0, listed.output
@@ -98,6 +100,7 @@ def test_batches_list_and_show_escape_the_tag(cli, hostile_store):
     assert missing.exit_code != 0 and inert(missing.stdout, missing.stderr)
 
 
+@pytest.mark.sqlite_only  # PostgreSQL text cannot hold the NUL these values carry
 def test_devices_history_escapes_the_device_sn(cli, store, write_csv):
     make_group(store, sn_pattern=".*")
     assert cli("register", "--csv", str(write_csv(meters_rows(1))), "--group",
@@ -132,6 +135,7 @@ def test_error_message_and_hint_never_render_markup(cli, store):
     assert r"[red]no[/] \x1b[2J\u202e" in result.stderr
 
 
+@pytest.mark.sqlite_only  # PostgreSQL text cannot hold the NUL these values carry
 def test_qr_scan_escapes_what_the_code_holds(cli, store, write_csv, tmp_path):
     from enosprov.qr.payload import Payload
     from enosprov.qr.render import QrOptions, encode, to_image
@@ -240,6 +244,7 @@ def multiline_device(store, write_csv):
 
 
 @pytest.mark.parametrize("fmt", ["png", "svg", "pdf", "zpl"])
+@pytest.mark.sqlite_only  # PostgreSQL text cannot hold the NUL these values carry
 def test_labels_render_values_with_newlines_on_one_line(cli, multiline_device, tmp_path, fmt):
     from enosprov.qr.payload import parse_payload
 

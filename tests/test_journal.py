@@ -10,7 +10,16 @@ import zlib
 from pathlib import Path
 
 import pytest
-from conftest import APP_KEY, APP_SECRET, ROOT, enos_backend, make_group, meters_rows
+from conftest import (
+    APP_KEY,
+    APP_SECRET,
+    ROOT,
+    enos_backend,
+    make_group,
+    meters_rows,
+    query_store,
+    store_journal,
+)
 
 from enosprov import api
 from enosprov import journal as journal_mod
@@ -149,10 +158,10 @@ def test_station_option_and_env(cli):
     assert "LINE-7" in cli("log").stdout
 
 
-def test_since_until_and_operation_filters(cli, store, store_path, monkeypatch):
+def test_since_until_and_operation_filters(cli, store, store_location, monkeypatch):
     day = 86400
     t0 = journal_mod.parse_time("2026-01-10")
-    journal = Journal(store_path, Actor.current("local", station="S"))
+    journal = store_journal(store_location, Actor.current("local", station="S"))
     for i, op in enumerate(("register", "update", "delete", "allocate")):
         with monkeypatch.context() as m:
             m.setattr(journal_mod.time, "time", lambda i=i: t0 / 1000 + i * day)
@@ -181,18 +190,18 @@ def test_since_until_and_operation_filters(cli, store, store_path, monkeypatch):
     assert bad.exit_code == 1 and "--since" in bad.stderr
 
 
-def test_large_register_keeps_a_compressed_list(cli, write_csv, store_path):
+def test_large_register_keeps_a_compressed_list(cli, write_csv, store_location):
     setup_cli_group(cli)
     n = 1500
     assert cli("register", "--csv", str(write_csv(meters_rows(n))), "--group", "meters-eu",
                "--chunk-size", "2000").exit_code == 0  # fmt: skip
-    with sqlite3.connect(store_path) as conn:
-        entry, count, blob = conn.execute(
-            "SELECT id, devices, device_list FROM journal WHERE operation='register'"
-        ).fetchone()
-        rows = conn.execute("SELECT count(*) FROM journal_devices WHERE entry=?", (entry,))
-        assert rows.fetchone()[0] == 0  # no row per device past the indexed limit
-    conn.close()
+    ((entry, count, blob),) = query_store(
+        store_location, "SELECT id, devices, device_list FROM journal WHERE operation='register'"
+    )
+    rows = query_store(
+        store_location, "SELECT count(*) FROM journal_devices WHERE entry=?", (entry,)
+    )
+    assert rows[0][0] == 0  # no row per device past the indexed limit
     assert count == n and blob is not None
     assert len(zlib.decompress(blob).splitlines()) == n
     (found,) = log_lines(cli, "--device", "SN-000750")

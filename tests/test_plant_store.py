@@ -230,3 +230,27 @@ def test_the_cli_workflow_on_postgresql(fresh_database, tmp_path):
     assert len(export.read_text(encoding="utf-8-sig").splitlines()) == 121
     log = cli.json("log")
     assert [e["operation"] for e in log["data"]][-1] == "register"
+
+
+def test_a_nul_character_is_refused_where_it_is(cli, store, write_csv, store_location):
+    """No store keeps a NUL (PostgreSQL text cannot): the row is invalid, named by row and
+    column, on SQLite and PostgreSQL alike; a NUL that reaches the store another way is an
+    input error, not a store failure."""
+    from conftest import make_group
+
+    make_group(store)
+    text = meters_rows(2).replace("Hall 2", "Hall\x002")
+    result = cli("register", "--csv", str(write_csv(text)), "--group", GROUP, "--json")
+    assert result.exit_code == 1
+    issues = json.loads(result.stdout)["error"]["issues"]
+    assert [(i["row"], i["column"]) for i in issues] == [(3, "site")]
+    assert "NUL" in issues[0]["message"]
+    assert query_store(store_location, "SELECT count(*) FROM devices") == [(0,)]
+    if isinstance(store_location, str):
+        from enosprov.errors import InvalidArgumentError
+
+        sn = api.register_csv(store, write_csv(meters_rows(1), name="ok.csv"), GROUP).created
+        assert sn == 1
+        dev = store.find_by_device_sn(GROUP, "SN-000001")
+        with pytest.raises(InvalidArgumentError, match="NUL"):
+            store.update(dev.sn, desc="bad\x00desc")

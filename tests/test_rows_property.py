@@ -57,12 +57,13 @@ HEADER = [
 # One schema for all examples, as for one file: its per-column caches get exercised too.
 SCHEMA = RowSchema(HEADER, GROUP, MDG, default_batch_tag="DEFAULT-TAG")
 
-# Text with the characters JSON escaping and CSV quoting care about, plus anything else.
+# Text with the characters JSON escaping and CSV quoting care about, plus anything else but
+# NUL (a row with a NUL is invalid: no store keeps one; test_a_nul_character_is_refused...).
 SPECIAL = st.sampled_from(
-    ['"', "\\", "/", "\x00", "\x01", "\x1f", "\x7f", "\n", "\r", "\t", "\u2028", "\u2029",
+    ['"', "\\", "/", "\x01", "\x1f", "\x7f", "\n", "\r", "\t", "\u2028", "\u2029",
      "\ufeff", "é", "中", "文", "😀", "𝄞", ",", ";", " ", "'", "<", "&"]
 )  # fmt: skip
-TEXT_CHAR = st.one_of(SPECIAL, st.characters())
+TEXT_CHAR = st.one_of(SPECIAL, st.characters(exclude_characters="\x00"))
 
 
 def text(max_size: int) -> st.SearchStrategy[str]:

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import json
-import sqlite3
 import sys
 import textwrap
 
 import pytest
-from conftest import make_group, meters_rows
+from conftest import make_group, meters_rows, query_store
 
 from enosprov.burn.verify import read_credential_file
 
@@ -23,7 +22,7 @@ def line(cli, store):
     return cli
 
 
-def test_register_one_unit_without_a_csv(line, store_path):
+def test_register_one_unit_without_a_csv(line, store_location):
     args = ["register", "--group", "meters-eu", "--device-sn", "MTR-2026-000123", "--name",
             "Meter 123", "--timezone", "+01:00", "--set", "max_capacity=60", "--set",
             "phase=single", "--batch-tag", "B-1"]  # fmt: skip
@@ -34,10 +33,9 @@ def test_register_one_unit_without_a_csv(line, store_path):
     changed = [a.replace("max_capacity=60", "max_capacity=61") for a in args]
     other = line(*changed, "--json")
     assert other.exit_code == 5 and json.loads(other.stdout)["data"]["conflicts"] == 1
-    with sqlite3.connect(store_path) as conn:
-        (data,) = conn.execute(
-            "SELECT device_data FROM devices WHERE device_sn = 'MTR-2026-000123'"
-        ).fetchone()
+    ((data,),) = query_store(
+        store_location, "SELECT device_data FROM devices WHERE device_sn = 'MTR-2026-000123'"
+    )
     stored = json.loads(data)
     assert stored["deviceName"]["defaultValue"] == "Meter 123" and stored["max_capacity"] == 60
 
@@ -69,7 +67,7 @@ def _station(line, units: str, *args: str, expect: int | None = 0):
     return _jsonl(result.stdout)
 
 
-def test_station_registers_burns_and_verifies_each_unit_once(line, tmp_path, store_path):
+def test_station_registers_burns_and_verifies_each_unit_once(line, tmp_path, store_location):
     out = tmp_path / "line"
     units = "".join(f"ST-{i:06d}\n" for i in range(1, 21)) + "\n"  # a blank line is ignored
     lines = _station(line, units, "--out", str(out), "--burn-format", "nvs")
@@ -84,12 +82,12 @@ def test_station_registers_burns_and_verifies_each_unit_once(line, tmp_path, sto
     again = _station(line, units, "--out", str(out), "--burn-format", "nvs")[:-1]
     assert all(r["ok"] and r["done"] == [] for r in again)
     assert again[0]["alreadyDone"] == ["register", "burn", "verify"]
-    with sqlite3.connect(store_path) as conn:
-        assert conn.execute("SELECT count(*) FROM devices").fetchone() == (20,)
-        (journaled,) = conn.execute(
-            "SELECT coalesce(sum(devices), 0) FROM journal WHERE operation = 'register' "
-            "AND outcome <> 'pending'"
-        ).fetchone()
+    assert query_store(store_location, "SELECT count(*) FROM devices") == [(20,)]
+    ((journaled,),) = query_store(
+        store_location,
+        "SELECT coalesce(sum(devices), 0) FROM journal WHERE operation = 'register' "
+        "AND outcome <> 'pending'",
+    )
     assert journaled == 20
 
 
@@ -243,7 +241,7 @@ def test_a_simulated_line_of_200_units_with_a_printer_that_goes_down(line, tmp_p
     assert len(list(out.glob("LN-*.nvs.bin"))) == 200
 
 
-def test_station_reprint_prints_again_without_registering(line, tmp_path, printer, store_path):
+def test_station_reprint_prints_again_without_registering(line, tmp_path, printer, store_location):
     import time
 
     out = tmp_path / "line"
@@ -253,5 +251,4 @@ def test_station_reprint_prints_again_without_registering(line, tmp_path, printe
     assert res["done"] == ["label", "print"]
     time.sleep(0.2)
     assert printer.device_sns() == ["RP-000001", "RP-000001"]
-    with sqlite3.connect(store_path) as conn:
-        assert conn.execute("SELECT count(*) FROM devices").fetchone() == (1,)
+    assert query_store(store_location, "SELECT count(*) FROM devices") == [(1,)]

@@ -23,7 +23,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
-from ..domain.errors import StoreError, StoreVersionError
+from ..domain.errors import EnosprovError, InvalidArgumentError, StoreError, StoreVersionError
 from ..journal import os_user
 from ..journal_pg import ensure_schema as ensure_journal_schema
 from ..pg_sql import PgConnection, first_line, statements
@@ -85,9 +85,14 @@ class PgStore(LocalBackend):
         except psycopg.Error as exc:
             raise self._store_error(exc) from None
 
-    def _store_error(self, exc: BaseException) -> StoreError:
+    def _store_error(self, exc: BaseException) -> EnosprovError:
         import psycopg
 
+        if isinstance(exc, psycopg.DataError):  # a value PostgreSQL cannot hold, e.g. a NUL
+            return InvalidArgumentError(
+                f"store {self.where} cannot keep a value: {first_line(exc)}; nothing was written",
+                hint="remove control characters such as NUL (U+0000) from the values",
+            )
         if isinstance(exc, psycopg.OperationalError):
             return StoreError(
                 f"the store {self.where} could not be reached: {first_line(exc)}",

@@ -186,6 +186,12 @@ class RowSchema:
                     "quote fields that contain the delimiter",
                 )
             ]
+        if "\x00" in "\x1f".join(fields):  # no store keeps a NUL (PostgreSQL text cannot)
+            return None, [
+                RowIssue(rowno, self.header[i], "holds a NUL character (U+0000); remove it")
+                for i, f in enumerate(fields)
+                if "\x00" in f
+            ]
         i_sn = self.i_sn
         if i_sn is None:  # the header has no deviceSn column: see header_issues
             raise ValueError("rows cannot be converted: the header has no deviceSn column")
