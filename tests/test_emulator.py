@@ -15,7 +15,7 @@ from collections import Counter
 
 import pytest
 import requests
-from conftest import make_group
+from conftest import make_group, open_store
 
 from enosprov.backends import apim
 from enosprov.backends.local import LocalBackend
@@ -596,12 +596,13 @@ def test_serve_command_refuses_to_start_without_key_and_secret(cli, monkeypatch)
     assert "app key and an app secret" in result.stderr and "Traceback" not in result.stderr
 
 
-def test_serve_command_as_a_process(store_path):
-    with LocalBackend(store_path) as be:
+def test_serve_command_as_a_process(store_location):
+    """`serve` as a process, on an SQLite store and on the store in PostgreSQL."""
+    with open_store(store_location) as be:
         make_group(be)
     env = dict(os.environ, ENOSPROV_SERVE_APP_KEY=KEY, ENOSPROV_SERVE_APP_SECRET=SECRET)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "enosprov", "--store", str(store_path), "serve", "--port", "0",
+        [sys.executable, "-m", "enosprov", "--store", str(store_location), "serve", "--port", "0",
          "--json", "--latency-ms", "1"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
     )  # fmt: skip
@@ -628,7 +629,8 @@ def test_serve_command_as_a_process(store_path):
         out, err = proc.communicate(timeout=10)
     if sys.platform != "win32":
         assert proc.returncode == 0, err
-    assert url in err and str(store_path.resolve()) in err and "meters-eu" in err
+    shown = store_location if isinstance(store_location, str) else str(store_location.resolve())
+    assert url in err and shown in err and "meters-eu" in err
     assert "16 threads, 1000 connections" in err and "bodies up to 1048576 bytes" in err
     assert data["limits"]["connectionLimit"] == 1000 and data["limits"]["maxBodyBytes"] == 1048576
     assert "token/get status=200 code=0" in err

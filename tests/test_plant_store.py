@@ -254,3 +254,39 @@ def test_a_nul_character_is_refused_where_it_is(cli, store, write_csv, store_loc
         dev = store.find_by_device_sn(GROUP, "SN-000001")
         with pytest.raises(InvalidArgumentError, match="NUL"):
             store.update(dev.sn, desc="bad\x00desc")
+
+
+def test_a_station_role_with_the_documented_grants_works_and_cannot_rewrite_history(
+    postgres, fresh_database, tmp_path
+):
+    """docs/plant-database.md, roles: once the administrator's first use created the tables, a
+    station role with exactly the documented grants (no CREATE) registers, replaces and
+    journals; it cannot change or delete a journal record."""
+    import psycopg
+
+    admin = fresh_database
+    _set_up(admin)
+    role = f"station_{os.getpid()}"
+    db = admin.split("/")[3].split("?")[0]
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f"CREATE ROLE {role} LOGIN PASSWORD 'pw-{role}'")
+        conn.execute("REVOKE CREATE ON SCHEMA public FROM PUBLIC")
+        conn.execute(
+            "GRANT SELECT, INSERT, UPDATE, DELETE ON meta, masterdata_groups, "
+            f"registration_groups, devices, replacements TO {role}"
+        )
+        conn.execute(f"GRANT SELECT, INSERT ON journal, journal_devices, journal_marks TO {role}")
+    try:
+        station = postgres.url(dbname=db, user=role).replace(f"{role}@", f"{role}:pw-{role}@")
+        path = tmp_path / "d.csv"
+        path.write_text(meters_rows(30), encoding="utf-8")
+        with api.open_session(station, station="ST-1") as s:
+            assert api.register_csv(s, path, GROUP).created == 30
+            api.replace_device(s, "SN-000001", "SN-NEW-1", group=GROUP)
+            assert {e.operation for e in s.journal.entries()} == {"register", "replace"}
+        with psycopg.connect(station) as conn, pytest.raises(psycopg.Error):
+            conn.execute("UPDATE journal SET outcome = 'ok'")
+    finally:
+        with psycopg.connect(postgres.url(dbname=db), autocommit=True) as conn:
+            conn.execute(f"DROP OWNED BY {role}")
+            conn.execute(f"DROP ROLE {role}")

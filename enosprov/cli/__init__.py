@@ -24,6 +24,7 @@ from . import (
     register,
     serve,
     station,
+    store,
     template,
 )
 from . import history as history_cmd
@@ -226,6 +227,7 @@ app.add_typer(device.app, name="device", cls=SuggestingGroup)
 app.add_typer(burn.app, name="burn", cls=SuggestingGroup)
 app.add_typer(qr.app, name="qr", cls=SuggestingGroup)
 app.add_typer(batches_cmd.app, name="batches", cls=SuggestingGroup)
+app.add_typer(store.app, name="store", cls=SuggestingGroup)
 app.command("register")(register.register)
 app.command("info")(info.info)
 app.command("reprovision")(reprovision_cmd.reprovision)

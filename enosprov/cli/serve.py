@@ -142,6 +142,7 @@ def serve(
     from ..emulator import Behaviour, Faults, create_app
     from ..emulator import serve as run_server
     from ..emulator.server import DEFAULT_CHANNEL_TIMEOUT
+    from ..plantdb import redact
 
     if not app_key or not app_secret:
         raise InvalidArgumentError(
@@ -170,7 +171,7 @@ def serve(
             "url": url,
             "gateway": url,
             "dps": url,
-            "store": str(store.resolve()),
+            "store": redact(store) if isinstance(store, str) else str(store.resolve()),
             "appKey": app_key,
             "org": org,
             "groups": [{"groupId": g.group_id, "name": g.name} for g in groups],

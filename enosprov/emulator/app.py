@@ -262,7 +262,10 @@ class EmulatorApp:
         if max_body_bytes < 1:
             raise InvalidArgumentError("the body size limit must be at least 1 byte")
         self.max_body_bytes = max_body_bytes
-        self.store_path = Path(store_path)
+        # a file, or the store in a PostgreSQL database (its URL as given)
+        self.store_path: str | Path = (
+            store_path if is_database_url(store_path) else Path(store_path)
+        )
         self.behaviour = behaviour or Behaviour()
         self.gateway = Gateway(app_key, app_secret, token_ttl=token_ttl)
         self.org_id = org_id or None
