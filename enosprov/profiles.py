@@ -21,6 +21,8 @@ The file (``ENOSPROV_CONFIG``, else ``config.toml`` in the per-user config folde
     sign_scheme = "sn-ts-secret"
     sn_pattern = "^MTR-[0-9]{4}-[0-9]{6}$"
     timezone = "+01:00"                       # default timezone of its devices (burn export)
+    [stores.plant]                            # a named store (--store plant), PostgreSQL
+    url = "postgresql://station@db.plant.example/enosprov?sslmode=verify-full"
 
 Secrets are referenced, not copied: an environment variable or a file (relative paths are
 relative to the config file). A secret stored in the file itself (``inline``) is allowed but
