@@ -290,3 +290,24 @@ def test_a_station_role_with_the_documented_grants_works_and_cannot_rewrite_hist
         with psycopg.connect(postgres.url(dbname=db), autocommit=True) as conn:
             conn.execute(f"DROP OWNED BY {role}")
             conn.execute(f"DROP ROLE {role}")
+
+
+def test_named_stores_survive_a_config_command_rewriting_the_file(tmp_path, monkeypatch):
+    from enosprov import profiles
+
+    config = tmp_path / "config.toml"
+    url = "postgresql://station@db.plant.example/enosprov?sslmode=verify-full"
+    config.write_text(f'[stores.plant]\nurl = "{url}"\n', encoding="utf-8")
+    monkeypatch.setenv("ENOSPROV_CONFIG", str(config))
+    profiles.create_profile("prod", api_url="https://apim.example", org_id="o1",
+                            access_key="AK", secret=profiles.SecretRef.from_env("S"))  # fmt: skip
+    again = profiles.load()
+    assert again.stores == {"plant": url} and list(again.profiles) == ["prod"]
+    for bad, message in (
+        ('[stores."plant.eu"]\nurl = "postgresql://h/d"\n', "has no dot"),
+        ('[stores.plant]\nurl = "postgresql://h/d"\nuser = "x"\n', "user"),
+        ("[stores]\nplant = 3\n", "must be a table"),
+    ):
+        config.write_text(bad, encoding="utf-8")
+        with pytest.raises(Exception, match=message):
+            profiles.load()
