@@ -12,9 +12,11 @@ from __future__ import annotations
 import itertools
 import re
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from functools import lru_cache
 from typing import Any
 
+from .domain.errors import StoreError
 from .plantdb import redact
 
 # (SQLite spelling, PostgreSQL spelling), applied in order.
@@ -59,18 +61,33 @@ class PgConnection:
         self.url = url  # which database, to tell whether a journal lives in it (never shown)
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> Any:
-        return self.raw.execute(translate(sql), list(params))
+        with self._reachable():
+            return self.raw.execute(translate(sql), list(params))
 
     def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
-        with self.raw.cursor() as cur:
+        with self._reachable(), self.raw.cursor() as cur:
             cur.executemany(translate(sql), rows)
+
+    @contextmanager
+    def _reachable(self) -> Iterator[None]:
+        """A lost connection (server restarted, network cut) is a StoreError (exit 3, safe to
+        retry) saying where, never a driver traceback; other errors pass as they are."""
+        import psycopg
+
+        try:
+            yield
+        except psycopg.OperationalError as exc:
+            raise StoreError(
+                f"the database {redact(self.url)} could not be reached: {first_line(exc)}",
+                hint="nothing of an interrupted transaction was written; retrying is safe",
+            ) from None
 
     def rows(self, sql: str, params: Sequence[Any] = (), size: int = 2000) -> Iterator[tuple]:
         """The rows of a query that may be long, fetched ``size`` at a time through a server
         cursor: constant memory here, and other statements may run on this connection while
         the rows are read (WITH HOLD: the cursor outlives its implicit transaction)."""
         name = f"enosprov_rows_{next(_CURSORS)}"
-        with self.raw.cursor(name=name, withhold=True) as cur:
+        with self._reachable(), self.raw.cursor(name=name, withhold=True) as cur:
             cur.itersize = size
             cur.execute(translate(sql), list(params))
             yield from cur

@@ -311,3 +311,22 @@ def test_named_stores_survive_a_config_command_rewriting_the_file(tmp_path, monk
         config.write_text(bad, encoding="utf-8")
         with pytest.raises(Exception, match=message):
             profiles.load()
+
+
+def test_a_lost_connection_is_a_store_error_saying_where(fresh_database):
+    """The server ends the store's connection (a restart, a cut): the next read and the next
+    write are one clear StoreError (exit 3, retrying is safe), never a driver traceback."""
+    import psycopg
+
+    from enosprov.errors import StoreError
+
+    store = PgStore(fresh_database)
+    pid = store.conn.raw.info.backend_pid
+    with psycopg.connect(fresh_database, autocommit=True) as admin:
+        admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+    with pytest.raises(StoreError) as lost:
+        store.list_groups()
+    assert lost.value.exit_code == 3 and "could not be reached" in lost.value.message
+    with pytest.raises(StoreError):
+        store.next_batch_order()
+    store.close()
