@@ -328,6 +328,10 @@ class Journal:
     """The audit journal in an SQLite file (created on the first record)."""
 
     def __init__(self, path: str | os.PathLike, actor: Actor) -> None:
+        from .plantdb import is_database_url
+
+        if is_database_url(path):  # Path() would make a folder tree of the URL
+            raise ValueError("a database URL is a PgJournal (enosprov.journal_pg), not a file")
         self.path = Path(path)
         self.actor = actor
         self._conn: sqlite3.Connection | None = None

@@ -12,6 +12,7 @@ from conftest import ROOT, file_mode, meters_rows
 from enosprov.cli import app
 
 COMMANDS = [
+    ["store", "copy"],
     ["group", "create"],
     ["group", "update"],
     ["masterdata", "update"],

@@ -452,3 +452,21 @@ def test_a_record_that_refers_to_another_follows_its_new_id(tmp_path):
     finally:
         journal.close()
     assert copy_json(source, target)["data"]["copied"] == 0  # and a re-run finds both
+
+
+def test_rows_missing_here_and_there_are_found_across_chunks(station, tmp_path):
+    target = tmp_path / "target.db"
+    copy_json(station, target)
+    with LocalBackend(target) as be:  # the target lost every 7th device of the big batch
+        gone = [be.find_by_device_sn("meters-eu", f"SN-{i:06d}").sn for i in range(3, 1201, 7)]
+        be.delete("meters-eu", gone)
+    with open_store(station) as source, open_store(target) as into:
+        report = copy_store(source, into, chunk_size=50)
+    assert report.tables["devices"].copied == len(gone) == 172
+    assert report.tables["devices"].present == 1220 - len(gone)
+    assert report.verified
+    mine, theirs = snapshot(station), snapshot(target)
+    assert theirs["order"][-len(gone) :] == gone  # appended, in the source's order
+    assert {k: v for k, v in theirs.items() if k != "order"} == {
+        k: v for k, v in mine.items() if k != "order"
+    }

@@ -38,6 +38,7 @@ from ..domain.models import (
 )
 from ..domain.rules import sn_matcher
 from ..journal import os_user
+from ..plantdb import is_database_url, redact
 from . import local_batches, local_device, local_groups, local_query
 from .base import MAX_CREATE_COUNT, Backend, ChunkHook, Resigner, compare_registered
 from .local_schema import (
@@ -92,6 +93,11 @@ class LocalBackend(Backend):
         ``refuse_retired_bootstrap`` [ENOSPROV]: the store's own rule that a retired deviceSn
         may not register itself on Bootstrap Device (local_device.bootstrap). The emulator
         turns it off, since it answers as EnOS documents (no such rule)."""
+        if is_database_url(path):  # Path() would make a folder tree of the URL
+            raise InvalidArgumentError(
+                f"{redact(os.fspath(path))} is a database URL, not a store file",
+                hint="open it with enosprov.api.open_store (a PgStore)",
+            )
         self.path = Path(path)
         self.where = str(self.path)  # where the store is, for messages
         self.durable = durable

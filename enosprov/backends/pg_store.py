@@ -30,11 +30,12 @@ from ..pg_sql import PgConnection, first_line, statements
 from ..plantdb import connect, redact
 from . import local_groups
 from .local import DEFAULT_CLOCK_SKEW_MS, LocalBackend, now_ms
-from .local_schema import COPY_DEVICES, PG_SCHEMA, SCHEMA_VERSION
+from .local_schema import COPY_DEVICES, INSERT_DEVICE, PG_SCHEMA, SCHEMA_VERSION
 
 # pg_advisory_xact_lock(STORE_LOCK, n): n=1 store writes, n=2 creating the schema
 STORE_LOCK = 0x656E6F73  # "enos"
 WRITES, SCHEMA = 1, 2
+COPY_FROM = 50  # rows from which an insert goes through COPY
 _TABLES = ("meta", "masterdata_groups", "registration_groups", "devices", "replacements")
 
 
@@ -75,13 +76,18 @@ class PgStore(LocalBackend):
     @contextmanager
     def write(self) -> Iterator[Any]:
         """One write transaction, behind the store's write lock; rolled back on any error."""
+        conn: PgConnection = self.conn  # type: ignore[assignment]
+        with self._errors(), conn.raw.transaction():
+            conn.raw.execute("SELECT pg_advisory_xact_lock(%s, %s)", (STORE_LOCK, WRITES))
+            yield conn
+
+    @contextmanager
+    def _errors(self) -> Iterator[None]:
+        """A database error inside a transaction as an enosprov error (rolled back)."""
         import psycopg
 
-        conn: PgConnection = self.conn  # type: ignore[assignment]
         try:
-            with conn.raw.transaction():
-                conn.raw.execute("SELECT pg_advisory_xact_lock(%s, %s)", (STORE_LOCK, WRITES))
-                yield conn
+            yield
         except psycopg.Error as exc:
             raise self._store_error(exc) from None
 
@@ -152,9 +158,22 @@ class PgStore(LocalBackend):
         return getattr(getattr(exc, "diag", None), "constraint_name", None) == "devices_pkey"
 
     def _insert_rows(self, conn, rows: list[list]) -> None:
+        if len(rows) < COPY_FROM:  # a station's unit: one INSERT is one round trip
+            conn.executemany(INSERT_DEVICE, rows)
+            return
         with conn.raw.cursor() as cur, cur.copy(COPY_DEVICES) as copy:
             for row in rows:
                 copy.write_row((*row, "init", "init", "init"))
+
+    def next_batch_order(self) -> int:
+        """The next batch order, in its own short transaction without the write lock: the
+        counter's row lock orders concurrent stations. Its commit waits for no disk flush
+        (synchronous_commit off): the registration that uses the number commits durably, and
+        flushes this one with it; a crash before that loses a number nothing used."""
+        conn: PgConnection = self.conn  # type: ignore[assignment]
+        with self._errors(), conn.raw.transaction():
+            conn.raw.execute("SET LOCAL synchronous_commit = off")
+            return self._next_batch_order(conn)
 
     def _rows(self, sql: str, params: Sequence[Any] = ()) -> Iterator[tuple]:
         return self.conn.rows(sql, params)  # type: ignore[attr-defined]

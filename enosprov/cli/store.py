@@ -129,7 +129,7 @@ def _open(stack: ExitStack, where: Path | str, option: str) -> Any:
             f"no store file {where}",
             hint=f"--from names an existing store: {LOCATION_HELP}",
         )
-    backend = Settings.local(str(where)).create_backend()
+    backend = Settings(where, "--store").create_backend()
     stack.callback(backend.close)
     return backend
 

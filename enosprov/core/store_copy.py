@@ -20,9 +20,15 @@ The rules:
   holds a record with the same content (time, user, host, station, backend, profile, operation,
   outcome, group, device count, request id, error, detail); a batch mark when the target has
   that mark for that device (the target keeps its own first time).
-- **One transaction**: everything is written in one transaction of the target
-  (``target.write()``), checked, and committed only when every source row is in the target
-  (:class:`CopyMismatchError`, exit 4, otherwise). An interrupted copy writes nothing.
+- **One transaction**: the target is checked, written and checked again in one transaction
+  (``target.write()``, which other stations' writes wait for), committed only when every source
+  row is in the target (:class:`CopyMismatchError`, exit 4, otherwise). An interrupted copy
+  writes nothing.
+
+Memory stays flat: devices, their journal rows and batch marks are streamed and looked up in
+chunks; what the check found already there is remembered as one integer per row (the source
+rowid, or the mark's position), so the writing pass needs no look-up. Journal records (one per
+operation or registration chunk) and replacements are held in memory.
 
 Every statement is written in SQLite's spelling and goes through the stores' own connections,
 which translate it for PostgreSQL: the same code runs in both directions.
@@ -34,6 +40,7 @@ import json
 import os
 import sqlite3
 import sys
+from array import array
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -43,9 +50,8 @@ from typing import Any
 from ..backends.local import LocalBackend
 from ..backends.local_schema import DEVICE_COLUMNS
 from ..domain.errors import (
-    EXIT_MISMATCH,
+    CopyMismatchError,
     DefinitionConflictError,
-    EnosprovError,
     InvalidArgumentError,
     StoreError,
 )
@@ -56,7 +62,6 @@ from ..plantdb import redact
 ProgressFn = Callable[[str, int, int | None], None]
 
 CHUNK_SIZE = 5000  # device (and mark) rows read, looked up and written at a time
-ENTRY_CHUNK = 500  # journal records whose device rows are compared at a time
 LOOKUP = 500  # values in one IN (...) list: within SQLite's oldest limit of 999 parameters
 SHOWN = 3  # conflicts named in the one-line message
 LISTED = 20  # conflicts listed in the error's differences
@@ -84,6 +89,7 @@ GROUP_COLUMNS = (
 UNDEFINING = {"create_time", "update_time"}
 DEVICE_NAMES = tuple(c.strip() for c in DEVICE_COLUMNS.split(","))
 REPLACEMENT_COLUMNS = "old_sn, old_device_sn, new_sn, new_device_sn, group_id, time"
+REPLACEMENT_NAMES = tuple(c.strip() for c in REPLACEMENT_COLUMNS.split(","))
 # "user" quoted: a keyword in PostgreSQL, a plain column name in SQLite
 JOURNAL_COLUMNS = (
     'time, "user", host, station, backend, profile, operation, outcome, group_id, devices, '
@@ -101,14 +107,6 @@ _LABELS = {
     "journal_devices": "journal device rows",
     "journal_marks": "batch marks",
 }
-
-
-class CopyMismatchError(EnosprovError):
-    """After copying, the target does not hold every row of the source (the source changed
-    during the copy): the copy was rolled back, nothing was written."""
-
-    code = "mismatch"
-    exit_code = EXIT_MISMATCH
 
 
 @dataclass
@@ -186,49 +184,47 @@ def copy_store(
     transaction, and check that the target then holds every source row.
 
     Raises :class:`DefinitionConflictError` (nothing written) when the target holds other data
-    under the same ids, :class:`CopyMismatchError` (rolled back) when the check fails, and
-    :class:`StoreError` when a database fails. ``dry_run``: look for conflicts and count what
-    would be copied; write nothing. ``progress(phase, done, total)`` follows the phases "check",
-    "copy" and "verify"."""
+    under the same ids, :class:`CopyMismatchError` (rolled back) when the check after copying
+    fails, and :class:`StoreError` when a database fails. ``dry_run``: look for conflicts and
+    count what would be copied; write nothing. ``progress(phase, done, total)`` follows the
+    phases "check", "copy" and "verify", each over every source row."""
     if same_store(source, target):
         raise InvalidArgumentError(
             f"{source.where} and {target.where} are the same store",
             hint="--from and --to must name two different stores",
         )
     report = CopyReport(source.where, target.where, dry_run)
-    with _database_errors(source, target):
+    with _database_errors(source, target), _custom_plans(source, target):
         counts = table_counts(source)
         report.tables = {t: TableCount(t, source=n) for t, n in counts.items()}
         total = sum(counts.values())
         report.batch_order_source = _batch_order(source.conn)
-        report.batch_order_target = _batch_order(target.conn)
-
-        check = _Pass(source, target.conn, _has_journal(target), chunk_size, write=False)
-        check.run(_Ticker(progress, "check", total))
-        if check.conflicts:
-            raise _conflict_error(check, target)
         if dry_run:
+            report.batch_order_target = _batch_order(target.conn)
+            plan = _check(source, target.conn, _has_journal(target), chunk_size,
+                          _Ticker(progress, "check", total))  # fmt: skip
+            if plan.conflicts:
+                raise _conflict_error(plan, target)
             for name, t in report.tables.items():
-                t.copied, t.present = check.copied[name], check.present[name]
-                t.target = check.target_counts[name] + t.copied
+                t.copied, t.present = plan.copied[name], plan.present[name]
+                t.target = plan.target_counts[name] + t.copied
             return report
 
-        with target.write() as conn:
-            journal_in_target = _has_journal(target)
-            if not journal_in_target and any(counts[t] for t in JOURNAL_TABLES):
+        with target.write() as conn:  # checked under the target's write lock: nothing can
+            report.batch_order_target = _batch_order(conn)  # change between check and write
+            journal = _has_journal(target)
+            plan = _check(source, conn, journal, chunk_size, _Ticker(progress, "check", total))
+            if plan.conflicts:
+                raise _conflict_error(plan, target)
+            if not journal and any(counts[t] for t in JOURNAL_TABLES):
                 create_journal_schema(conn)  # an SQLite store that never wrote a record
-                journal_in_target = True
-            copy = _Pass(source, conn, journal_in_target, chunk_size, write=True)
-            copy.run(_Ticker(progress, "copy", total))
-            if copy.conflicts:  # the target changed since the check: nothing is committed
-                raise _conflict_error(copy, target)
-            if report.batch_order_source > _batch_order(conn):
+                journal = True
+            _write(source, conn, plan, chunk_size, _Ticker(progress, "copy", total))
+            if report.batch_order_source > report.batch_order_target:
                 _set_batch_order(conn, report.batch_order_source)
             for name, t in report.tables.items():
-                t.copied, t.present = copy.copied[name], copy.present[name]
-            _verify(
-                source, conn, copy, report, journal_in_target, _Ticker(progress, "verify", total)
-            )
+                t.copied, t.present = plan.copied[name], plan.present[name]
+            _verify(source, conn, report, journal, chunk_size, _Ticker(progress, "verify", total))
         report.verified = True
     return report
 
@@ -236,16 +232,16 @@ def copy_store(
 # -- where the stores are --------------------------------------------------------------------------
 
 
-def _is_sqlite(backend: LocalBackend) -> bool:
-    return isinstance(backend.conn, sqlite3.Connection)
+def _is_sqlite(conn: Any) -> bool:
+    return isinstance(conn, sqlite3.Connection)
 
 
 def same_store(a: LocalBackend, b: LocalBackend) -> bool:
     """``a`` and ``b`` are the same store: the same SQLite file (whatever the path's spelling),
     or the same database of the same PostgreSQL server."""
-    if _is_sqlite(a) != _is_sqlite(b):
+    if _is_sqlite(a.conn) != _is_sqlite(b.conn):
         return False
-    if _is_sqlite(a):
+    if _is_sqlite(a.conn):
         try:
             return os.path.samefile(a.path, b.path)
         except OSError:
@@ -260,7 +256,7 @@ def same_store(a: LocalBackend, b: LocalBackend) -> bool:
 def _has_journal(backend: LocalBackend) -> bool:
     """The journal's tables are there (a PostgreSQL store creates them on opening; an SQLite
     store when it writes its first record)."""
-    if not _is_sqlite(backend):
+    if not _is_sqlite(backend.conn):
         return True
     found = backend.conn.execute(
         "SELECT count(*) FROM sqlite_master WHERE type='table' AND name IN "
@@ -284,9 +280,7 @@ def _count(conn: Any, table: str, journal: bool) -> int:
 def _order(conn: Any, table: str) -> str:
     """The column that keeps a table's insertion order: SQLite's rowid; in PostgreSQL, the
     devices' rowid column and the pos column of the others."""
-    if isinstance(conn, sqlite3.Connection) or table == "devices":
-        return "rowid"
-    return "pos"
+    return "rowid" if _is_sqlite(conn) or table == "devices" else "pos"
 
 
 def _batch_order(conn: Any) -> int:
@@ -301,7 +295,25 @@ def _set_batch_order(conn: Any, value: int) -> None:
         conn.execute("INSERT INTO meta (key, value) VALUES ('batch_order', ?)", (str(value),))
 
 
-# -- one pass over the source: look up, compare, and (write=True) insert what is missing ---------
+@contextmanager
+def _custom_plans(*backends: LocalBackend) -> Iterator[None]:
+    """PostgreSQL plans every look-up with its values (psycopg prepares a statement run five
+    times, and a prepared one gets a generic plan, which scans a list of 500 values for every
+    row of a table it has no statistics for yet)."""
+    saved = []
+    for backend in backends:
+        raw = getattr(backend.conn, "raw", None)
+        if raw is not None and hasattr(raw, "prepare_threshold"):
+            saved.append((raw, raw.prepare_threshold))
+            raw.prepare_threshold = None
+    try:
+        yield
+    finally:
+        for raw, threshold in saved:
+            raw.prepare_threshold = threshold
+
+
+# -- helpers -------------------------------------------------------------------------------------
 
 
 class _Ticker:
@@ -314,7 +326,7 @@ class _Ticker:
             self.progress(self.phase, min(self.done, self.total), self.total)
 
 
-def _chunks(rows: Iterable[tuple], size: int) -> Iterator[list[tuple]]:
+def _chunks(rows: Iterable[Sequence[Any]], size: int) -> Iterator[list[tuple]]:
     chunk: list[tuple] = []
     for row in rows:
         chunk.append(tuple(row))
@@ -335,249 +347,247 @@ def _placeholders(n: int) -> str:
 
 def _lookup(conn: Any, sql: str, fixed: Sequence[Any], values: Sequence[Any]) -> Iterator[tuple]:
     """The rows of ``sql``, whose ``IN ({})`` takes ``values``, :data:`LOOKUP` at a time after
-    the ``fixed`` parameters. A list of parameters, not one JSON parameter: PostgreSQL plans
-    it well even for a table filled in the same transaction (no statistics yet)."""
+    the ``fixed`` parameters."""
     for start in range(0, len(values), LOOKUP):
         part = list(values[start : start + LOOKUP])
         yield from conn.execute(sql.format(_placeholders(len(part))), [*fixed, *part])
 
 
-class _Pass:
-    """One pass over every source row against the target connection ``conn``: counts what is
-    there identical, what is missing (and inserts it when ``write``), and the conflicts."""
+def _insert(conn: Any, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+    if rows:
+        conn.executemany(
+            f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({_placeholders(len(columns))})",
+            rows,
+        )
 
-    def __init__(
-        self, source: LocalBackend, conn: Any, journal: bool, chunk_size: int, *, write: bool
-    ) -> None:
-        self.source = source
-        self.conn = conn
-        self.journal = journal  # the target has the journal's tables
-        self.chunk_size = chunk_size
-        self.write = write
-        self.copied: Counter[str] = Counter()
-        self.present: Counter[str] = Counter()
-        self.conflicts: list[dict] = []
-        self.conflict_count = 0
-        self.entry_map: dict[int, int] = {}  # source journal id -> target journal id
-        self.copied_entries: set[int] = set()  # source ids of the records copied
-        self.target_counts: dict[str, int] = {}
 
-    def run(self, tick: _Ticker) -> None:
-        self.target_counts = {t: _count(self.conn, t, self.journal) for t in TABLES}
-        self._masterdata_groups(tick)
-        self._registration_groups(tick)
-        self._devices(tick)
-        if self.conflicts and self.write:
-            return  # the transaction is rolled back: no need to go on
-        self._replacements(tick)
-        if _has_journal(self.source):
-            self._journal(tick)
-            self._journal_devices(tick)
-            self._marks(tick)
+class _Skip:
+    """Tells whether a key of an ascending stream is one of ``keys`` (ascending too), in
+    constant time per key."""
 
-    def _conflict(self, difference: dict) -> None:
+    def __init__(self, keys: array[int]) -> None:
+        self.keys, self.at = keys, 0
+
+    def __call__(self, key: int) -> bool:
+        while self.at < len(self.keys) and self.keys[self.at] < key:
+            self.at += 1
+        return self.at < len(self.keys) and self.keys[self.at] == key
+
+
+# -- the check: what the target holds of the source -----------------------------------------------
+
+
+@dataclass
+class _Plan:
+    """What :func:`_check` found: per table the rows to copy and the rows already there, the
+    conflicts, and what the writing pass needs to skip the rows already there."""
+
+    copied: Counter[str] = field(default_factory=Counter)
+    present: Counter[str] = field(default_factory=Counter)
+    conflicts: list[dict] = field(default_factory=list)
+    conflict_count: int = 0
+    target_counts: dict[str, int] = field(default_factory=dict)
+    masterdata_groups: list[tuple] = field(default_factory=list)  # rows to copy
+    registration_groups: list[tuple] = field(default_factory=list)
+    replacements: list[tuple] = field(default_factory=list)
+    devices_there: array[int] = field(default_factory=lambda: array("q"))  # source rowids
+    marks_there: array[int] = field(default_factory=lambda: array("q"))  # mark positions
+    entries: dict[int, int] = field(default_factory=dict)  # source journal id -> target id
+    entry_devices: dict[int, int] = field(default_factory=dict)  # source id -> device rows
+
+    def conflict(self, difference: dict) -> None:
         self.conflict_count += 1
         if len(self.conflicts) < LISTED:
             self.conflicts.append(difference)
 
-    # -- groups -----------------------------------------------------------------------------
 
-    def _masterdata_groups(self, tick: _Ticker) -> None:
-        columns = ", ".join(MDG_COLUMNS)
-        have = {r[0]: r for r in self.conn.execute(f"SELECT {columns} FROM masterdata_groups")}
-        rows = self.source.conn.execute(
-            f"SELECT {columns} FROM masterdata_groups ORDER BY id"
-        ).fetchall()
-        for row in rows:
-            old = have.get(row[0])
-            if old is None:
-                self._insert("masterdata_groups", MDG_COLUMNS, [row])
-                continue
-            diff = [c for c in _differing(MDG_COLUMNS, row, old) if c not in UNDEFINING]
+def _check(source: LocalBackend, conn: Any, journal: bool, chunk: int, tick: _Ticker) -> _Plan:
+    """Every source row looked up in the target (``conn``; ``journal``: it has the journal's
+    tables): already there identical, to copy, or a conflict."""
+    plan = _Plan(target_counts={t: _count(conn, t, journal) for t in TABLES})
+    _check_masterdata_groups(source, conn, plan, tick)
+    _check_registration_groups(source, conn, plan, tick)
+    _check_devices(source, conn, plan, chunk, tick)
+    _check_replacements(source, conn, plan, tick)
+    if _has_journal(source):
+        _check_journal(source, conn, journal, plan, tick)
+        _check_marks(source, conn, journal, plan, chunk, tick)
+    return plan
+
+
+def _check_masterdata_groups(source: LocalBackend, conn: Any, plan: _Plan, tick: _Ticker) -> None:
+    columns = ", ".join(MDG_COLUMNS)
+    have = {r[0]: tuple(r) for r in conn.execute(f"SELECT {columns} FROM masterdata_groups")}
+    rows = source.conn.execute(f"SELECT {columns} FROM masterdata_groups ORDER BY id").fetchall()
+    for row in map(tuple, rows):
+        old = have.get(row[0])
+        if old is None:
+            plan.masterdata_groups.append(row)
+            continue
+        diff = [c for c in _differing(MDG_COLUMNS, row, old) if c not in UNDEFINING]
+        if diff:
+            plan.conflict(
+                {"table": "masterdata_groups", "id": row[0], "columns": diff,
+                 "what": f"master data group {row[0]!r} is defined otherwise ({', '.join(diff)})"}
+            )  # fmt: skip
+        else:
+            plan.present["masterdata_groups"] += 1
+    plan.copied["masterdata_groups"] = len(plan.masterdata_groups)
+    tick(len(rows))
+
+
+def _check_registration_groups(source: LocalBackend, conn: Any, plan: _Plan, tick: _Ticker) -> None:
+    columns = ", ".join(GROUP_COLUMNS)
+    have = {r[0]: tuple(r) for r in conn.execute(f"SELECT {columns} FROM registration_groups")}
+    # group ids and names are unique together (either can be used with --group)
+    taken = {key: r[0] for r in have.values() for key in (r[0], r[1])}
+    rows = source.conn.execute(
+        f"SELECT {columns} FROM registration_groups ORDER BY group_id"
+    ).fetchall()
+    for row in map(tuple, rows):
+        gid, name = row[0], row[1]
+        old = have.get(gid)
+        if old is not None:
+            diff = [c for c in _differing(GROUP_COLUMNS, row, old) if c not in UNDEFINING]
             if diff:
-                self._conflict(
-                    {"table": "masterdata_groups", "id": row[0], "columns": diff,
-                     "what": f"master data group {row[0]!r} is defined otherwise "
+                plan.conflict(
+                    {"table": "registration_groups", "id": gid, "columns": diff,
+                     "what": f"registration group {gid!r} is defined otherwise "
                      f"({', '.join(diff)})"}
                 )  # fmt: skip
             else:
-                self.present["masterdata_groups"] += 1
-        tick(len(rows))
+                plan.present["registration_groups"] += 1
+            continue
+        other = taken.get(name) or taken.get(gid)
+        if other is not None:
+            plan.conflict(
+                {"table": "registration_groups", "id": gid, "columns": ["name"],
+                 "what": f"registration group {gid!r} ({name!r}): the target's group {other!r} "
+                 "has that id or name"}
+            )  # fmt: skip
+            continue
+        plan.registration_groups.append(row)
+    plan.copied["registration_groups"] = len(plan.registration_groups)
+    tick(len(rows))
 
-    def _registration_groups(self, tick: _Ticker) -> None:
-        columns = ", ".join(GROUP_COLUMNS)
-        have = {r[0]: r for r in self.conn.execute(f"SELECT {columns} FROM registration_groups")}
-        # group ids and names are unique together (either can be used with --group)
-        taken = {key: r[0] for r in have.values() for key in (r[0], r[1])}
-        rows = self.source.conn.execute(
-            f"SELECT {columns} FROM registration_groups ORDER BY group_id"
-        ).fetchall()
-        for row in rows:
-            gid, name = row[0], row[1]
-            old = have.get(gid)
+
+def _check_devices(
+    source: LocalBackend, conn: Any, plan: _Plan, chunk_size: int, tick: _Ticker
+) -> None:
+    rows = source._rows(f"SELECT rowid, {DEVICE_COLUMNS} FROM devices ORDER BY rowid")
+    for chunk in _chunks(rows, chunk_size):
+        have = {
+            r[0]: tuple(r)
+            for r in _lookup(
+                conn,
+                f"SELECT {DEVICE_COLUMNS} FROM devices WHERE sn IN ({{}})",
+                (),
+                [r[1] for r in chunk],
+            )
+        }
+        by_group: dict[str, list[str]] = {}
+        for r in chunk:
+            by_group.setdefault(r[2], []).append(r[3])
+        registered: dict[tuple[str, str], str] = {}  # (group id, deviceSn) -> system sn
+        for gid, device_sns in by_group.items():
+            for sn, dsn in _lookup(
+                conn,
+                "SELECT sn, device_sn FROM devices WHERE group_id=? AND device_sn IN ({})",
+                (gid,),
+                device_sns,
+            ):
+                registered[(gid, dsn)] = sn
+        for rowid, *values in chunk:
+            row = tuple(values)
+            sn, gid, dsn = row[0], row[1], row[2]
+            old = have.get(sn)
             if old is not None:
-                diff = [c for c in _differing(GROUP_COLUMNS, row, old) if c not in UNDEFINING]
+                diff = _differing(DEVICE_NAMES, row, old)
                 if diff:
-                    self._conflict(
-                        {"table": "registration_groups", "id": gid, "columns": diff,
-                         "what": f"registration group {gid!r} is defined otherwise "
-                         f"({', '.join(diff)})"}
+                    plan.conflict(
+                        {"table": "devices", "id": sn, "columns": diff,
+                         "what": f"device {sn} ({dsn}) has other data ({', '.join(diff)})"}
                     )  # fmt: skip
                 else:
-                    self.present["registration_groups"] += 1
+                    plan.present["devices"] += 1
+                    plan.devices_there.append(rowid)
                 continue
-            other = taken.get(name) or taken.get(gid)
+            other = registered.get((gid, dsn))
             if other is not None:
-                self._conflict(
-                    {"table": "registration_groups", "id": gid, "columns": ["name"],
-                     "what": f"registration group {gid!r} ({name!r}): the target's group "
-                     f"{other!r} has that id or name"}
+                plan.conflict(
+                    {"table": "devices", "id": sn, "columns": ["device_sn"],
+                     "what": f"deviceSn {dsn} of group {gid!r} is device {other} in the target, "
+                     f"{sn} in the source"}
                 )  # fmt: skip
                 continue
-            self._insert("registration_groups", GROUP_COLUMNS, [row])
-        tick(len(rows))
+            plan.copied["devices"] += 1
+        tick(len(chunk))
 
-    def _insert(self, table: str, columns: Sequence[str], rows: list[tuple]) -> None:
-        if rows and self.write:
-            self.conn.executemany(
-                f"INSERT INTO {table} ({', '.join(columns)}) "
-                f"VALUES ({_placeholders(len(columns))})",
-                rows,
-            )
-        self.copied[table] += len(rows)
 
-    # -- devices ----------------------------------------------------------------------------
+def _check_replacements(source: LocalBackend, conn: Any, plan: _Plan, tick: _Ticker) -> None:
+    there = Counter(map(tuple, conn.execute(f"SELECT {REPLACEMENT_COLUMNS} FROM replacements")))
+    order = _order(source.conn, "replacements")
+    rows = source.conn.execute(
+        f"SELECT {REPLACEMENT_COLUMNS} FROM replacements ORDER BY {order}"
+    ).fetchall()
+    for row in map(tuple, rows):
+        if there[row] > 0:
+            there[row] -= 1
+            plan.present["replacements"] += 1
+        else:
+            plan.replacements.append(row)
+    plan.copied["replacements"] = len(plan.replacements)
+    tick(len(rows))
 
-    def _devices(self, tick: _Ticker) -> None:
-        rows = self.source._rows(f"SELECT {DEVICE_COLUMNS} FROM devices ORDER BY rowid")
-        for chunk in _chunks(rows, self.chunk_size):
-            have = {
-                r[0]: tuple(r)
-                for r in _lookup(
-                    self.conn,
-                    f"SELECT {DEVICE_COLUMNS} FROM devices WHERE sn IN ({{}})",
-                    (),
-                    [r[0] for r in chunk],
-                )
-            }
-            by_group: dict[str, list[str]] = {}
-            for r in chunk:
-                by_group.setdefault(r[1], []).append(r[2])
-            registered: dict[tuple[str, str], str] = {}  # (group id, deviceSn) -> system sn
-            for gid, device_sns in by_group.items():
-                for sn, dsn in _lookup(
-                    self.conn,
-                    "SELECT sn, device_sn FROM devices WHERE group_id=? AND device_sn IN ({})",
-                    (gid,),
-                    device_sns,
-                ):
-                    registered[(gid, dsn)] = sn
-            missing = []
-            for row in chunk:
-                sn, gid, dsn = row[0], row[1], row[2]
-                old = have.get(sn)
-                if old is not None:
-                    diff = _differing(DEVICE_NAMES, row, old)
-                    if diff:
-                        self._conflict(
-                            {"table": "devices", "id": sn, "columns": diff,
-                             "what": f"device {sn} ({dsn}) has other data ({', '.join(diff)})"}
-                        )  # fmt: skip
-                    else:
-                        self.present["devices"] += 1
-                    continue
-                other = registered.get((gid, dsn))
-                if other is not None:
-                    self._conflict(
-                        {"table": "devices", "id": sn, "columns": ["device_sn"],
-                         "what": f"deviceSn {dsn} of group {gid!r} is device {other} in the "
-                         f"target, {sn} in the source"}
-                    )  # fmt: skip
-                    continue
-                missing.append(row)
-            if not self.conflicts or not self.write:
-                self._insert("devices", DEVICE_NAMES, missing)
-            tick(len(chunk))
 
-    # -- replacements -----------------------------------------------------------------------
+def _check_journal(
+    source: LocalBackend, conn: Any, journal: bool, plan: _Plan, tick: _Ticker
+) -> None:
+    """Records in id order: one whose content the target holds maps to that record (of the
+    same time span: the target's records of other times are not read)."""
+    first, last = source.conn.execute("SELECT min(time), max(time) FROM journal").fetchone()
+    there: dict[tuple, deque[int]] = {}
+    if journal and first is not None:
+        for row in conn.execute(
+            f"SELECT id, {JOURNAL_COLUMNS} FROM journal WHERE time >= ? AND time <= ? ORDER BY id",
+            (first, last),
+        ):
+            there.setdefault(journal_key(row[1:]), deque()).append(row[0])
+    for row in source._rows(f"SELECT id, {JOURNAL_COLUMNS} FROM journal ORDER BY id"):
+        values = list(row[1:])
+        values[_DETAIL] = remap_detail(values[_DETAIL], plan.entries)
+        ids = there.get(journal_key(values))
+        if ids:
+            plan.entries[row[0]] = ids.popleft()
+            plan.present["journal"] += 1
+        else:
+            plan.copied["journal"] += 1
+        tick(1)
+    counts = source.conn.execute("SELECT entry, count(*) FROM journal_devices GROUP BY entry")
+    plan.entry_devices = {int(e): int(n) for e, n in counts}
+    for entry, n in plan.entry_devices.items():
+        if entry in plan.entries:
+            plan.present["journal_devices"] += n
+        else:
+            plan.copied["journal_devices"] += n
+    tick(sum(plan.entry_devices.values()))
 
-    def _replacements(self, tick: _Ticker) -> None:
-        there = Counter(
-            tuple(r) for r in self.conn.execute(f"SELECT {REPLACEMENT_COLUMNS} FROM replacements")
-        )
-        order = _order(self.source.conn, "replacements")
-        rows = self.source.conn.execute(
-            f"SELECT {REPLACEMENT_COLUMNS} FROM replacements ORDER BY {order}"
-        ).fetchall()
-        missing = []
-        for row in map(tuple, rows):
-            if there[row] > 0:
-                there[row] -= 1
-                self.present["replacements"] += 1
+
+def _check_marks(
+    source: LocalBackend, conn: Any, journal: bool, plan: _Plan, chunk_size: int, tick: _Ticker
+) -> None:
+    rows = source._rows(f"SELECT {MARK_COLUMNS} FROM journal_marks ORDER BY mark, sn")
+    position = 0
+    for chunk in _chunks(rows, chunk_size):
+        marked = _marked(conn, chunk) if journal else set()
+        for row in chunk:
+            if (row[0], row[1]) in marked:
+                plan.marks_there.append(position)
+                plan.present["journal_marks"] += 1
             else:
-                missing.append(row)
-        self._insert("replacements", [c.strip() for c in REPLACEMENT_COLUMNS.split(",")], missing)
-        tick(len(rows))
-
-    # -- the journal ------------------------------------------------------------------------
-
-    def _journal(self, tick: _Ticker) -> None:
-        """Records in id order; one already in the target (same content) maps to it, another
-        is appended and maps to its new id. Ids that a detail refers to (a registration's
-        ``intent``, a settlement's ``settles``) are mapped too."""
-        there: dict[tuple, deque[int]] = {}
-        if self.journal:
-            for row in self.conn.execute(f"SELECT id, {JOURNAL_COLUMNS} FROM journal ORDER BY id"):
-                there.setdefault(journal_key(row[1:]), deque()).append(row[0])
-        rows = self.source._rows(f"SELECT id, {JOURNAL_COLUMNS} FROM journal ORDER BY id")
-        for row in rows:
-            values = list(row[1:])
-            values[_DETAIL] = remap_detail(values[_DETAIL], self.entry_map)
-            ids = there.get(journal_key(values))
-            if ids:
-                self.entry_map[row[0]] = ids.popleft()
-                self.present["journal"] += 1
-            else:
-                if self.write:
-                    new = self.conn.execute(
-                        f"INSERT INTO journal ({JOURNAL_COLUMNS}) "
-                        f"VALUES ({_placeholders(14)}) RETURNING id",
-                        values,
-                    ).fetchall()
-                    self.entry_map[row[0]] = int(new[0][0])
-                self.copied_entries.add(row[0])
-                self.copied["journal"] += 1
-            tick(1)
-
-    def _journal_devices(self, tick: _Ticker) -> None:
-        order = _order(self.source.conn, "journal_devices")
-        rows = self.source._rows(
-            f"SELECT entry, sn, device_sn FROM journal_devices ORDER BY entry, {order}"
-        )
-        for chunk in _chunks(rows, self.chunk_size):
-            missing = [
-                (self.entry_map.get(entry, entry), sn, dsn)
-                for entry, sn, dsn in chunk
-                if entry in self.copied_entries
-            ]
-            self.present["journal_devices"] += len(chunk) - len(missing)
-            self._insert("journal_devices", ("entry", "sn", "device_sn"), missing)
-            tick(len(chunk))
-
-    def _marks(self, tick: _Ticker) -> None:
-        rows = self.source._rows(f"SELECT {MARK_COLUMNS} FROM journal_marks ORDER BY mark, sn")
-        for chunk in _chunks(rows, self.chunk_size):
-            marked = _marked(self.conn, chunk) if self.journal else set()
-            missing = [r for r in chunk if (r[0], r[1]) not in marked]
-            self.present["journal_marks"] += len(chunk) - len(missing)
-            if missing and self.write:
-                self.conn.executemany(
-                    f"INSERT OR IGNORE INTO journal_marks ({MARK_COLUMNS}) "
-                    f"VALUES ({_placeholders(6)})",
-                    missing,
-                )
-            self.copied["journal_marks"] += len(missing)
-            tick(len(chunk))
+                plan.copied["journal_marks"] += 1
+            position += 1
+        tick(len(chunk))
 
 
 def _marked(conn: Any, chunk: Sequence[tuple]) -> set[tuple[str, str]]:
@@ -620,19 +630,79 @@ def remap_detail(detail: str | None, entry_map: dict[int, int]) -> str | None:
     return json.dumps(data, ensure_ascii=False, sort_keys=True)  # as journal.py writes it
 
 
-# -- the check after copying -----------------------------------------------------------------------
+# -- writing what the check found missing ----------------------------------------------------------
+
+
+def _write(source: LocalBackend, conn: Any, plan: _Plan, chunk_size: int, tick: _Ticker) -> None:
+    _insert(conn, "masterdata_groups", MDG_COLUMNS, plan.masterdata_groups)
+    tick(len(plan.masterdata_groups) + plan.present["masterdata_groups"])
+    _insert(conn, "registration_groups", GROUP_COLUMNS, plan.registration_groups)
+    tick(len(plan.registration_groups) + plan.present["registration_groups"])
+
+    there = _Skip(plan.devices_there)
+    rows = source._rows(f"SELECT rowid, {DEVICE_COLUMNS} FROM devices ORDER BY rowid")
+    for chunk in _chunks(rows, chunk_size):
+        _insert(conn, "devices", DEVICE_NAMES, [r[1:] for r in chunk if not there(r[0])])
+        tick(len(chunk))
+
+    _insert(conn, "replacements", REPLACEMENT_NAMES, plan.replacements)
+    tick(len(plan.replacements) + plan.present["replacements"])
+    if not _has_journal(source):
+        return
+
+    entries = dict(plan.entries)  # source id -> target id, the records copied added
+    copied: set[int] = set()
+    for row in source._rows(f"SELECT id, {JOURNAL_COLUMNS} FROM journal ORDER BY id"):
+        if row[0] not in plan.entries:
+            values = list(row[1:])
+            values[_DETAIL] = remap_detail(values[_DETAIL], entries)
+            new = conn.execute(
+                f"INSERT INTO journal ({JOURNAL_COLUMNS}) VALUES ({_placeholders(14)}) "
+                "RETURNING id",
+                values,
+            ).fetchall()
+            entries[row[0]] = int(new[0][0])
+            copied.add(row[0])
+        tick(1)
+    order = _order(source.conn, "journal_devices")
+    rows = source._rows(f"SELECT entry, sn, device_sn FROM journal_devices ORDER BY entry, {order}")
+    for chunk in _chunks(rows, chunk_size):
+        _insert(conn, "journal_devices", ("entry", "sn", "device_sn"),
+                [(entries[e], sn, dsn) for e, sn, dsn in chunk if e in copied])  # fmt: skip
+        tick(len(chunk))
+
+    marked = _Skip(plan.marks_there)
+    rows = source._rows(f"SELECT {MARK_COLUMNS} FROM journal_marks ORDER BY mark, sn")
+    position = 0
+    for chunk in _chunks(rows, chunk_size):
+        missing = [r for i, r in enumerate(chunk, position) if not marked(i)]
+        position += len(chunk)
+        if missing:  # a mark another station wrote meanwhile is kept (its first time)
+            conn.executemany(
+                f"INSERT OR IGNORE INTO journal_marks ({MARK_COLUMNS}) VALUES ({_placeholders(6)})",
+                missing,
+            )
+        tick(len(chunk))
+
+
+# -- the check after writing -------------------------------------------------------------------------
 
 
 def _verify(
     source: LocalBackend,
     conn: Any,
-    copy: _Pass,
     report: CopyReport,
     journal: bool,
+    chunk_size: int,
     tick: _Ticker,
 ) -> None:
-    """Every source row is in the target (``conn``, before the commit) and no table of the
-    target holds fewer rows than the source's: else :class:`CopyMismatchError`."""
+    """Before the commit: no table of the target (``conn``) holds fewer rows than the source's,
+    and every source row is in the target, the same (the check again: it must find nothing to
+    copy and no conflict), each journal record with its device rows. Else
+    :class:`CopyMismatchError`: the caller's transaction rolls back."""
+    if report.copied and not _is_sqlite(conn):
+        for table in ("devices", "journal_marks"):  # PostgreSQL plans with the rows written
+            conn.execute(f"ANALYZE {table}")  # (a role that does not own them: a warning)
     problems: list[str] = []
     again = table_counts(source)  # the source as it is now: it must not have grown meanwhile
     for name, t in report.tables.items():
@@ -640,16 +710,20 @@ def _verify(
         t.target = _count(conn, name, journal)
         if t.target < t.source:
             problems.append(f"{t.label}: {t.target} in the target, {t.source} in the source")
-    # a pass that writes nothing: whatever it would copy is not in the target
-    check = _Pass(source, conn, journal, copy.chunk_size, write=False)
-    check.run(tick)
+    check = _check(source, conn, journal, chunk_size, tick)
     for name in TABLES:
         if check.copied[name]:
             problems.append(f"{check.copied[name]} {_LABELS[name]} of the source are not there")
     if check.conflict_count:
         problems.append(f"{check.conflict_count} rows differ from the source")
-    if _has_journal(source):
-        differing = _compare_entry_devices(source, conn, check.entry_map)
+    if check.entries:
+        rows = conn.execute("SELECT entry, count(*) FROM journal_devices GROUP BY entry")
+        target_rows = {int(e): int(n) for e, n in rows}
+        differing = sum(
+            1
+            for entry, n in check.entry_devices.items()
+            if entry in check.entries and target_rows.get(check.entries[entry], 0) != n
+        )
         if differing:
             problems.append(f"the device rows of {differing} journal records differ")
     if problems:
@@ -662,43 +736,10 @@ def _verify(
         )
 
 
-def _compare_entry_devices(source: LocalBackend, conn: Any, entry_map: dict[int, int]) -> int:
-    """How many source journal records have device rows that their target record has not
-    (the same rows, in the same order)."""
-    src_order, dst_order = _order(source.conn, "journal_devices"), _order(conn, "journal_devices")
-    rows = source._rows(
-        f"SELECT entry, sn, device_sn FROM journal_devices ORDER BY entry, {src_order}"
-    )
-    wanted: dict[int, list[tuple[str, str]]] = {}
-    differing = 0
-
-    def compare() -> int:
-        got: dict[int, list[tuple[str, str]]] = {}
-        keys = [entry_map[e] for e in wanted if e in entry_map]
-        if keys:
-            for entry, sn, dsn in conn.execute(
-                f"SELECT entry, sn, device_sn FROM journal_devices WHERE entry IN "
-                f"({_placeholders(len(keys))}) ORDER BY entry, {dst_order}",
-                keys,
-            ):
-                got.setdefault(int(entry), []).append((sn, dsn))
-        bad = sum(1 for e, pairs in wanted.items() if got.get(entry_map.get(e, -1)) != pairs)
-        wanted.clear()
-        return bad
-
-    for entry, sn, dsn in rows:
-        if entry not in wanted and len(wanted) >= ENTRY_CHUNK:
-            differing += compare()
-        wanted.setdefault(entry, []).append((sn, dsn))
-    if wanted:
-        differing += compare()
-    return differing
-
-
 # -- errors ----------------------------------------------------------------------------------------
 
 
-def _conflict_error(found: _Pass, target: LocalBackend) -> DefinitionConflictError:
+def _conflict_error(found: _Plan, target: LocalBackend) -> DefinitionConflictError:
     shown = "; ".join(d["what"] for d in found.conflicts[:SHOWN])
     more = found.conflict_count - min(SHOWN, len(found.conflicts))
     return DefinitionConflictError(

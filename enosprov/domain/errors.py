@@ -20,6 +20,7 @@ __all__ = [
     "AuthError",
     "BackendUnavailableError",
     "ConflictError",
+    "CopyMismatchError",
     "DefinitionConflictError",
     "EnosprovError",
     "InputFileError",
@@ -108,6 +109,14 @@ class DefinitionConflictError(ConflictError):
 
     def to_dict(self) -> dict:
         return {**super().to_dict(), "differences": self.differences}
+
+
+class CopyMismatchError(EnosprovError):
+    """After ``store copy`` wrote, the target does not hold every row of the source (the source
+    changed during the copy): the copy was rolled back, nothing was written."""
+
+    code = "mismatch"
+    exit_code = EXIT_MISMATCH
 
 
 class RefusedError(EnosprovError):
