@@ -742,9 +742,10 @@ def _verify(
 def _conflict_error(found: _Plan, target: LocalBackend) -> DefinitionConflictError:
     shown = "; ".join(d["what"] for d in found.conflicts[:SHOWN])
     more = found.conflict_count - min(SHOWN, len(found.conflicts))
+    rows = "row that differs" if found.conflict_count == 1 else "rows that differ"
     return DefinitionConflictError(
         f"the target store {target.where} already holds {found.conflict_count} "
-        f"{'row' if found.conflict_count == 1 else 'rows'} that differ from the source: {shown}"
+        f"{rows} from the source: {shown}"
         + (f" (and {more} more)" if more > 0 else "")
         + "; nothing was copied",
         differences=[{k: v for k, v in d.items() if k != "what"} for d in found.conflicts],
