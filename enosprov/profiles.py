@@ -51,6 +51,7 @@ from .backends.enos_config import (
 )
 from .domain.errors import ConflictError, InputFileError, InvalidArgumentError, NotFoundError
 from .paths import user_config_dir
+from .plantdb import is_database_url, redact
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -78,6 +79,7 @@ _PROFILE_KEYS = (
     "timeout",
     "retries",
     "groups",
+    "journal",
 )
 _GROUP_KEYS = (
     "name",
@@ -233,6 +235,8 @@ class Profile:
     timeout: float | None = None
     retries: int | None = None
     groups: dict[str, GroupEntry] = field(default_factory=dict)
+    # the audit journal in a plant database: a postgresql:// URL or a [stores] name
+    journal: str | None = None
 
     def to_toml(self) -> dict:
         out: dict = {
@@ -247,6 +251,7 @@ class Profile:
             ("max_requests_per_second", "max_rps"),
             ("timeout", "timeout"),
             ("retries", "retries"),
+            ("journal", "journal"),
         ):
             value = getattr(self, attr)
             if value is not None:
@@ -441,7 +446,7 @@ def _parse_profile(path: Path, name: str, raw) -> Profile:
     for key in ("api_url", "org_id", "access_key", "secret"):
         if key not in raw:
             raise _fail(path, where, f"'{key}' is required")
-    for key in ("api_url", "org_id", "access_key", "dps_url"):
+    for key in ("api_url", "org_id", "access_key", "dps_url", "journal"):
         if key in raw and not isinstance(raw[key], str):
             raise _fail(path, f"{where}.{key}", "must be a string")
     groups_raw = raw.get("groups", {})
@@ -485,6 +490,7 @@ def _parse_profile(path: Path, name: str, raw) -> Profile:
         timeout=raw.get("timeout"),
         retries=raw.get("retries"),
         groups=groups,
+        journal=raw.get("journal"),
     )
     try:
         return _check_profile(profile)
@@ -520,13 +526,30 @@ def load(path: str | os.PathLike | None = None, env: Mapping[str, str] = os.envi
         except InvalidArgumentError as exc:
             raise _fail(path, f"profiles.{name}", exc.message, exc.hint) from None
         profiles[name] = _parse_profile(path, name, raw)
-    return Config(path, current or None, profiles, _parse_stores(path, doc.get("stores", {})))
+    stores = _parse_stores(path, doc.get("stores", {}))
+    for name, prof in profiles.items():
+        journal = prof.journal
+        if journal is not None and not is_database_url(journal) and journal not in stores:
+            raise _fail(
+                path,
+                f"profiles.{name}.journal",
+                f"{prof.journal!r} is neither a postgresql:// URL nor a store of [stores]",
+                hint='journal = "postgresql://USER@HOST/DB", or the name of a '
+                "[stores.NAME] table of this file",
+            )
+    return Config(path, current or None, profiles, stores)
+
+
+def journal_url(prof: Profile, config: Config) -> str | None:
+    """Where a profile's audit journal is: its ``journal`` setting as a database URL (a
+    [stores] name resolved), or None (journal.db on this PC)."""
+    if prof.journal is None:
+        return None
+    return prof.journal if is_database_url(prof.journal) else config.stores[prof.journal]
 
 
 def _parse_stores(path: Path, raw) -> dict[str, str]:
     """``[stores.NAME]`` tables: a name for a plant database (``url = "postgresql://..."``)."""
-    from .plantdb import is_database_url, redact
-
     if not isinstance(raw, dict):
         raise _fail(path, "stores", "must be a table of named stores")
     stores = {}
@@ -823,6 +846,7 @@ def describe_profile(prof: Profile, config: Config, env: Mapping[str, str] = os.
         "maxRequestsPerSecond": prof.max_rps if prof.max_rps is not None else DEFAULT_MAX_RPS,
         "timeout": prof.timeout if prof.timeout is not None else DEFAULT_TIMEOUT,
         "retries": prof.retries if prof.retries is not None else DEFAULT_RETRIES,
+        "journal": redact(url) if (url := journal_url(prof, config)) else None,
         "groups": [
             {
                 "groupId": gid,

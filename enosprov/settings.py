@@ -152,38 +152,54 @@ class Settings:
         return self.backend == "local" and isinstance(self.store, str)
 
 
+def _journal_database(settings: Settings) -> str | None:
+    """The plant database that holds the journal of ``settings``, if any: the store's own
+    database; for a profile, ``$ENOSPROV_JOURNAL`` when it is a database URL, else the profile's
+    ``journal`` setting (a URL or a [stores] name). None: a file."""
+    from .journal import JOURNAL_ENV
+    from .plantdb import is_database_url
+
+    if settings.backend == "local":
+        return str(settings.store) if settings.store_in_database else None
+    env = os.environ if settings.env is None else settings.env
+    if env.get(JOURNAL_ENV):
+        return env[JOURNAL_ENV] if is_database_url(env[JOURNAL_ENV]) else None
+    if settings.profile is None:
+        return None
+    from . import profiles
+
+    config = profiles.load(settings.config_path, env)
+    return profiles.journal_url(config.get(settings.profile), config)
+
+
 def open_journal(settings: Settings, station: str | None = None) -> Journal:
-    """The audit journal of ``settings``: the local store's own (in the store file), else
-    ``$ENOSPROV_JOURNAL``, a file or a ``postgresql://`` plant database that every station
-    shares (:class:`enosprov.journal_pg.PgJournal`), else journal.db in the user data folder."""
-    from .journal import JOURNAL_ENV, Actor, Journal, journal_path
+    """The audit journal of ``settings``: the local store's own (in the store file or its
+    database); for a profile, ``$ENOSPROV_JOURNAL`` (a file, or a ``postgresql://`` plant
+    database every station shares: :class:`enosprov.journal_pg.PgJournal`), else the profile's
+    ``journal`` setting, else journal.db in the user data folder."""
+    from .journal import Actor, Journal, journal_path
 
     env = os.environ if settings.env is None else settings.env
     actor = Actor.current(settings.backend, settings.profile, station, env)
-    where = env.get(JOURNAL_ENV, "")
-    if settings.store_in_database:  # the store's own journal, in its database
-        where = str(settings.store)
-    elif settings.backend == "local":
-        where = ""
-    if where.lower().startswith(("postgresql://", "postgres://")):
+    database = _journal_database(settings)
+    if database is not None:
         from .journal_pg import PgJournal
 
-        return PgJournal(where, actor)
+        return PgJournal(database, actor)
     return Journal(journal_path(settings), actor)
 
 
 def journal_location(settings: Settings) -> str:
     """Where the audit journal of ``settings`` is, for people (never a password): a file, or
     the plant database's URL with its password hidden. Nothing is opened."""
-    from .journal import JOURNAL_ENV, journal_path
-    from .plantdb import is_database_url, redact
+    from .journal import journal_path
+    from .plantdb import redact
 
-    env = os.environ if settings.env is None else settings.env
-    where = env.get(JOURNAL_ENV, "")
+    database = _journal_database(settings)
     if settings.store_in_database:
         return f"{redact(str(settings.store))} (in the store's database)"
-    if settings.backend != "local" and is_database_url(where):
-        return f"{redact(where)} (plant database, shared by every station)"
+    if database is not None:
+        return f"{redact(database)} (plant database, shared by every station)"
     if settings.backend == "local":
         return f"{journal_path(settings)} (in the store file)"
     return str(journal_path(settings))

@@ -141,11 +141,13 @@ def test_an_unreachable_plant_database_is_one_clear_error(tmp_path):
     assert isinstance(info.value, (StoreError,)) or info.value.exit_code == 3
 
 
+@pytest.mark.parametrize("given_by", ["ENOSPROV_JOURNAL", "profile"])
 def test_two_stations_on_enos_share_one_journal(
-    emulator, store_path, tmp_path, write_csv, monkeypatch, plant_db
+    emulator, store_path, tmp_path, write_csv, monkeypatch, plant_db, given_by
 ):
-    """Two PCs (own data folders) with one EnOS profile and ENOSPROV_JOURNAL on the plant
-    database: what one station did, `log` and `batches show` show on the other."""
+    """Two PCs (own data folders) with one EnOS profile and the journal on the plant
+    database (ENOSPROV_JOURNAL, or the profile's ``journal`` naming a [stores] entry): what one
+    station did, `log` and `batches show` show on the other."""
     from typer.testing import CliRunner
 
     from enosprov import profiles
@@ -158,10 +160,20 @@ def test_two_stations_on_enos_share_one_journal(
         monkeypatch.setenv("ENOSPROV_CONFIG", str(tmp_path / "cfg.toml"))
         monkeypatch.setenv("ENOS_APP_SECRET", APP_SECRET)
         monkeypatch.setenv("METERS_SECRET", group.group_secret)
-        monkeypatch.setenv("ENOSPROV_JOURNAL", plant_db)
         profiles.create_profile("emu", api_url=emulator.url, org_id="o1", access_key=APP_KEY,
                                 secret=SecretRef.from_env("ENOS_APP_SECRET"),
                                 dps_url=emulator.url)  # fmt: skip
+        if given_by == "ENOSPROV_JOURNAL":
+            monkeypatch.setenv("ENOSPROV_JOURNAL", plant_db)
+        else:  # journal = "plant", and [stores.plant] url = ...
+            import dataclasses
+
+            config = profiles.load()
+            config.stores["plant"] = plant_db
+            config.profiles["emu"] = dataclasses.replace(config.profiles["emu"], journal="plant")
+            profiles.save(config)
+            described = profiles.describe("emu")
+            assert described["journal"] == plant_db  # no password in it to hide
         runner = CliRunner()
         assert runner.invoke(app, ["config", "add-group", "emu", "meters-eu", "--secret-env",
                                    "METERS_SECRET", "--masterdata",

@@ -307,6 +307,11 @@ def test_named_stores_survive_a_config_command_rewriting_the_file(tmp_path, monk
         ('[stores."plant.eu"]\nurl = "postgresql://h/d"\n', "has no dot"),
         ('[stores.plant]\nurl = "postgresql://h/d"\nuser = "x"\n', "user"),
         ("[stores]\nplant = 3\n", "must be a table"),
+        (
+            '[profiles.p]\napi_url = "https://a"\norg_id = "o"\naccess_key = "k"\n'
+            'secret = { env = "S" }\njournal = "nowhere"\n',
+            "profiles.p.journal",
+        ),
     ):
         config.write_text(bad, encoding="utf-8")
         with pytest.raises(Exception, match=message):
