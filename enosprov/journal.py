@@ -51,6 +51,8 @@ OPERATIONS = (
     "burn-export",
     "label-export",
     "onboard",
+    "group-import",
+    "sync-push",
 )
 # "pending": an intent written before changes whose outcome may be lost (EnOS creates in flight
 # at a kill); a later record settles it. Intent records never count as affected devices.

@@ -13,6 +13,9 @@ from enosprov.cli import app
 
 COMMANDS = [
     ["store", "copy"],
+    ["sync", "push"],
+    ["sync", "status"],
+    ["group", "import"],
     ["group", "create"],
     ["group", "update"],
     ["masterdata", "update"],

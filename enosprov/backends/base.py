@@ -15,7 +15,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
-from ..domain.errors import RefusedError
+from ..domain.errors import EnosprovError, RefusedError
 from ..domain.models import (
     ConnectionInfo,
     Device,
@@ -207,6 +207,12 @@ class Backend(ABC):
     def journal_connection(self) -> Any:
         """The database connection an audit journal may share, so that a record commits in the
         same transaction as the change it describes (the local store's), or None."""
+        return None
+
+    def offline_refusal(self, group_id: str, what: str) -> EnosprovError | None:
+        """Why ``what`` (a replacement, a reprovisioning, a deletion) may not be done in
+        ``group_id`` on this backend: the local store refuses it in a group imported from an
+        EnOS tenant (docs/sync.md). None: it may be done."""
         return None
 
     def replacements(self, sn: str) -> list[dict]:

@@ -21,6 +21,7 @@ from ..domain import secrets_gen
 from ..domain.errors import (
     InvalidArgumentError,
     NotFoundError,
+    RefusedError,
     StoreError,
     StoreVersionError,
     enos_error,
@@ -39,7 +40,7 @@ from ..domain.models import (
 from ..domain.rules import sn_matcher
 from ..journal import os_user
 from ..plantdb import is_database_url, redact
-from . import local_batches, local_device, local_groups, local_query
+from . import local_batches, local_device, local_groups, local_query, local_sync
 from .base import MAX_CREATE_COUNT, Backend, ChunkHook, Resigner, compare_registered
 from .local_schema import (
     ADDED_DEVICE_COLUMNS,
@@ -360,6 +361,7 @@ class LocalBackend(Backend):
             raise enos_error(99400, "Invalid Argument groupId:groupId is missing")
         with self.write() as conn:
             group = self._group_for_device(group_id, conn)
+            local_sync.refuse_offline_change(conn, group.group_id, "delete devices in")
             for sn in sns:
                 row = conn.execute("SELECT group_id FROM devices WHERE sn=?", (sn,)).fetchone()
                 if row and row[0] != group.group_id:
@@ -397,6 +399,7 @@ class LocalBackend(Backend):
             raise enos_error(99400, "Invalid Argument groupId:groupId is missing")
         with self.write() as conn:
             group = self._group_for_device(group_id, conn)
+            local_sync.refuse_offline_change(conn, group.group_id, "reprovision devices of")
             if group.reprovision_method == "never":
                 raise enos_error(
                     35603,
@@ -445,6 +448,7 @@ class LocalBackend(Backend):
                 raise enos_error(
                     35400, "Target device and replacement device should belong to the same group"
                 )
+            local_sync.refuse_offline_change(conn, old.group_id, "replace units of")
             if new.allocated:
                 raise enos_error(35603, "Replacement device is allocated")
             group = local_groups.get_group(conn, old.group_id)
@@ -577,6 +581,33 @@ class LocalBackend(Backend):
         return local_device.get_connection_info(
             self, sn=sn, timestamp=timestamp, sign=sign, sign_method=sign_method, resign=resign
         )
+
+    # -- sync with an EnOS tenant (core/sync.py) -------------------------------------------------
+
+    def mark_imported(self, group_id: str, profile: str) -> None:
+        """Remember that ``group_id`` is the tenant group of EnOS profile ``profile``."""
+        with self.write() as conn:
+            local_sync.mark_imported(conn, group_id, profile, now_ms())
+
+    def imported_from(self, group_id: str) -> str | None:
+        """The profile ``group_id`` was imported from (``group import``), or None."""
+        return local_sync.imported_from(self.conn, group_id)
+
+    def link_pushed(self, group_id: str, rows: Sequence[tuple[str, str, str]]) -> None:
+        """Record (deviceSn, store sn, EnOS sn) of devices now in EnOS."""
+        with self.write() as conn:
+            local_sync.link(conn, group_id, rows, now_ms())
+
+    def pushed_links(self, group_id: str) -> dict[str, tuple[str, str]]:
+        """deviceSn -> (store sn, EnOS sn) of the devices of ``group_id`` pushed to EnOS."""
+        return local_sync.links(self.conn, group_id)
+
+    def offline_refusal(self, group_id: str, what: str) -> RefusedError | None:
+        return local_sync.offline_refusal(self.conn, group_id, what)
+
+    def enos_sn_of(self, sn: str) -> str | None:
+        """The EnOS system sn of the store's device ``sn``, once pushed."""
+        return local_sync.enos_sn(self.conn, sn)
 
     # -- capabilities of the store (backends/base.py declares them) ------------------------------
     @property

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 # 2: reprovision target columns; 3: batch monitoring indexes; 4: allocation targets live in
 # deviceData.regionId/orgId (the documented built-in master data), group default timezone;
 # 5: the group setting allow_retired_bootstrap (an enosprov rule of the local store)
+# 6: sync with an EnOS tenant: sync_groups (groups imported from a profile), sync_links
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (
@@ -95,6 +96,24 @@ CREATE TABLE IF NOT EXISTS replacements (
 CREATE INDEX IF NOT EXISTS replacements_old ON replacements (old_sn);
 CREATE INDEX IF NOT EXISTS replacements_new ON replacements (new_sn);
 CREATE INDEX IF NOT EXISTS replacements_old_device ON replacements (group_id, old_device_sn);
+
+-- Sync with an EnOS tenant (core/sync.py, docs/sync.md): the groups imported from a profile,
+-- and for each device pushed, its EnOS system sn next to the store's.
+CREATE TABLE IF NOT EXISTS sync_groups (
+    group_id      TEXT PRIMARY KEY REFERENCES registration_groups(group_id),
+    profile       TEXT NOT NULL,
+    imported_time INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS sync_links (
+    group_id    TEXT NOT NULL,
+    device_sn   TEXT NOT NULL,
+    local_sn    TEXT NOT NULL,
+    enos_sn     TEXT NOT NULL,
+    pushed_time INTEGER NOT NULL,
+    PRIMARY KEY (group_id, device_sn)
+);
+CREATE INDEX IF NOT EXISTS sync_links_enos ON sync_links (enos_sn);
+CREATE INDEX IF NOT EXISTS sync_links_local ON sync_links (local_sn);
 """
 
 BUILTIN_MASTERDATA_GROUP = "builtin"
@@ -214,6 +233,21 @@ CREATE TABLE IF NOT EXISTS replacements (
 CREATE INDEX IF NOT EXISTS replacements_old ON replacements (old_sn);
 CREATE INDEX IF NOT EXISTS replacements_new ON replacements (new_sn);
 CREATE INDEX IF NOT EXISTS replacements_old_device ON replacements (group_id, old_device_sn);
+CREATE TABLE IF NOT EXISTS sync_groups (
+    group_id      TEXT COLLATE "C" PRIMARY KEY REFERENCES registration_groups(group_id),
+    profile       TEXT NOT NULL,
+    imported_time BIGINT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS sync_links (
+    group_id    TEXT COLLATE "C" NOT NULL,
+    device_sn   TEXT COLLATE "C" NOT NULL,
+    local_sn    TEXT COLLATE "C" NOT NULL,
+    enos_sn     TEXT COLLATE "C" NOT NULL,
+    pushed_time BIGINT NOT NULL,
+    PRIMARY KEY (group_id, device_sn)
+);
+CREATE INDEX IF NOT EXISTS sync_links_enos ON sync_links (enos_sn);
+CREATE INDEX IF NOT EXISTS sync_links_local ON sync_links (local_sn);
 """
 
 # The columns of INSERT_DEVICE in order, for PostgreSQL's COPY (the three statuses 'init').

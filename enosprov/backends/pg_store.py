@@ -36,7 +36,8 @@ from .local_schema import COPY_DEVICES, INSERT_DEVICE, PG_SCHEMA, SCHEMA_VERSION
 STORE_LOCK = 0x656E6F73  # "enos"
 WRITES, SCHEMA = 1, 2
 COPY_FROM = 50  # rows from which an insert goes through COPY
-_TABLES = ("meta", "masterdata_groups", "registration_groups", "devices", "replacements")
+_TABLES = ("meta", "masterdata_groups", "registration_groups", "devices", "replacements",
+           "sync_groups", "sync_links")  # fmt: skip
 
 
 class PgStore(LocalBackend):
@@ -120,6 +121,11 @@ class PgStore(LocalBackend):
                         "INSERT INTO meta (key, value) VALUES ('schema_version', %s), "
                         "('batch_order', '0') ON CONFLICT DO NOTHING",
                         (str(SCHEMA_VERSION),),
+                    )
+                    raw.execute(  # a store of an older schema got the tables it lacked
+                        "UPDATE meta SET value = %s WHERE key = 'schema_version' "
+                        "AND CAST(value AS INTEGER) < %s",
+                        (str(SCHEMA_VERSION), SCHEMA_VERSION),
                     )
                     local_groups.ensure_builtin(self.conn, now_ms())
             ensure_journal_schema(raw)

@@ -25,6 +25,7 @@ from . import (
     serve,
     station,
     store,
+    sync,
     template,
 )
 from . import history as history_cmd
@@ -228,6 +229,7 @@ app.add_typer(burn.app, name="burn", cls=SuggestingGroup)
 app.add_typer(qr.app, name="qr", cls=SuggestingGroup)
 app.add_typer(batches_cmd.app, name="batches", cls=SuggestingGroup)
 app.add_typer(store.app, name="store", cls=SuggestingGroup)
+app.add_typer(sync.app, name="sync", cls=SuggestingGroup)
 app.command("register")(register.register)
 app.command("info")(info.info)
 app.command("reprovision")(reprovision_cmd.reprovision)

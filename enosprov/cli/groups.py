@@ -1,4 +1,4 @@
-"""`enosprov group create|update|list|show`: registration groups."""
+"""`enosprov group create|update|list|show|import`: registration groups."""
 
 from __future__ import annotations
 
@@ -283,3 +283,48 @@ def update(
     with state(ctx).open() as (store, journal):
         updated = api.update_group(store, group, journal=journal, **changes)
     emit(updated, json_, _render_group)
+
+
+@app.command("import")
+@handled
+def import_(
+    ctx: typer.Context,
+    group: Annotated[str, typer.Argument(help="The group id (or name) in the profile.")],
+    profile: Annotated[
+        str,
+        typer.Option(
+            "--profile", help="The EnOS profile whose group to import.", show_default=False
+        ),
+    ],
+    region: Annotated[
+        str | None,
+        typer.Option("--region", help="Allocation target environment/region, e.g. eu2."),
+    ] = None,
+    org: Annotated[str | None, typer.Option("--org", help="Allocation target OU (orgId).")] = None,
+    json_: JsonOpt = False,
+) -> None:
+    """Bring a registration group of an EnOS tenant into the local store (EnOS has no API
+    for groups: the profile's definition is used): the same id, name, product key, master data
+    (from the profile's TOML file), signing scheme, deviceSn pattern and timezone, and the
+    tenant's group secret, so that the credential files burned offline bootstrap in EnOS.
+    Then register, burn and label offline, and `enosprov sync push`.
+
+    Safe to run again ("unchanged"); a store group of the same id with another definition or
+    another secret is refused (exit 7).
+
+    Example: enosprov --store plant.db group import meters-eu --profile prod
+    """
+    from ..core.sync import import_group
+    from .sync import sides
+
+    with sides(ctx, profile) as (local, enos, journal):
+        report = import_group(local, enos, group, profile=profile, region_id=region,
+                              org_id=org, journal=journal)  # fmt: skip
+    emit(
+        report.to_dict(),
+        json_,
+        lambda d: say(
+            f"{d['status']}: registration group {d['groupId']} of profile {profile} "
+            f"(master data {d['masterdataGroupId']}, the tenant's group secret)"
+        ),
+    )

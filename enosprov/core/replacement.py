@@ -257,6 +257,11 @@ def plan_replacements(
                              + (f" in group {group}" if group else ""),
                              unknown_hint)  # fmt: skip
             continue
+        refusal = backend.offline_refusal(old.group_id, "replace units of")
+        if refusal is not None:
+            problems.add(req, RefusedError, refusal.message.removesuffix("; nothing was changed"),
+                         refusal.hint)  # fmt: skip
+            continue
         if req.new in (old.device_sn, old.sn):
             problems.add(req, InvalidArgumentError, f"the new unit {req.new!r} is the old unit")
             continue
