@@ -3,7 +3,6 @@ EnOS-backed station one journal, so `log` and `batches` show the same figures ev
 
 from __future__ import annotations
 
-import itertools
 import json
 import threading
 
@@ -15,20 +14,11 @@ from enosprov.journal import INDEXED_DEVICES, Actor
 from enosprov.journal_pg import PgJournal
 from enosprov.pg_sql import translate
 
-_names = itertools.count(1)
-
 
 @pytest.fixture
-def plant_db(postgres):
-    """A fresh database on the test server; its URL."""
-    import psycopg
-
-    name = f"plant_{next(_names)}_{id(object()) % 100000}"
-    with psycopg.connect(postgres.url(), autocommit=True) as conn:
-        conn.execute(f"CREATE DATABASE {name}")
-    yield postgres.url(dbname=name)
-    with psycopg.connect(postgres.url(), autocommit=True) as conn:
-        conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+def plant_db(fresh_database):
+    """A fresh database on the test server (conftest.fresh_database); its URL."""
+    return fresh_database
 
 
 def _journal(url: str, station: str = "ST-1") -> PgJournal:

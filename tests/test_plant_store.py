@@ -273,7 +273,7 @@ def test_a_station_role_with_the_documented_grants_works_and_cannot_rewrite_hist
         conn.execute("REVOKE CREATE ON SCHEMA public FROM PUBLIC")
         conn.execute(
             "GRANT SELECT, INSERT, UPDATE, DELETE ON meta, masterdata_groups, "
-            f"registration_groups, devices, replacements TO {role}"
+            f"registration_groups, devices, replacements, sync_groups, sync_links TO {role}"
         )
         conn.execute(f"GRANT SELECT, INSERT ON journal, journal_devices, journal_marks TO {role}")
     try:
