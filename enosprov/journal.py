@@ -53,6 +53,7 @@ OPERATIONS = (
     "onboard",
     "group-import",
     "sync-push",
+    "sync-pull",
 )
 # "pending": an intent written before changes whose outcome may be lost (EnOS creates in flight
 # at a kill); a later record settles it. Intent records never count as affected devices.

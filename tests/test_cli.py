@@ -14,6 +14,7 @@ from enosprov.cli import app
 COMMANDS = [
     ["store", "copy"],
     ["sync", "push"],
+    ["sync", "pull"],
     ["sync", "status"],
     ["group", "import"],
     ["group", "create"],

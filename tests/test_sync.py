@@ -108,11 +108,25 @@ def test_offline_plant_pushes_and_its_files_bootstrap_in_enos(
     assert session["deviceSn"] == "SN-000007"
     in_enos = tenant.find_by_device_sn(GROUP, "SN-000007")
     assert in_enos.allocated and in_enos.device_key == session["deviceKey"]
+    # pull: the field comes back into the plant's store, and its batch view
+    pulled = cli.json("sync", "pull", "--profile", "prod", "--group", GROUP)["data"]
+    assert (pulled["inEnos"], pulled["updated"], pulled["goneFromEnos"]) == (60, 1, 0)
+    local = cli.json("devices", "show", "SN-000007")["data"]
+    assert (local["allocateStatus"], local["connectStatus"]) == ("allocated", "connected")
+    assert local["deviceKey"] == session["deviceKey"]
+    batch = cli.json("batches", "show", "B-1", "--group", GROUP)["data"]
+    assert (batch["counts"]["allocated"], batch["counts"]["connected"]) == (1, 1)
+    again = cli.json("sync", "pull", "--profile", "prod", "--group", GROUP)["data"]
+    assert (again["updated"], again["unchanged"]) == (0, 60)
+    gone = tenant.find_by_device_sn(GROUP, "SN-000009")
+    tenant.delete(GROUP, [gone.sn])
+    pulled = cli.json("sync", "pull", "--profile", "prod", "--group", GROUP)["data"]
+    assert pulled["goneFromEnos"] == 1 and pulled["goneList"][0]["deviceSn"] == "SN-000009"
     # the push was journaled on the plant's store, with the EnOS sns
     log = cli.json("log", "--operation", "sync-push")["data"]
     assert sum(e["deviceCount"] for e in log) == 60
     enos_sns = {d["sn"] for e in log for d in e["devices"]}
-    assert enos_sns == {r[0] for r in query_store(store_path, "SELECT sn FROM devices")}
+    assert enos_sns == {r[0] for r in query_store(store_path, "SELECT sn FROM devices")} | {gone.sn}
 
 
 def test_a_group_with_another_secret_is_never_pushed(tenant, plant, write_csv):

@@ -12,7 +12,7 @@ import os
 import random
 import sqlite3
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -601,6 +601,19 @@ class LocalBackend(Backend):
     def pushed_links(self, group_id: str) -> dict[str, tuple[str, str]]:
         """deviceSn -> (store sn, EnOS sn) of the devices of ``group_id`` pushed to EnOS."""
         return local_sync.links(self.conn, group_id)
+
+    def device_states(self, group_id: str) -> dict[str, int]:
+        """Store sn -> hash of local_sync.STATE_COLUMNS of the devices of ``group_id``."""
+        return local_sync.states(self.conn, group_id)
+
+    def device_sn_map(self, group_id: str) -> Iterable[tuple[str, str]]:
+        """(store sn, deviceSn) of the devices of ``group_id``."""
+        return local_sync.sn_pairs(self.conn, group_id)
+
+    def set_device_states(self, rows: Sequence[tuple[str, tuple]]) -> None:
+        """Give devices (store sn, local_sync.STATE_COLUMNS values) the state EnOS reports."""
+        with self.write() as conn:
+            local_sync.set_states(conn, rows, now_ms(), self.user)
 
     def offline_refusal(self, group_id: str, what: str) -> RefusedError | None:
         return local_sync.offline_refusal(self.conn, group_id, what)

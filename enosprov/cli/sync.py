@@ -1,4 +1,4 @@
-"""`enosprov sync push|status`: the local store and an EnOS tenant (core/sync.py, docs/sync.md);
+"""`enosprov sync push|pull|status`: the local store and an EnOS tenant (core/sync.py, docs/sync.md);
 `group import` (cli/groups.py) uses the same two sides."""
 
 from __future__ import annotations
@@ -133,6 +133,42 @@ def _show_push(report) -> None:
     )
     if more > 0:
         say(f"... and {more} more (--json lists up to 1,000)")
+
+
+@app.command("pull")
+@handled
+def pull(
+    ctx: typer.Context,
+    profile: ProfileOpt,
+    group: SyncGroupOpt,
+    json_: JsonOpt = False,
+) -> None:
+    """Bring what the group's devices did in EnOS into the store: allocation, connection,
+    reprovisioning and their EnOS triple, so that `enosprov batches` in the plant shows the
+    field. Devices pushed but gone from EnOS are listed (a deletion or a replacement there: no
+    EnOS API says which); the store keeps them. Devices only in EnOS are counted.
+
+    Example: enosprov sync pull --profile prod --group meters-eu
+    """
+    from ..core.sync import pull as do_pull
+
+    with (
+        sides(ctx, profile) as (local, enos, journal),
+        progress_bar(not json_, "pulling") as progress,
+    ):
+        report = do_pull(local, enos, group, profile=profile, progress=progress, journal=journal)
+    emit(report.to_dict(), json_, lambda d: _show_pull(report))
+
+
+def _show_pull(report) -> None:
+    table(
+        f"sync pull {report.group_id} <- EnOS profile {report.profile}",
+        ["in EnOS", "updated", "unchanged", "linked now", "only in EnOS", "gone from EnOS"],
+        [[report.in_enos, report.updated, report.unchanged, report.linked,
+          report.only_in_enos, report.vanished_count]],
+    )  # fmt: skip
+    for g in report.vanished[:20]:
+        say(f"gone from EnOS (deleted or replaced there): {g['deviceSn']} (EnOS sn {g['enosSn']})")
 
 
 @app.command("status")

@@ -313,6 +313,121 @@ def _chunks(devices: Iterator[Device], size: int) -> Iterator[list[Device]]:
         yield chunk
 
 
+# -- pull ----------------------------------------------------------------------------------------
+
+PULL_CHUNK = 2000  # state updates per store transaction
+
+
+@dataclass
+class PullReport:
+    group_id: str
+    profile: str
+    in_enos: int = 0  # devices of the group in EnOS
+    updated: int = 0  # store devices whose state changed now
+    unchanged: int = 0
+    linked: int = 0  # in EnOS and in the store, not linked before (pushed by a lost run...)
+    only_in_enos: int = 0  # not in the store (registered in EnOS directly)
+    vanished_count: int = 0  # pushed, no longer in EnOS
+    vanished: list[dict] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return {
+            "groupId": self.group_id,
+            "profile": self.profile,
+            "inEnos": self.in_enos,
+            "updated": self.updated,
+            "unchanged": self.unchanged,
+            "linkedNow": self.linked,
+            "onlyInEnos": self.only_in_enos,
+            "goneFromEnos": self.vanished_count,
+            "goneList": self.vanished,
+        }
+
+
+def pull(
+    local: LocalBackend,
+    enos: Backend,
+    group: str,
+    *,
+    profile: str,
+    progress: ProgressFn | None = None,
+    journal: Journal | None = None,
+) -> PullReport:
+    """Bring what the group's devices did in EnOS (allocation, connection, reprovisioning,
+    their EnOS triple) into the store, so that ``batches`` in the plant shows the field.
+
+    Devices pushed but no longer in EnOS are reported as gone, cause unknown: a deletion or a
+    replacement, no EnOS API says which; the store keeps them. Devices in EnOS that the store
+    does not have are counted, not imported."""
+    from ..backends.local_sync import STATE_COLUMNS
+
+    gid = local.get_group(group).group_id
+    report = PullReport(gid, profile)
+    links = local.pushed_links(gid)  # deviceSn -> (store sn, EnOS sn)
+    by_device_sn = {d: sn for sn, d in local.device_sn_map(gid)}
+    mine = local.device_states(gid)
+    seen: set[str] = set()
+    changes: list[tuple[str, tuple]] = []
+    new_links: list[tuple[str, str, str]] = []
+    total = enos.search(SearchQuery(group_id=gid, page_size=1)).total
+    for dev in enos.iter_devices(SearchQuery(group_id=gid)):
+        report.in_enos += 1
+        seen.add(dev.device_sn)
+        link = links.get(dev.device_sn)
+        local_sn = link[0] if link else by_device_sn.get(dev.device_sn)
+        if local_sn is None:
+            report.only_in_enos += 1
+            continue
+        if link is None or link[1] != dev.sn:
+            new_links.append((dev.device_sn, local_sn, dev.sn))
+        state = _state(dev)
+        if mine.get(local_sn) == hash(state):
+            report.unchanged += 1
+        else:
+            changes.append((local_sn, state))
+        if len(changes) >= PULL_CHUNK:
+            _apply(local, gid, changes, new_links, report)
+        if progress is not None and report.in_enos % 500 == 0:
+            progress("pull", report.in_enos, total)
+    _apply(local, gid, changes, new_links, report)
+    for device_sn, (local_sn, enos_sn) in links.items():
+        if device_sn not in seen:
+            report.vanished_count += 1
+            if len(report.vanished) < CONFLICTS_KEPT:
+                report.vanished.append({"deviceSn": device_sn, "sn": local_sn, "enosSn": enos_sn})
+    if progress is not None:
+        progress("pull", report.in_enos, max(total, report.in_enos))
+    journal_or_null(journal).record(
+        "sync-pull",
+        group_id=gid,
+        detail={"profile": profile, "updated": report.updated, "inEnos": report.in_enos,
+                "goneFromEnos": report.vanished_count, "columns": len(STATE_COLUMNS)},
+    )  # fmt: skip
+    return report
+
+
+def _apply(local, gid, changes, new_links, report: PullReport) -> None:
+    if new_links:
+        local.link_pushed(gid, new_links)
+        report.linked += len(new_links)
+        new_links.clear()
+    if changes:
+        local.set_device_states(changes)
+        report.updated += len(changes)
+        changes.clear()
+
+
+def _state(dev: Device) -> tuple:
+    """A device's local_sync.STATE_COLUMNS, as EnOS reports them."""
+    st = dev.status
+    return (
+        dev.allocate_status, dev.connect_status, st.current_status, st.allocated_time,
+        st.connected_time, st.finished_time, st.discarded_time, dev.region_id, dev.org_id,
+        1 if dev.reprovisioning else 0, dev.reprovision_time, dev.allocate_error_msg or "",
+        dev.device_key, dev.device_secret,
+    )  # fmt: skip
+
+
 # -- status --------------------------------------------------------------------------------------
 
 STATES = ("onlyLocal", "onlyEnos", "different", "inSync")
