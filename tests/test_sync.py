@@ -32,6 +32,7 @@ from enosprov.profiles import SecretRef
 
 MASTERDATA = ROOT / "examples" / "masterdata.toml"
 GROUP = "meters-eu"
+N = 1000  # devices of the end-to-end run
 
 
 @pytest.fixture(params=STORES)
@@ -78,53 +79,75 @@ def _in_enos(store_path) -> Counter:
 def test_offline_plant_pushes_and_its_files_bootstrap_in_enos(
     tenant, plant, store_path, tmp_path, write_csv
 ):
+    """Issue 18's end to end: 1,000 devices registered, burned (NVS) and labelled offline;
+    pushed; a unit bootstraps with its offline file; its offline label finds it in EnOS; a
+    pull shows it connected in the plant's batch view."""
     cli = Cli(plant)
     first = cli.json("group", "import", GROUP, "--profile", "prod")["data"]
     assert (first["status"], first["masterdataGroupId"]) == ("created", "meters")
     assert cli.json("group", "import", GROUP, "--profile", "prod")["data"]["status"] == "unchanged"
     # offline: register, burn, label on the plant's store
-    reg = cli.json("register", "--csv", str(write_csv(meters_rows(60))), "--group", GROUP,
+    reg = cli.json("register", "--csv", str(write_csv(meters_rows(N))), "--group", GROUP,
                    "--batch-tag", "B-1")["data"]  # fmt: skip
-    assert reg["created"] == 60
+    assert reg["created"] == N
     files = tmp_path / "nvs"
     cli.json("burn", "export", "--group", GROUP, "--burn-format", "nvs", "--out", str(files),
              "--dps-url", tenant.config.dps_url)  # fmt: skip
+    labels = tmp_path / "labels"
+    cli.json("qr", "batch", "--group", GROUP, "--label-format", "png", "--out", str(labels))
+    offline_label = labels / "SN-000007.png"
+    scanned = cli.json("qr", "scan", str(offline_label))["data"]
+    (code,) = scanned["images"][0]["codes"]
+    # an offline label carries no system sn: the store's would mean nothing in EnOS
+    assert code["payload"]["deviceSn"] == "SN-000007" and not code["payload"]["sn"]
+    assert code["device"]["deviceSn"] == "SN-000007"
     assert _in_enos(store_path) == Counter()  # nothing reached EnOS yet
     status = cli.json("sync", "status", "--profile", "prod", "--group", GROUP)["data"]
-    assert status == [{"groupId": GROUP, "batchTag": "B-1", "onlyLocal": 60, "onlyEnos": 0,
+    assert status == [{"groupId": GROUP, "batchTag": "B-1", "onlyLocal": N, "onlyEnos": 0,
                        "different": 0, "inSync": 0}]  # fmt: skip
 
     dry = cli.json("sync", "push", "--profile", "prod", "--group", GROUP, "--dry-run")["data"]
-    assert (dry["created"], dry["dryRun"]) == (60, True) and _in_enos(store_path) == Counter()
+    assert (dry["created"], dry["dryRun"]) == (N, True) and _in_enos(store_path) == Counter()
     pushed = cli.json("sync", "push", "--profile", "prod", "--group", GROUP)["data"]
-    assert (pushed["created"], pushed["conflicts"], pushed["failed"]) == (60, 0, 0)
-    assert set(_in_enos(store_path).values()) == {1} and len(_in_enos(store_path)) == 60
+    assert (pushed["created"], pushed["conflicts"], pushed["failed"]) == (N, 0, 0)
+    assert set(_in_enos(store_path).values()) == {1} and len(_in_enos(store_path)) == N
     again = cli.json("sync", "push", "--profile", "prod", "--group", GROUP)["data"]
-    assert (again["alreadyPushed"], again["created"]) == (60, 0)
+    assert (again["alreadyPushed"], again["created"]) == (N, 0)
     status = cli.json("sync", "status", "--profile", "prod", "--group", GROUP)["data"]
-    assert status[0]["inSync"] == 60 and status[0]["onlyLocal"] == 0
+    assert status[0]["inSync"] == N and status[0]["onlyLocal"] == 0
     # a file burned offline bootstraps against EnOS and lands allocated there
     session = run("--profile", "prod", "device", "bootstrap", str(files / "SN-000007.nvs.bin"))
     assert session["deviceSn"] == "SN-000007"
     in_enos = tenant.find_by_device_sn(GROUP, "SN-000007")
     assert in_enos.allocated and in_enos.device_key == session["deviceKey"]
+    # the label printed offline finds the device in EnOS; the store shows both sns
+    found = run("--profile", "prod", "qr", "scan", str(offline_label))
+    in_enos_sn = tenant.find_by_device_sn(GROUP, "SN-000007").sn
+    assert in_enos_sn in json.dumps(found)
+    shown = cli.json("devices", "show", "SN-000007")["data"]
+    assert shown["enosSn"] == in_enos_sn and shown["sn"] != in_enos_sn
+    # a label printed now carries the EnOS sn
+    cli.json("qr", "batch", "--group", GROUP, "--label-format", "png", "--device-sn",
+             "SN-000007", "--out", str(tmp_path / "after"))  # fmt: skip
+    after = cli.json("qr", "scan", str(tmp_path / "after" / "SN-000007.png"))["data"]
+    assert in_enos_sn in json.dumps(after)
     # pull: the field comes back into the plant's store, and its batch view
     pulled = cli.json("sync", "pull", "--profile", "prod", "--group", GROUP)["data"]
-    assert (pulled["inEnos"], pulled["updated"], pulled["goneFromEnos"]) == (60, 1, 0)
+    assert (pulled["inEnos"], pulled["updated"], pulled["goneFromEnos"]) == (N, 1, 0)
     local = cli.json("devices", "show", "SN-000007")["data"]
     assert (local["allocateStatus"], local["connectStatus"]) == ("allocated", "connected")
     assert local["deviceKey"] == session["deviceKey"]
     batch = cli.json("batches", "show", "B-1", "--group", GROUP)["data"]
     assert (batch["counts"]["allocated"], batch["counts"]["connected"]) == (1, 1)
     again = cli.json("sync", "pull", "--profile", "prod", "--group", GROUP)["data"]
-    assert (again["updated"], again["unchanged"]) == (0, 60)
+    assert (again["updated"], again["unchanged"]) == (0, N)
     gone = tenant.find_by_device_sn(GROUP, "SN-000009")
     tenant.delete(GROUP, [gone.sn])
     pulled = cli.json("sync", "pull", "--profile", "prod", "--group", GROUP)["data"]
     assert pulled["goneFromEnos"] == 1 and pulled["goneList"][0]["deviceSn"] == "SN-000009"
     # the push was journaled on the plant's store, with the EnOS sns
     log = cli.json("log", "--operation", "sync-push")["data"]
-    assert sum(e["deviceCount"] for e in log) == 60
+    assert sum(e["deviceCount"] for e in log) == N
     enos_sns = {d["sn"] for e in log for d in e["devices"]}
     assert enos_sns == {r[0] for r in query_store(store_path, "SELECT sn FROM devices")} | {gone.sn}
 

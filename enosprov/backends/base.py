@@ -209,6 +209,17 @@ class Backend(ABC):
         same transaction as the change it describes (the local store's), or None."""
         return None
 
+    def label_sn_for(self, group_id: str) -> Callable[[Device], str | None]:
+        """The system sn a label of a device of ``group_id`` carries (in its QR code and as
+        ``{sn}``): its own. The local store leaves it out for a device of a group imported
+        from EnOS that is not pushed yet, and gives the EnOS sn once it is (docs/sync.md)."""
+        return lambda dev: dev.sn
+
+    def enos_sn(self, sn: str) -> str | None:
+        """The EnOS system sn of the store device ``sn`` once pushed (docs/sync.md); None where
+        the backend is EnOS itself or the device is not pushed."""
+        return None
+
     def offline_refusal(self, group_id: str, what: str) -> EnosprovError | None:
         """Why ``what`` (a replacement, a reprovisioning, a deletion) may not be done in
         ``group_id`` on this backend: the local store refuses it in a group imported from an

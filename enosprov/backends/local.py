@@ -618,9 +618,14 @@ class LocalBackend(Backend):
     def offline_refusal(self, group_id: str, what: str) -> RefusedError | None:
         return local_sync.offline_refusal(self.conn, group_id, what)
 
-    def enos_sn_of(self, sn: str) -> str | None:
-        """The EnOS system sn of the store's device ``sn``, once pushed."""
+    def enos_sn(self, sn: str) -> str | None:
         return local_sync.enos_sn(self.conn, sn)
+
+    def label_sn_for(self, group_id: str) -> Callable[[Device], str | None]:
+        if local_sync.imported_from(self.conn, group_id) is None:
+            return lambda dev: dev.sn
+        pushed = {local_sn: enos_sn for local_sn, enos_sn in self.pushed_links(group_id).values()}
+        return lambda dev: pushed.get(dev.sn)  # None: not in EnOS yet, no sn on the label
 
     # -- capabilities of the store (backends/base.py declares them) ------------------------------
     @property

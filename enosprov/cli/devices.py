@@ -248,6 +248,8 @@ def show(
 
     with state(ctx).open() as (store, journal):
         found = look_up_unit(store, journal, device, group)
+        # a device pushed from the plant's store to EnOS has two sns (docs/sync.md)
+        enos_sn = store.enos_sn(found.device.sn) if found.device is not None else None
     dev, retired = found.device, found.retired
 
     def render_retired(r) -> None:
@@ -276,6 +278,7 @@ def show(
         key_values(
             [
                 ("system sn", d.sn),
+                *([("EnOS sn", enos_sn)] if enos_sn and enos_sn != d.sn else []),
                 ("deviceSn", d.device_sn),
                 ("group", d.group_id),
                 ("state", state_label(d, retired)),
@@ -309,7 +312,8 @@ def show(
             status_line(retired.returned_text(), ok=False)
             say(f"what to do: {retired.advice()}")
 
-    emit(found, json_, lambda _: render(dev))
+    shown = {**found.to_dict(), "enosSn": enos_sn} if enos_sn else found
+    emit(shown, json_, lambda _: render(dev))
 
 
 @app.command("export")

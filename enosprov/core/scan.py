@@ -101,7 +101,13 @@ def lookup(backend: Backend, payload: Payload) -> tuple[Device | None, str | Non
     dev: Device | None
     try:
         if payload.sn:
-            dev = backend.get(payload.sn)
+            try:
+                dev = backend.get(payload.sn)
+            except EnosprovError as err:
+                pushed = _pushed_device(backend, payload) if _not_found(err) else None
+                if pushed is None:  # a plant's store knows a pushed device's EnOS sn
+                    raise
+                return pushed, None
             if dev.device_sn != payload.device_sn or dev.group_id != payload.group_id:
                 return None, (
                     f"sn {payload.sn} belongs to {dev.group_id}/{dev.device_sn}, not to "
@@ -110,7 +116,7 @@ def lookup(backend: Backend, payload: Payload) -> tuple[Device | None, str | Non
             return dev, None
         dev = backend.find_by_device_sn(payload.group_id, payload.device_sn)
     except EnosprovError as err:
-        if err.code != "not_found" and err.enos_code not in (35404, 99404, 35601):
+        if not _not_found(err):
             raise
         dev = None
     if dev is None:
@@ -118,6 +124,19 @@ def lookup(backend: Backend, payload: Payload) -> tuple[Device | None, str | Non
             f" (sn {payload.sn})" if payload.sn else ""
         )
     return dev, None
+
+
+def _not_found(err: EnosprovError) -> bool:
+    return err.code == "not_found" or err.enos_code in (35404, 99404, 35601)
+
+
+def _pushed_device(backend: Backend, payload: Payload) -> Device | None:
+    """The store's device whose EnOS sn the label carries (labels printed after `sync push`
+    carry the EnOS sn; docs/sync.md), or None."""
+    dev = backend.find_by_device_sn(payload.group_id, payload.device_sn)
+    if dev is not None and dev.sn != payload.sn and backend.enos_sn(dev.sn) == payload.sn:
+        return dev
+    return None
 
 
 def retired_lookup(

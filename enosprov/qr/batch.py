@@ -88,9 +88,17 @@ class QrReport:
         }
 
 
-def payload_for(group_id: str, item: Device | str, batch_tag: str | None) -> Payload:
+def payload_for(
+    group_id: str,
+    item: Device | str,
+    batch_tag: str | None,
+    sn_of: Callable[[Device], str | None] | None = None,
+) -> Payload:
+    """What a device's label carries; ``sn_of`` (Backend.label_sn_for) says which system sn,
+    if any (a device of an imported group not pushed to EnOS yet: none)."""
     if isinstance(item, Device):
-        return Payload(group_id, item.device_sn, item.sn, item.batch_tag_text)
+        sn = sn_of(item) if sn_of is not None else item.sn
+        return Payload(group_id, item.device_sn, sn, item.batch_tag_text)
     return Payload(group_id, item, None, batch_tag)
 
 
@@ -279,9 +287,11 @@ def _files(
     group = backend.get_group(selection.group)
     devices = ordered_devices(backend, group, selection, order)
 
+    sn_of = backend.label_sn_for(group.group_id)
+
     def payloads():
         for item in devices:
-            p = payload_for(group.group_id, item, selection.batch_tag)
+            p = payload_for(group.group_id, item, selection.batch_tag, sn_of)
             yield p, render_payload(p, options.template)
 
     extensions = {"png": (".png",), "svg": (".svg",), "both": (".png", ".svg")}[fmt]

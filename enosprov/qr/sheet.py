@@ -111,7 +111,7 @@ def _encode_chunk(texts: list[str], ec: str) -> list[tuple[int, bytes] | None]:
     return out
 
 
-def _encoded(items, group_id: str, selection: Selection, options: QrOptions):
+def _encoded(items, group_id: str, selection: Selection, options: QrOptions, sn_of=None):
     """(payload, text, (modules, matrix)) per device, in selection order, every symbol verified.
 
     Large batches encode and verify in a pool of worker processes (one per core, at most 4),
@@ -122,7 +122,7 @@ def _encoded(items, group_id: str, selection: Selection, options: QrOptions):
     def chunks():
         chunk = []
         for item in items:
-            p = payload_for(group_id, item, selection.batch_tag)
+            p = payload_for(group_id, item, selection.batch_tag, sn_of)
             chunk.append((p, render_payload(p, options.template)))
             if len(chunk) == CHUNK:
                 yield chunk
@@ -361,7 +361,8 @@ def qr_sheet(
     outputs: list[tuple[str, bytes]] = []  # (file name, bytes), in order
     units = []  # the print results of the document's labels, in order
     writer = None if per_device else new_writer()
-    for p, text, (modules, raw) in _encoded(devices, group.group_id, selection, options):
+    sn_of = backend.label_sn_for(group.group_id)
+    for p, text, (modules, raw) in _encoded(devices, group.group_id, selection, options, sn_of):
         report.verified += 1
         one = new_writer() if writer is None else writer  # None: per device
         page, row, column = one.add(modules, raw, tpl.text_lines(p.values()), text)

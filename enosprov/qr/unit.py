@@ -118,7 +118,7 @@ def render_unit_label(
             )
         dev = found
     options = options or QrOptions()
-    p = payload_for(grp.group_id, dev, None)
+    p = payload_for(grp.group_id, dev, None, backend.label_sn_for(grp.group_id))
     text = render_payload(p, options.template)
     if tpl is not None:
         from .sheet import PdfSheet, encode_verified
