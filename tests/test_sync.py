@@ -219,12 +219,20 @@ def test_push_through_faults_and_kill_9_creates_each_device_once(
     )  # fmt: skip
     cmd = [sys.executable, "-m", "enosprov", "--store", str(plant), "sync", "push", "--profile",
            "prod", "--group", GROUP, "--json"]  # fmt: skip
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=os.environ)
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and len(_in_enos(store_path)) < 60:
-        time.sleep(0.02)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait(timeout=30)
+    killed_at = []
+    for at in (40, 150, 290):  # killed three times, at points the faults make random
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                env=os.environ)  # fmt: skip
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and len(_in_enos(store_path)) < at:
+            if proc.poll() is not None:  # stopped by the faults: run it again
+                proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                        env=os.environ)  # fmt: skip
+            time.sleep(0.01)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+        killed_at.append(len(_in_enos(store_path)))
+    assert killed_at[-1] < 400, killed_at  # the last kill came before the end
     for _ in range(5):  # faults may stop a run (retries exhausted): run again until done
         rerun = subprocess.run(cmd, capture_output=True, text=True, env=os.environ, timeout=300)
         if rerun.returncode == 0:
@@ -234,3 +242,15 @@ def test_push_through_faults_and_kill_9_creates_each_device_once(
     assert len(in_enos) == 400 and set(in_enos.values()) == {1}
     links = query_store(plant, "SELECT count(*), count(DISTINCT enos_sn) FROM sync_links")
     assert links == [(400, 400)]
+    # pull through the same faults: every device's state, once
+    for sn in [tenant.find_by_device_sn(GROUP, f"SN-{i:06d}").sn for i in (1, 2, 3)]:
+        tenant.store.allocate(sn)  # allocated in EnOS (as a bootstrap leaves it)
+    for _ in range(5):
+        pulled = cli("sync", "pull", "--profile", "prod", "--group", GROUP, "--json")
+        if pulled.exit_code == 0:
+            break
+    assert pulled.exit_code == 0, pulled.output
+    data = json.loads(pulled.stdout)["data"]
+    assert (data["inEnos"], data["goneFromEnos"], data["onlyInEnos"]) == (400, 0, 0)
+    allocated = query_store(plant, "SELECT count(*) FROM devices WHERE allocate_status='allocated'")
+    assert allocated == [(3,)]
