@@ -470,3 +470,24 @@ def test_rows_missing_here_and_there_are_found_across_chunks(station, tmp_path):
     assert {k: v for k, v in theirs.items() if k != "order"} == {
         k: v for k, v in mine.items() if k != "order"
     }
+
+
+def test_the_sync_state_comes_along(station, fresh_database, tmp_path):
+    """A plant's store that pushed to EnOS (docs/sync.md): its imported groups and its links
+    store sn -> EnOS sn are copied, identical ones skipped, another link a conflict."""
+    with LocalBackend(station) as be:
+        be.mark_imported("meters-eu", "prod")
+        devices = list(be.iter_devices(SearchQuery(group_id="meters-eu")))[:600]
+        be.link_pushed("meters-eu", [(d.device_sn, d.sn, f"E{i:015d}") for i, d in
+                                     enumerate(devices)])  # fmt: skip
+    with open_store(station) as source, open_store(fresh_database) as target:
+        report = copy_store(source, target, chunk_size=250)
+        assert (report.tables["sync_groups"].copied, report.tables["sync_links"].copied) == (1, 600)
+        assert target.imported_from("meters-eu") == "prod"
+        assert target.pushed_links("meters-eu") == source.pushed_links("meters-eu")
+        again = copy_store(source, target)
+        assert (again.tables["sync_links"].copied, again.tables["sync_links"].present) == (0, 600)
+        # the target links one device to another EnOS sn: refused, nothing written
+        target.link_pushed("meters-eu", [(devices[5].device_sn, devices[5].sn, "OTHER")])
+        with pytest.raises(DefinitionConflictError, match="linked to another EnOS sn"):
+            copy_store(source, target)

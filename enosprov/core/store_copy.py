@@ -71,6 +71,8 @@ TABLES = (
     "registration_groups",
     "devices",
     "replacements",
+    "sync_groups",
+    "sync_links",
     "journal",
     "journal_devices",
     "journal_marks",
@@ -97,12 +99,17 @@ JOURNAL_COLUMNS = (
 )
 _BLOB, _DETAIL = 10, 13  # positions in JOURNAL_COLUMNS
 MARK_COLUMNS = "mark, sn, device_sn, group_id, batch_tag, time"
+SYNC_GROUP_COLUMNS = ("group_id", "profile", "imported_time")
+LINK_COLUMNS = ("group_id", "device_sn", "local_sn", "enos_sn", "pushed_time")
+LINKS_IN_ORDER = f"SELECT {', '.join(LINK_COLUMNS)} FROM sync_links ORDER BY group_id, device_sn"
 
 _LABELS = {
     "masterdata_groups": "master data groups",
     "registration_groups": "registration groups",
     "devices": "devices",
     "replacements": "replacements",
+    "sync_groups": "groups synced with EnOS",
+    "sync_links": "devices linked to EnOS",
     "journal": "journal records",
     "journal_devices": "journal device rows",
     "journal_marks": "batch marks",
@@ -390,6 +397,8 @@ class _Plan:
     masterdata_groups: list[tuple] = field(default_factory=list)  # rows to copy
     registration_groups: list[tuple] = field(default_factory=list)
     replacements: list[tuple] = field(default_factory=list)
+    sync_groups: list[tuple] = field(default_factory=list)
+    links_there: array[int] = field(default_factory=lambda: array("q"))  # link positions
     devices_there: array[int] = field(default_factory=lambda: array("q"))  # source rowids
     marks_there: array[int] = field(default_factory=lambda: array("q"))  # mark positions
     entries: dict[int, int] = field(default_factory=dict)  # source journal id -> target id
@@ -409,6 +418,8 @@ def _check(source: LocalBackend, conn: Any, journal: bool, chunk: int, tick: _Ti
     _check_registration_groups(source, conn, plan, tick)
     _check_devices(source, conn, plan, chunk, tick)
     _check_replacements(source, conn, plan, tick)
+    _check_sync_groups(source, conn, plan, tick)
+    _check_links(source, conn, plan, chunk, tick)
     if _has_journal(source):
         _check_journal(source, conn, journal, plan, tick)
         _check_marks(source, conn, journal, plan, chunk, tick)
@@ -540,6 +551,62 @@ def _check_replacements(source: LocalBackend, conn: Any, plan: _Plan, tick: _Tic
     tick(len(rows))
 
 
+def _check_sync_groups(source: LocalBackend, conn: Any, plan: _Plan, tick: _Ticker) -> None:
+    """Groups imported from an EnOS profile (docs/sync.md): the same group synced with another
+    profile in the target is a conflict."""
+    columns = ", ".join(SYNC_GROUP_COLUMNS)
+    have = {r[0]: tuple(r) for r in conn.execute(f"SELECT {columns} FROM sync_groups")}
+    rows = source.conn.execute(f"SELECT {columns} FROM sync_groups ORDER BY group_id").fetchall()
+    for row in map(tuple, rows):
+        old = have.get(row[0])
+        if old is None:
+            plan.sync_groups.append(row)
+        elif old[1] != row[1]:
+            plan.conflict(
+                {"table": "sync_groups", "id": row[0], "columns": ["profile"],
+                 "what": f"registration group {row[0]!r} is synced with another EnOS profile"}
+            )  # fmt: skip
+        else:
+            plan.present["sync_groups"] += 1
+    plan.copied["sync_groups"] = len(plan.sync_groups)
+    tick(len(rows))
+
+
+def _check_links(
+    source: LocalBackend, conn: Any, plan: _Plan, chunk_size: int, tick: _Ticker
+) -> None:
+    """Devices pushed to EnOS (store sn -> EnOS sn): a device linked to another sn in the
+    target is a conflict."""
+    position = 0
+    for chunk in _chunks(source._rows(LINKS_IN_ORDER), chunk_size):
+        by_group: dict[str, list[str]] = {}
+        for row in chunk:
+            by_group.setdefault(row[0], []).append(row[1])
+        there: dict[tuple[str, str], tuple] = {}
+        for gid, device_sns in by_group.items():
+            sql = (
+                "SELECT device_sn, local_sn, enos_sn FROM sync_links WHERE group_id=? "
+                "AND device_sn IN ({})"
+            )
+            for device_sn, local_sn, enos_sn in _lookup(conn, sql, (gid,), device_sns):
+                there[(gid, device_sn)] = (local_sn, enos_sn)
+        for row in chunk:
+            old = there.get((row[0], row[1]))
+            if old is None:
+                plan.copied["sync_links"] += 1
+            elif old != (row[2], row[3]):
+                plan.conflict(
+                    {"table": "sync_links", "id": f"{row[0]}/{row[1]}", "columns": ["enos_sn"],
+                     "what": f"device {row[1]!r} of group {row[0]!r} is linked to another "
+                     "EnOS sn"}
+                )  # fmt: skip
+            else:
+                plan.links_there.append(position)
+                plan.present["sync_links"] += 1
+            position += 1
+        tick(len(chunk))
+
+
 def _check_journal(
     source: LocalBackend, conn: Any, journal: bool, plan: _Plan, tick: _Ticker
 ) -> None:
@@ -647,6 +714,14 @@ def _write(source: LocalBackend, conn: Any, plan: _Plan, chunk_size: int, tick: 
 
     _insert(conn, "replacements", REPLACEMENT_NAMES, plan.replacements)
     tick(len(plan.replacements) + plan.present["replacements"])
+    _insert(conn, "sync_groups", SYNC_GROUP_COLUMNS, plan.sync_groups)
+    tick(len(plan.sync_groups) + plan.present["sync_groups"])
+    linked, position = _Skip(plan.links_there), 0
+    for chunk in _chunks(source._rows(LINKS_IN_ORDER), chunk_size):
+        _insert(conn, "sync_links", LINK_COLUMNS,
+                [r for i, r in enumerate(chunk, position) if not linked(i)])  # fmt: skip
+        position += len(chunk)
+        tick(len(chunk))
     if not _has_journal(source):
         return
 
