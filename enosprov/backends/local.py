@@ -361,7 +361,7 @@ class LocalBackend(Backend):
             raise enos_error(99400, "Invalid Argument groupId:groupId is missing")
         with self.write() as conn:
             group = self._group_for_device(group_id, conn)
-            local_sync.refuse_offline_change(conn, group.group_id, "delete devices in")
+            local_sync.refuse_offline_change(conn, group.group_id, "deleting devices")
             for sn in sns:
                 row = conn.execute("SELECT group_id FROM devices WHERE sn=?", (sn,)).fetchone()
                 if row and row[0] != group.group_id:
@@ -399,7 +399,7 @@ class LocalBackend(Backend):
             raise enos_error(99400, "Invalid Argument groupId:groupId is missing")
         with self.write() as conn:
             group = self._group_for_device(group_id, conn)
-            local_sync.refuse_offline_change(conn, group.group_id, "reprovision devices of")
+            local_sync.refuse_offline_change(conn, group.group_id, "reprovisioning")
             if group.reprovision_method == "never":
                 raise enos_error(
                     35603,
@@ -448,7 +448,7 @@ class LocalBackend(Backend):
                 raise enos_error(
                     35400, "Target device and replacement device should belong to the same group"
                 )
-            local_sync.refuse_offline_change(conn, old.group_id, "replace units of")
+            local_sync.refuse_offline_change(conn, old.group_id, "a replacement")
             if new.allocated:
                 raise enos_error(35603, "Replacement device is allocated")
             group = local_groups.get_group(conn, old.group_id)

@@ -62,8 +62,8 @@ def offline_refusal(conn: Any, group_id: str, what: str) -> RefusedError | None:
     if profile is None:
         return None
     return RefusedError(
-        f"registration group {group_id} is synced with EnOS profile {profile!r}: {what} it "
-        "there, not only in this store; nothing was changed",
+        f"registration group {group_id} is synced with EnOS profile {profile!r}: {what} is "
+        "done in EnOS, through the profile, not only in this store; nothing was changed",
         hint=f"push first (enosprov sync push --profile {profile} --group {group_id}), then "
         f"run the same command with --profile {profile}",
     )

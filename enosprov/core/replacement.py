@@ -257,7 +257,7 @@ def plan_replacements(
                              + (f" in group {group}" if group else ""),
                              unknown_hint)  # fmt: skip
             continue
-        refusal = backend.offline_refusal(old.group_id, "replace units of")
+        refusal = backend.offline_refusal(old.group_id, "a replacement")
         if refusal is not None:
             problems.add(req, RefusedError, refusal.message.removesuffix("; nothing was changed"),
                          refusal.hint)  # fmt: skip

@@ -165,7 +165,7 @@ def plan_reprovision(
         raise InvalidArgumentError(problem + "; nothing was changed")
     devices = resolve_devices(backend, refs, group=group, csv_path=csv_path, batch_tag=batch_tag)
     grp = backend.get_group(one_group(devices, "reprovision"))
-    refusal = backend.offline_refusal(grp.group_id, "reprovision devices of")
+    refusal = backend.offline_refusal(grp.group_id, "reprovisioning")
     if refusal is not None:
         raise refusal
     whole = group_refusal(grp)
