@@ -769,6 +769,12 @@ class LocalBackend(Backend):
         """``exc`` says a system sn is taken (drawn again), not another constraint."""
         return "devices.sn" in str(exc)
 
+    @contextmanager
+    def planned_per_statement(self) -> Iterator[None]:
+        """Within: every statement planned with its own values (look-ups of changing lists);
+        SQLite always does."""
+        yield
+
     def _rows(self, sql: str, params: Sequence[Any] = ()) -> Iterator[tuple]:
         """The rows of a long query, streamed (constant memory)."""
         return self.conn.execute(sql, params)

@@ -181,6 +181,18 @@ class PgStore(LocalBackend):
             conn.raw.execute("SET LOCAL synchronous_commit = off")
             return self._next_batch_order(conn)
 
+    @contextmanager
+    def planned_per_statement(self) -> Iterator[None]:
+        """psycopg prepares a statement run five times, and PostgreSQL may give a prepared one a
+        generic plan, which scans a list of 500 values for every row of a table it has no
+        statistics for yet (store copy): within, nothing is prepared."""
+        raw = self.conn.raw  # type: ignore[attr-defined]
+        saved, raw.prepare_threshold = raw.prepare_threshold, None
+        try:
+            yield
+        finally:
+            raw.prepare_threshold = saved
+
     def _rows(self, sql: str, params: Sequence[Any] = ()) -> Iterator[tuple]:
         return self.conn.rows(sql, params)  # type: ignore[attr-defined]
 

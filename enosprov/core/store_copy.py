@@ -43,7 +43,7 @@ import sys
 from array import array
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -304,20 +304,11 @@ def _set_batch_order(conn: Any, value: int) -> None:
 
 @contextmanager
 def _custom_plans(*backends: LocalBackend) -> Iterator[None]:
-    """PostgreSQL plans every look-up with its values (psycopg prepares a statement run five
-    times, and a prepared one gets a generic plan, which scans a list of 500 values for every
-    row of a table it has no statistics for yet)."""
-    saved = []
-    for backend in backends:
-        raw = getattr(backend.conn, "raw", None)
-        if raw is not None and hasattr(raw, "prepare_threshold"):
-            saved.append((raw, raw.prepare_threshold))
-            raw.prepare_threshold = None
-    try:
+    """Every look-up planned with its values (LocalBackend.planned_per_statement)."""
+    with ExitStack() as stack:
+        for backend in backends:
+            stack.enter_context(backend.planned_per_statement())
         yield
-    finally:
-        for raw, threshold in saved:
-            raw.prepare_threshold = threshold
 
 
 # -- helpers -------------------------------------------------------------------------------------
