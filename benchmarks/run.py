@@ -14,6 +14,12 @@ The factory line (benchmarks/station_bench.py, skip with --skip-station): `stati
 the local store (<= 30 ms, >= 20x the same cycle as four CLI calls), one-shot `register
 --device-sn` (<= 0.35 s), `station` through an EnOS profile (one token request for the run).
 
+Offline first (benchmarks/sync_bench.py, skip with --skip-sync; emulators on loopback): `sync
+push` of 10,000 devices registered offline, at 20 ms per request, against the same devices
+created one request at a time (a --sync-naive-rows sample, extrapolated: >= 8x), each deviceSn
+once in EnOS afterwards (0 duplicates); `sync pull` of 100,000 linked devices' state (a tenth
+changed in EnOS): devices/s, peak RSS of the CLI process (<= 150 MB), its report checked.
+
 The store on PostgreSQL (benchmarks/pg_bench.py, skip with --skip-pg; a throwaway server from
 the system's initdb / pg_ctl, fsync on; skipped with a line saying why when PostgreSQL is not
 installed): `--store postgresql://... register --csv` of the same --rows file (median of 3 fresh
@@ -22,8 +28,8 @@ processes registering 5,000 single units at once (units/s next to the same load 
 duplicates, 0 devices without their journal record, on both); `batches list` over 1,000,000
 devices in 100 batches (<= 1 s, as on SQLite).
 
-Usage: python benchmarks/run.py [--rows N] [--big-rows N] [--skip-big] [--skip-qr] [--skip-pg]
-       [--out DIR]
+Usage: python benchmarks/run.py [--rows N] [--big-rows N] [--skip-big] [--skip-burn] [--skip-qr]
+       [--skip-enos] [--skip-sync] [--sync-naive-rows N] [--skip-station] [--skip-pg] [--out DIR]
 """
 
 from __future__ import annotations
@@ -172,6 +178,11 @@ def main() -> None:
     ap.add_argument("--skip-burn", action="store_true", help="skip the burn-file export runs")
     ap.add_argument("--burn-rows", type=int, default=100_000)
     ap.add_argument("--skip-qr", action="store_true", help="skip the QR label (PDF/ZPL) runs")
+    ap.add_argument("--skip-sync", action="store_true", help="skip the sync push/pull runs")
+    ap.add_argument(
+        "--sync-naive-rows", type=int, default=1_000,
+        help="naive baseline of the sync push: devices timed (then extrapolated to 10,000)",
+    )  # fmt: skip
     ap.add_argument("--skip-station", action="store_true", help="skip the factory-line runs")
     ap.add_argument("--skip-pg", action="store_true", help="skip the PostgreSQL store runs")
     ap.add_argument("--out", type=Path, default=ROOT / "bench-out")
@@ -225,6 +236,11 @@ def main() -> None:
 
         results.update(enos_bench.run(args.out, make_csv, args.enos_rows, args.latency_rows))
 
+    if not args.skip_sync:
+        import sync_bench
+
+        results.update(sync_bench.run(args.out, make_csv, naive_rows=args.sync_naive_rows))
+
     if not args.skip_station:
         import station_bench
 
@@ -250,6 +266,13 @@ def main() -> None:
         "qr_pdf_peak_rss_mb": (300, "max"),
         "qr_pdf_file_mb": (30, "max"),
         "qr_zpl_wall_s": (3, "max"),
+        "sync_push_speedup": (8, "min"),
+        "sync_push_duplicates": (0, "max"),
+        "sync_push_missing": (0, "max"),
+        "sync_push_failed": (0, "max"),
+        "sync_pull_peak_rss_mb": (150, "max"),
+        "sync_pull_report_mismatch": (0, "max"),
+        "sync_pull_failed": (0, "max"),
         "station_ms_per_unit": (30, "max"),
         "station_speedup": (20, "min"),
         "register_one_unit_wall_s": (0.35, "max"),

@@ -32,7 +32,7 @@ from enosprov.profiles import SecretRef
 
 MASTERDATA = ROOT / "examples" / "masterdata.toml"
 GROUP = "meters-eu"
-N = 1000  # devices of the end-to-end run
+N = 1200  # devices of the end-to-end run (over 1,000: pushed in 3 chunks, links written between)
 
 
 @pytest.fixture(params=STORES)
@@ -79,7 +79,7 @@ def _in_enos(store_path) -> Counter:
 def test_offline_plant_pushes_and_its_files_bootstrap_in_enos(
     tenant, plant, store_path, tmp_path, write_csv
 ):
-    """Issue 18's end to end: 1,000 devices registered, burned (NVS) and labelled offline;
+    """Issue 18's end to end: 1,200 devices registered, burned (NVS) and labelled offline;
     pushed; a unit bootstraps with its offline file; its offline label finds it in EnOS; a
     pull shows it connected in the plant's batch view."""
     cli = Cli(plant)

@@ -317,6 +317,11 @@ class LocalBackend(Backend):
     def iter_devices(self, query: SearchQuery) -> Iterator[Device]:
         return local_query.iter_devices(self._rows, query)
 
+    def device_pages(self, query: SearchQuery, size: int = 1000) -> Iterator[list[Device]]:
+        """Every matching device, in insertion order, a page of ``size`` at a time, with no
+        read left open between pages: for a caller that writes to the store as it goes."""
+        return local_query.device_pages(self.conn, query, size)
+
     def find_by_device_sn(self, group_id: str, device_sn: str) -> Device | None:
         row = self.conn.execute(
             f"SELECT {DEVICE_COLUMNS} FROM devices WHERE group_id=? AND device_sn=?",

@@ -173,3 +173,22 @@ def iter_devices(rows: Callable[[str, list], Iterable[tuple]], q: SearchQuery) -
     where, params = build_where(q)
     for row in rows(f"SELECT {DEVICE_COLUMNS} FROM devices{where}{order_by(q)}", params):
         yield to_device(row)
+
+
+def device_pages(conn, q: SearchQuery, size: int) -> Iterator[list[Device]]:
+    """Every matching device in insertion order, ``size`` at a time, each page read whole
+    (keyset on rowid): no cursor stays open between pages, so the caller may write to the
+    store meanwhile (an open SQLite read would keep its snapshot and never get the write
+    lock)."""
+    where, params = build_where(q)
+    where = (where + " AND" if where else " WHERE") + " rowid > ?"
+    last = -1
+    while True:
+        rows = conn.execute(
+            f"SELECT rowid, {DEVICE_COLUMNS} FROM devices{where} ORDER BY rowid LIMIT ?",
+            (*params, last, size),
+        ).fetchall()
+        if not rows:
+            return
+        last = rows[-1][0]
+        yield [to_device(r[1:]) for r in rows]

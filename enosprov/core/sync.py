@@ -23,7 +23,7 @@ Replacements, reprovisioning and deletions in an imported group are refused by t
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -224,7 +224,8 @@ def push(
     report.devices = total
     done = 0
     rec = journal_or_null(None if dry_run else journal)
-    for chunk in _chunks(local.iter_devices(query), chunk_size):
+    # pages read whole: the links are written between them (no read may stay open meanwhile)
+    for chunk in local.device_pages(query, chunk_size):
         todo = []
         for dev in chunk:
             if dev.device_sn in linked:
@@ -302,17 +303,6 @@ def _record(dev: Device) -> NewDevice:
     return NewDevice(dev.device_sn, data, dev.desc or None, dev.batch_tag)
 
 
-def _chunks(devices: Iterator[Device], size: int) -> Iterator[list[Device]]:
-    chunk: list[Device] = []
-    for dev in devices:
-        chunk.append(dev)
-        if len(chunk) >= size:
-            yield chunk
-            chunk = []
-    if chunk:
-        yield chunk
-
-
 # -- pull ----------------------------------------------------------------------------------------
 
 PULL_CHUNK = 2000  # state updates per store transaction
@@ -363,18 +353,16 @@ def pull(
 
     gid = local.get_group(group).group_id
     report = PullReport(gid, profile)
-    links = local.pushed_links(gid)  # deviceSn -> (store sn, EnOS sn)
-    by_device_sn = {d: sn for sn, d in local.device_sn_map(gid)}
+    links = local.pushed_links(gid)  # deviceSn -> (store sn, EnOS sn); seen ones removed
+    unlinked = {d: sn for sn, d in local.device_sn_map(gid) if d not in links}
     mine = local.device_states(gid)
-    seen: set[str] = set()
     changes: list[tuple[str, tuple]] = []
     new_links: list[tuple[str, str, str]] = []
     total = enos.search(SearchQuery(group_id=gid, page_size=1)).total
     for dev in enos.iter_devices(SearchQuery(group_id=gid)):
         report.in_enos += 1
-        seen.add(dev.device_sn)
-        link = links.get(dev.device_sn)
-        local_sn = link[0] if link else by_device_sn.get(dev.device_sn)
+        link = links.pop(dev.device_sn, None)
+        local_sn = link[0] if link else unlinked.get(dev.device_sn)
         if local_sn is None:
             report.only_in_enos += 1
             continue
@@ -390,11 +378,10 @@ def pull(
         if progress is not None and report.in_enos % 500 == 0:
             progress("pull", report.in_enos, total)
     _apply(local, gid, changes, new_links, report)
-    for device_sn, (local_sn, enos_sn) in links.items():
-        if device_sn not in seen:
-            report.vanished_count += 1
-            if len(report.vanished) < CONFLICTS_KEPT:
-                report.vanished.append({"deviceSn": device_sn, "sn": local_sn, "enosSn": enos_sn})
+    for device_sn, (local_sn, enos_sn) in links.items():  # linked, not seen in EnOS
+        report.vanished_count += 1
+        if len(report.vanished) < CONFLICTS_KEPT:
+            report.vanished.append({"deviceSn": device_sn, "sn": local_sn, "enosSn": enos_sn})
     if progress is not None:
         progress("pull", report.in_enos, max(total, report.in_enos))
     journal_or_null(journal).record(
