@@ -95,6 +95,10 @@ def test_offline_plant_pushes_and_its_files_bootstrap_in_enos(
              "--dps-url", tenant.config.dps_url)  # fmt: skip
     labels = tmp_path / "labels"
     cli.json("qr", "batch", "--group", GROUP, "--label-format", "png", "--out", str(labels))
+    spool = tmp_path / "printer.zpl"  # and printed: a file printer receives every label
+    printed = cli.json("qr", "batch", "--group", GROUP, "--label-format", "zpl", "--out",
+                       str(tmp_path / "zpl"), "--printer", f"file:{spool}")["data"]  # fmt: skip
+    assert spool.read_text(encoding="utf-8").count("^XA") == N, printed
     offline_label = labels / "SN-000007.png"
     scanned = cli.json("qr", "scan", str(offline_label))["data"]
     (code,) = scanned["images"][0]["codes"]
