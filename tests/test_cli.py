@@ -34,6 +34,7 @@ COMMANDS = [
     ["devices", "show"],
     ["devices", "export"],
     ["info"],
+    ["doctor"],
     ["burn", "export"],
     ["burn", "verify"],
     ["qr", "batch"],

@@ -245,6 +245,13 @@ class EnosBackend(Backend):
             raw = self._fill_page(expression, query, total, raw)
         return Page([Device.from_dict(d) for d in raw], query.page_no, query.page_size, total)
 
+    def probe_group(self, group_id: str) -> dict:
+        """One Search Device request for one device of ``group_id``: its envelope (code,
+        requestId, pagination), for `enosprov doctor`. Raises as every call does."""
+        query = SearchQuery(group_id=group_id, page_size=1)
+        expression, _rest = fql.render(query)
+        return self.api.call("search", _search_body(expression, query))
+
     def _fill_page(self, expression: str, query: SearchQuery, total: int, first: list) -> list:
         """Page ``query.page_no`` of ``query.page_size`` read from a server that serves at most
         ``s`` devices a page (``s`` found by asking for page 1)."""

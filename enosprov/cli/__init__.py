@@ -16,6 +16,7 @@ from . import (
     config,
     device,
     devices,
+    doctor,
     groups,
     info,
     log,
@@ -232,6 +233,7 @@ app.add_typer(store.app, name="store", cls=SuggestingGroup)
 app.add_typer(sync.app, name="sync", cls=SuggestingGroup)
 app.command("register")(register.register)
 app.command("info")(info.info)
+app.command("doctor")(doctor.doctor)
 app.command("reprovision")(reprovision_cmd.reprovision)
 app.command("replace")(replace_cmd.replace)
 devices.app.command("history")(history_cmd.history)

@@ -121,6 +121,14 @@ def serve(
             "429 in `code` or in `status`.",
         ),
     ] = "http",
+    date_skew: Annotated[
+        int,
+        typer.Option(
+            "--date-skew",
+            help="[ENOSPROV] Seconds the Date header of every answer is off, as from a gateway "
+            "whose clock is wrong (to try `enosprov doctor`'s clock check).",
+        ),
+    ] = 0,
     json_: JsonOpt = False,
 ) -> None:
     """Run the DPS emulator: the EnOS API gateway, DPS application and device APIs over the
@@ -150,7 +158,8 @@ def serve(
             hint=f"pass --app-key and --app-secret, or set {KEY_ENV} and {SECRET_ENV}",
         )
     faults = Faults(latency_ms=latency_ms, fail_rate=fail_rate, drop_rate=drop_rate, seed=seed)
-    behaviour = Behaviour(page_size=page_size, token_refusal=token_refusal, limit_shape=limit_shape)
+    behaviour = Behaviour(page_size=page_size, token_refusal=token_refusal,
+                          limit_shape=limit_shape, date_skew_s=date_skew)  # fmt: skip
     store = state(ctx).settings().store
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(message)s")
     log = logging.getLogger("enosprov.serve")
@@ -179,6 +188,7 @@ def serve(
                 "pageSize": page_size,
                 "tokenRefusal": token_refusal,
                 "limitShape": limit_shape,
+                "dateSkewS": date_skew,
             },
             "faults": {
                 "latencyMs": latency_ms,

@@ -8,6 +8,7 @@ code (``enos_code``). Messages never contain secrets.
 from __future__ import annotations
 
 __all__ = [
+    "EXIT_CHECK_FAILED",
     "EXIT_EXISTS_DIFFERENT",
     "EXIT_FAILED",
     "EXIT_INTERRUPTED",
@@ -44,6 +45,7 @@ EXIT_MISMATCH = 4  # a verification found a difference
 EXIT_PARTIAL = 5  # a batch finished but some rows were conflicts or skipped as invalid
 EXIT_PRINTER = 6  # labels not (all) printed: the printer refused, timed out or reported a problem
 EXIT_EXISTS_DIFFERENT = 7  # a definition (master data / registration group) exists, different
+EXIT_CHECK_FAILED = 8  # `doctor`: a check of the profile against its tenant failed
 EXIT_INTERRUPTED = 130
 
 

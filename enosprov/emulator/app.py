@@ -127,6 +127,7 @@ class Behaviour:
     page_size: int | None = None
     token_refusal: str = "401"
     limit_shape: str = "http"
+    date_skew_s: int = 0  # the Date header of every answer is this far off (doctor's clock test)
 
     def __post_init__(self) -> None:
         if self.page_size is not None and not 1 <= self.page_size <= 1000:
@@ -139,9 +140,10 @@ class Behaviour:
             raise InvalidArgumentError(f"limit shape must be one of {', '.join(LIMIT_SHAPES)}")
 
     def describe(self) -> str:
+        skew = f", Date header {self.date_skew_s:+d} s" if self.date_skew_s else ""
         return (
             f"page size {self.page_size or 'as asked'}, expired token answered "
-            f"{self.token_refusal}, 429 answered {self.limit_shape}"
+            f"{self.token_refusal}, 429 answered {self.limit_shape}{skew}"
         )
 
 
@@ -356,6 +358,12 @@ class EmulatorApp:
             ("x-request-id", rid),
             *reply.headers,
         ]
+        if self.behaviour.date_skew_s:  # a gateway whose clock is off (else the server's Date)
+            from email.utils import formatdate
+
+            headers.append(
+                ("Date", formatdate(time.time() + self.behaviour.date_skew_s, usegmt=True))
+            )
         if plan.drop and plan.form == "reset":
             _reset_connection()
         start_response(f"{reply.status} {_REASONS.get(reply.status, 'OK')}", headers)
