@@ -71,5 +71,7 @@ def _show(report) -> None:
             for c in report.checks
         ],
     )
-    failed = [c for c in report.checks if c.result == "fail"]
-    say("every check passed" if not failed else f"{len(failed)} check(s) failed")
+    failed = sum(c.result == "fail" for c in report.checks)
+    warned = sum(c.result == "warn" for c in report.checks)
+    warnings = f" ({warned} warning{'s' if warned > 1 else ''})" if warned else ""
+    say(f"{failed} check(s) failed{warnings}" if failed else f"no check failed{warnings}")
