@@ -80,6 +80,8 @@ _PROFILE_KEYS = (
     "retries",
     "groups",
     "journal",
+    "proxy",
+    "ca_bundle",
 )
 _GROUP_KEYS = (
     "name",
@@ -237,6 +239,8 @@ class Profile:
     groups: dict[str, GroupEntry] = field(default_factory=dict)
     # the audit journal in a plant database: a postgresql:// URL or a [stores] name
     journal: str | None = None
+    proxy: str | None = None  # HTTP(S) proxy for EnOS, e.g. http://proxy.plant:3128
+    ca_bundle: str | None = None  # CA certificates (PEM) for TLS; relative to the config file
 
     def to_toml(self) -> dict:
         out: dict = {
@@ -252,6 +256,8 @@ class Profile:
             ("timeout", "timeout"),
             ("retries", "retries"),
             ("journal", "journal"),
+            ("proxy", "proxy"),
+            ("ca_bundle", "ca_bundle"),
         ):
             value = getattr(self, attr)
             if value is not None:
@@ -355,6 +361,8 @@ def _check_profile(p: Profile) -> Profile:
     _check_text(p.access_key, "access_key")
     if p.dps_url is not None:
         _check_url(p.dps_url, "dps_url")
+    if p.proxy is not None:
+        _check_url(p.proxy, "proxy")
     if p.workers is not None:
         _check_number(p.workers, "workers", minimum=1, integer=True)
     if p.max_rps is not None:
@@ -446,7 +454,7 @@ def _parse_profile(path: Path, name: str, raw) -> Profile:
     for key in ("api_url", "org_id", "access_key", "secret"):
         if key not in raw:
             raise _fail(path, where, f"'{key}' is required")
-    for key in ("api_url", "org_id", "access_key", "dps_url", "journal"):
+    for key in ("api_url", "org_id", "access_key", "dps_url", "journal", "proxy", "ca_bundle"):
         if key in raw and not isinstance(raw[key], str):
             raise _fail(path, f"{where}.{key}", "must be a string")
     groups_raw = raw.get("groups", {})
@@ -491,6 +499,8 @@ def _parse_profile(path: Path, name: str, raw) -> Profile:
         retries=raw.get("retries"),
         groups=groups,
         journal=raw.get("journal"),
+        proxy=raw.get("proxy"),
+        ca_bundle=raw.get("ca_bundle"),
     )
     try:
         return _check_profile(profile)
@@ -827,6 +837,8 @@ def to_enos_config(name: str, path=None, env: Mapping[str, str] = os.environ) ->
         workers=prof.workers if prof.workers is not None else DEFAULT_WORKERS,
         max_rps=float(prof.max_rps) if prof.max_rps is not None else DEFAULT_MAX_RPS,
         profile=name,
+        proxy=prof.proxy,
+        ca_bundle=str(base / Path(prof.ca_bundle).expanduser()) if prof.ca_bundle else None,
     )
 
 
@@ -847,6 +859,8 @@ def describe_profile(prof: Profile, config: Config, env: Mapping[str, str] = os.
         "timeout": prof.timeout if prof.timeout is not None else DEFAULT_TIMEOUT,
         "retries": prof.retries if prof.retries is not None else DEFAULT_RETRIES,
         "journal": redact(url) if (url := journal_url(prof, config)) else None,
+        "proxy": redact(prof.proxy) if prof.proxy else None,
+        "caBundle": prof.ca_bundle,
         "groups": [
             {
                 "groupId": gid,

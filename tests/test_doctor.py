@@ -113,3 +113,70 @@ def test_an_unreachable_device_endpoint_fails_alone(tenant, emulator):
     assert result.exit_code == 8
     got = results(data)
     assert got["device endpoint"] == "fail" and got["token"] == "pass"
+
+
+class _Proxy:
+    """A forwarding HTTP proxy on 127.0.0.1 that remembers the URLs it carried."""
+
+    def __init__(self) -> None:
+        import http.server
+        import threading
+
+        import requests
+
+        seen = self.seen = []
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def _forward(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else None
+                seen.append(self.path)  # an absolute URL: the client spoke to a proxy
+                headers = {k: v for k, v in self.headers.items()
+                           if k.lower() not in ("host", "proxy-connection", "connection")}  # fmt: skip
+                resp = requests.request(self.command, self.path, data=body, headers=headers,
+                                        timeout=10)  # fmt: skip
+                self.send_response(resp.status_code)
+                for k, v in resp.headers.items():
+                    if k.lower() not in ("transfer-encoding", "connection", "content-length"):
+                        self.send_header(k, v)
+                self.send_header("Content-Length", str(len(resp.content)))
+                self.end_headers()
+                self.wfile.write(resp.content)
+
+            do_GET = do_POST = _forward
+
+            def log_message(self, *args) -> None:
+                return None  # quiet
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_the_profiles_proxy_carries_every_request(tenant, emulator, tmp_path, monkeypatch):
+    """profiles gain `proxy` and `ca_bundle`: doctor and the EnOS calls go through the proxy."""
+    import dataclasses
+
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    proxy = _Proxy()
+    try:
+        config = profiles.load()
+        config.profiles["prod"] = dataclasses.replace(
+            config.profiles["prod"], proxy=proxy.url, ca_bundle="certs/plant-ca.pem"
+        )
+        profiles.save(config)
+        enos = profiles.to_enos_config("prod")
+        assert enos.ca_bundle == str(tmp_path / "certs" / "plant-ca.pem")  # next to the file
+        assert profiles.describe("prod")["proxy"] == proxy.url
+        result, _data = doctor()
+        assert result.exit_code == 0, result.output
+        assert any("/dps-service/" in u for u in proxy.seen)  # the DPS calls
+        assert any("/dev/bootstrap" in u for u in proxy.seen)  # the device endpoint
+        assert all(u.startswith(emulator.url) for u in proxy.seen)
+    finally:
+        proxy.close()

@@ -434,8 +434,9 @@ class EnosBackend(Backend):
         with self._lock:
             if self._device is None:
                 self._device = DeviceClient(
-                    self.config.dps_url, timeout=self.config.timeout, retries=self.config.retries
-                )
+                    self.config.dps_url, timeout=self.config.timeout,
+                    retries=self.config.retries, config=self.config,
+                )  # fmt: skip
             return self._device
 
     def bootstrap(

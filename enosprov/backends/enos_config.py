@@ -38,3 +38,5 @@ class EnosConfig:
     workers: int = DEFAULT_WORKERS
     max_rps: float | None = DEFAULT_MAX_RPS
     profile: str | None = None  # the profile name it came from, for messages
+    proxy: str | None = None  # HTTP(S) proxy for the gateway and the device endpoint
+    ca_bundle: str | None = None  # CA certificates (PEM file) that TLS is verified against

@@ -106,11 +106,17 @@ class RateLimiter:
             self._sleep(wait)
 
 
-def _session(pool: int):
+def new_session(pool: int, config: EnosConfig | None = None):
+    """A pooled session; with ``config``, through its proxy and verifying TLS against its CA
+    bundle (else the system's, and the usual HTTPS_PROXY/REQUESTS_CA_BUNDLE variables)."""
     import requests
     from requests.adapters import HTTPAdapter
 
     s = requests.Session()
+    if config is not None and config.proxy:
+        s.proxies = {"http": config.proxy, "https": config.proxy}
+    if config is not None and config.ca_bundle:
+        s.verify = config.ca_bundle
     adapter = HTTPAdapter(pool_connections=4, pool_maxsize=max(pool, 4), max_retries=0)
     s.mount("http://", adapter)
     s.mount("https://", adapter)
@@ -142,7 +148,7 @@ class ApiClient:
         self.config = config
         self.base = config.api_url.rstrip("/")
         self._sleep = sleep
-        self._session = _session(config.workers + 2)
+        self._session = new_session(config.workers + 2, config)
         self._limiter = RateLimiter(config.max_rps, sleep=sleep)
         self._token_lock = threading.Lock()
         self._token: str | None = None
@@ -278,7 +284,7 @@ class ApiClient:
                     timeout=cfg.timeout,
                 )
             except _transport_errors() as exc:
-                what = _describe(exc, cfg.timeout)
+                what = describe_failure(exc, cfg.timeout)
                 if not safe_to_repeat:
                     raise OutcomeUnknown(what) from None
                 _pause(self._sleep, self.base, what, attempt, attempts, backoff_delay(attempt))
@@ -330,12 +336,20 @@ class ApiClient:
 class DeviceClient:
     """The device-side DPS calls (no API gateway): bootstrap and get/conn."""
 
-    def __init__(self, dps_url: str, *, timeout: float, retries: int, sleep=time.sleep) -> None:
+    def __init__(
+        self,
+        dps_url: str,
+        *,
+        timeout: float,
+        retries: int,
+        sleep=time.sleep,
+        config: EnosConfig | None = None,
+    ) -> None:
         self.base = dps_url.rstrip("/")
         self.timeout = timeout
         self.retries = retries
         self._sleep = sleep
-        self._session = _session(4)
+        self._session = new_session(4, config)  # the profile's proxy and CA bundle
 
     def close(self) -> None:
         self._session.close()
@@ -379,7 +393,7 @@ def _post_repeatable(session, url: str, make_body, *, timeout, retries, sleep):
         try:
             resp = session.post(url, json=make_body(), timeout=timeout)
         except _transport_errors() as exc:
-            what = _describe(exc, timeout)
+            what = describe_failure(exc, timeout)
             _pause(sleep, url, what, attempt, retries + 1, backoff_delay(attempt))
             continue
         if resp.status_code == 429 or resp.status_code >= 500 or _rate_limited_in_body(resp):
@@ -437,7 +451,7 @@ def _class_for(code: int, msg: str):
     return None
 
 
-def _describe(exc: Exception | None, timeout: float | None = None) -> str:
+def describe_failure(exc: Exception | None, timeout: float | None = None) -> str:
     """What went wrong, in words: never a library's message cut off mid-sentence."""
     if exc is None:
         return "no answer"

@@ -81,13 +81,11 @@ class DoctorReport:
 def run_checks(config: EnosConfig, *, session: Any = None) -> DoctorReport:
     """Every read-only check of ``config`` (a profile's EnosConfig), in order; a check that
     cannot run because an earlier one failed is "skip"."""
-    import requests
-
     from ..backends.enos import EnosBackend
-    from ..backends.http import ApiClient
+    from ..backends.http import ApiClient, new_session
 
     report = DoctorReport(config.profile, config.api_url)
-    http = session or requests.Session()
+    http = session or new_session(2, config)  # the profile's proxy and CA bundle, as every call
     date = _gateway(report, http, config)
     if report.unreachable:
         report.checks.append(Check("clock", SKIP, "the gateway did not answer"))
@@ -107,7 +105,7 @@ def run_checks(config: EnosConfig, *, session: Any = None) -> DoctorReport:
 
 
 def _gateway(report: DoctorReport, http: Any, config: EnosConfig) -> str | None:
-    from ..backends.http import _describe
+    from ..backends.http import describe_failure
 
     t0 = time.perf_counter()
     try:
@@ -116,7 +114,7 @@ def _gateway(report: DoctorReport, http: Any, config: EnosConfig) -> str | None:
         tls = "certificate" in str(exc).lower() or "ssl" in type(exc).__name__.lower()
         report.checks.append(
             Check(
-                "gateway", FAIL, f"{config.api_url} did not answer: {_describe(exc)}",
+                "gateway", FAIL, f"{config.api_url} did not answer: {describe_failure(exc)}",
                 time.perf_counter() - t0,
                 remedy="check the profile's api_url, the network and any proxy"
                 + ("; the gateway's TLS certificate is not trusted here: install the CA "
@@ -246,7 +244,7 @@ def _latency(times: list[float]) -> Check:
 
 
 def _device_endpoint(http: Any, config: EnosConfig) -> Check:
-    from ..backends.http import _describe
+    from ..backends.http import describe_failure
 
     if not config.dps_url:
         return Check("device endpoint", SKIP, "the profile has no dps_url",
@@ -260,7 +258,7 @@ def _device_endpoint(http: Any, config: EnosConfig) -> Check:
         return Check("device endpoint", FAIL, f"{url} answered, but not with EnOS JSON",
                      time.perf_counter() - t0, remedy="check the profile's dps_url")  # fmt: skip
     except Exception as exc:
-        return Check("device endpoint", FAIL, f"{url} did not answer: {_describe(exc)}",
+        return Check("device endpoint", FAIL, f"{url} did not answer: {describe_failure(exc)}",
                      time.perf_counter() - t0,
                      remedy="check the profile's dps_url (devices use it to bootstrap)")  # fmt: skip
     seconds = time.perf_counter() - t0
