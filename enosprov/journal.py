@@ -54,6 +54,7 @@ OPERATIONS = (
     "group-import",
     "sync-push",
     "sync-pull",
+    "doctor-test",
 )
 # "pending": an intent written before changes whose outcome may be lost (EnOS creates in flight
 # at a kill); a later record settles it. Intent records never count as affected devices.

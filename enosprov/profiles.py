@@ -769,6 +769,23 @@ def remove_group(
     save(config)
 
 
+def set_sign_scheme(
+    profile: str, group_id: str, scheme: str, path=None, env: Mapping[str, str] = os.environ
+) -> GroupEntry:
+    """Record the device signature scheme the tenant accepts for a group of a profile (what
+    `enosprov doctor --write-test` learned); burn export and device bootstrap then use it."""
+    from .domain.signing import get_signer
+
+    get_signer(scheme)  # a known scheme
+    config = load(path, env)
+    prof = config.get(profile)
+    entry = prof.groups.get(group_id) or GroupEntry(group_id=group_id)
+    entry = replace(entry, sign_scheme=scheme)
+    config.profiles[profile] = replace(prof, groups={**prof.groups, group_id: entry})
+    save(config)
+    return entry
+
+
 def delete_profile(name: str, path=None, env: Mapping[str, str] = os.environ) -> bool:
     """Delete a profile; returns whether it was the current one (``current`` is then cleared)."""
     config = load(path, env)

@@ -53,7 +53,7 @@ def test_a_good_profile_passes_every_check_and_changes_nothing(tenant, store_pat
     assert result.exit_code == 0, result.output
     assert results(data) == {
         "gateway": "pass", "clock": "pass", "token": "pass", "DPS access: meters-eu": "pass",
-        "latency": "pass", "device endpoint": "pass",
+        "latency": "pass", "token refusal": "pass", "device endpoint": "pass",
     }  # fmt: skip
     assert data["ok"] is True
     assert query_store(store_path, "SELECT count(*) FROM devices") == before
@@ -180,3 +180,114 @@ def test_the_profiles_proxy_carries_every_request(tenant, emulator, tmp_path, mo
         assert all(u.startswith(emulator.url) for u in proxy.seen)
     finally:
         proxy.close()
+
+
+def cli_run(*args: str, expect: int | None = 0):
+    from typer.testing import CliRunner
+
+    from enosprov.cli import app
+
+    result = CliRunner().invoke(app, list(args))
+    if expect is not None:
+        assert result.exit_code == expect, (args, result.output)
+    return result
+
+
+@pytest.fixture
+def other_scheme_tenant(emulator, store_path, tmp_path, monkeypatch):
+    """A tenant whose group accepts the device signature scheme secret-sn-ts, and a profile
+    that (by default) says sn-ts-secret."""
+    be = enos_backend(emulator, store_path)
+    group = make_group(be, sign_scheme="secret-sn-ts")
+    monkeypatch.setenv("ENOSPROV_CONFIG", str(tmp_path / "config.toml"))
+    monkeypatch.setenv("ENOS_APP_SECRET", APP_SECRET)
+    monkeypatch.setenv("METERS_SECRET", group.group_secret)
+    profiles.create_profile("prod", api_url=emulator.url, org_id="o1", access_key=APP_KEY,
+                            secret=SecretRef.from_env("ENOS_APP_SECRET"),
+                            dps_url=emulator.url)  # fmt: skip
+    from conftest import ROOT
+
+    profiles.add_group("prod", "meters-eu", secret=SecretRef.from_env("METERS_SECRET"),
+                       masterdata=str(ROOT / "examples" / "masterdata.toml"), product_key="pk1")  # fmt: skip
+    yield be
+    be.close()
+
+
+def _doctor_devices(store_path) -> list:
+    return query_store(
+        store_path, "SELECT device_sn FROM devices WHERE device_sn LIKE 'enosprov-doctor-%'"
+    )
+
+
+def test_write_checks_learn_the_signature_scheme_and_burned_files_then_bootstrap(
+    other_scheme_tenant, store_path, tmp_path
+):
+    """Issue 19's done-when: with a non-default scheme, a burned file does not bootstrap;
+    doctor --write-test detects the scheme and saves it; then burn export + device bootstrap
+    succeed; the test group holds no throwaway device afterwards."""
+    cli_run("--profile", "prod", "register", "--group", "meters-eu", "--device-sn", "MTR-1",
+            "--set", "max_capacity=60", "--set", "phase=single", "--timezone", "+01:00")  # fmt: skip
+    files = tmp_path / "files"
+    cli_run("--profile", "prod", "burn", "export", "--group", "meters-eu", "--device-sn",
+            "MTR-1", "--burn-format", "json", "--out", str(files))  # fmt: skip
+    refused = cli_run("--profile", "prod", "device", "bootstrap", str(files / "MTR-1.json"),
+                      expect=None)  # fmt: skip
+    assert refused.exit_code != 0
+
+    result = cli_run("doctor", "--profile", "prod", "--write-test", "meters-eu", "--yes",
+                     "--region", "eu2", "--save-scheme", "--json")  # fmt: skip
+    data = json.loads(result.stdout)["data"]
+    got = {c["check"]: c for c in data["checks"]}
+    for step in ("register", "get", "search", "update", "allocate", "bootstrap",
+                 "connection info", "reset", "delete (clean-up)"):  # fmt: skip
+        assert got[f"write: {step}"]["result"] == "pass", got[f"write: {step}"]
+    assert "secret-sn-ts" in got["write: bootstrap"]["detail"]
+    assert "refused: sn-ts-secret" in got["write: bootstrap"]["detail"]
+    assert got["write: register"]["requestId"]  # each step names its EnOS requestId
+    assert got["signature scheme"]["result"] == "pass"
+    assert profiles.load().profiles["prod"].groups["meters-eu"].sign_scheme == "secret-sn-ts"
+    assert _doctor_devices(store_path) == []  # nothing left behind
+
+    cli_run("--profile", "prod", "burn", "export", "--group", "meters-eu", "--device-sn",
+            "MTR-1", "--burn-format", "json", "--out", str(tmp_path / "again"))  # fmt: skip
+    session = json.loads(cli_run("--profile", "prod", "device", "bootstrap",
+                                 str(tmp_path / "again" / "MTR-1.json"), "--json").stdout)  # fmt: skip
+    assert session["data"]["deviceSn"] == "MTR-1"
+
+
+def test_write_checks_ask_first_and_cleanup_removes_what_an_interrupted_run_left(
+    other_scheme_tenant, store_path, tmp_path
+):
+    refused = cli_run("doctor", "--profile", "prod", "--write-test", "meters-eu", expect=None)
+    assert refused.exit_code == 1 and "--yes" in refused.output  # no terminal to ask on
+    # an interrupted run: its journal intent written, its device created, nothing settled
+    from enosprov.journal import Actor, Journal
+
+    journal = Journal(tmp_path / "xdg-data" / "enosprov" / "journal.db",
+                      Actor.current("enos", "prod"))  # fmt: skip
+    journal.record("doctor-test", outcome="pending", group_id="meters-eu",
+                   detail={"deviceSn": "enosprov-doctor-abc123"})  # fmt: skip
+    journal.close()
+    other_scheme_tenant.create("meters-eu", device_data={
+        "deviceSn": "enosprov-doctor-abc123", "max_capacity": 1, "phase": "single"})  # fmt: skip
+    assert len(_doctor_devices(store_path)) == 1
+    done = json.loads(cli_run("doctor", "--profile", "prod", "--cleanup", "--json").stdout)
+    assert done["data"]["removed"] == ["enosprov-doctor-abc123"]
+    assert _doctor_devices(store_path) == []
+    again = json.loads(cli_run("doctor", "--profile", "prod", "--cleanup", "--json").stdout)
+    assert again["data"]["removed"] == []
+
+
+@pytest.mark.parametrize("shape", ["401", "403", "200-code", "200-status"])
+def test_the_token_refusal_shape_is_recorded(tenant, emulator, store_path, shape):
+    """How the gateway answers an invalid token (as an expired one), seen without waiting
+    hours, and checked against what the client renews on."""
+    from enosprov.emulator.app import Behaviour
+
+    _use(emulator, store_path, behaviour=Behaviour(token_refusal=shape))
+    result, data = doctor()
+    assert result.exit_code == 0, result.output
+    check = next(c for c in data["checks"] if c["check"] == "token refusal")
+    status = "200" if shape.startswith("200") else shape
+    assert check["result"] == "pass" and f"HTTP {status}" in check["detail"]
+    assert "renews" in check["detail"]

@@ -42,13 +42,13 @@ AUTH_HINTS: dict[object, str] = {
 PERMISSION_CODES = (35603, 99403)  # business refusals: the service account lacks a role
 
 
-def _gateway_code(doc: dict) -> object:
+def gateway_code(doc: dict) -> object:
     """The envelope's code: ``code`` (DPS) or ``status`` (token service style)."""
     code = doc.get("code")
     return doc.get("status") if code is None else code
 
 
-def _token_refused(status: int, code: object) -> bool:
+def token_refused(status: int, code: object) -> bool:
     """The token was refused (expired or invalid) in any of the shapes a gateway may use."""
     if code == TOKEN_EXPIRED:
         return True
@@ -58,7 +58,7 @@ def _token_refused(status: int, code: object) -> bool:
 
 
 def _message(doc: dict, status: int) -> str:
-    code = _gateway_code(doc)
+    code = gateway_code(doc)
     text = doc.get("msg") or f"HTTP {status}"
     return f"{text} ({code})" if isinstance(code, int) else str(text)
 
@@ -154,6 +154,8 @@ class ApiClient:
         self._token: str | None = None
         self._token_expiry = 0.0
         self.token_cache = token_cache
+        # the requestId of the last call EnOS answered (one thread's view; `enosprov doctor`)
+        self.last_request_id: str | None = None
         self._cache_key = (
             cache_key(config.profile, self.base, config.app_key) if token_cache else ""
         )
@@ -298,7 +300,7 @@ class ApiClient:
                 _pause(self._sleep, self.base, what, attempt, attempts, delay)
                 continue
             doc = {} if status == 429 else _json(resp)
-            code = _gateway_code(doc)
+            code = gateway_code(doc)
             if status == 429 or code == 429:  # rate limited, refused before doing anything
                 what = _status_words(429)
                 delay = backoff_delay(attempt, _retry_after(resp))
@@ -308,7 +310,7 @@ class ApiClient:
                 what = "the gateway saw the same signature twice (1001)"
                 self._sleep(0.002 + random.random() * 0.003)
                 continue
-            if _token_refused(status, code):
+            if token_refused(status, code):
                 if renewed:
                     raise AuthError(
                         f"the API gateway refused a new access token: {_message(doc, status)}",
@@ -326,7 +328,9 @@ class ApiClient:
                     enos_code=code if isinstance(code, int) else None,
                     request_id=doc.get("requestId"),
                 )
-            return _envelope(doc, status)
+            envelope = _envelope(doc, status)
+            self.last_request_id = envelope.get("requestId")
+            return envelope
         raise BackendUnavailableError(
             _unreachable(self.base, what, attempts, started, action),
             hint="retrying later is safe; lower the profile's workers or rate if this persists",
@@ -411,7 +415,7 @@ def _rate_limited_in_body(resp) -> bool:
         doc = resp.json()
     except ValueError:
         return False
-    return isinstance(doc, dict) and _gateway_code(doc) == 429
+    return isinstance(doc, dict) and gateway_code(doc) == 429
 
 
 def _json(resp) -> dict[str, Any]:

@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from .options import JsonOpt, state
-from .output import emit, handled, say, table
+from .output import confirm_or_refuse, emit, handled, say, table
 
 
 @handled
@@ -22,6 +22,45 @@ def doctor(
             show_default=False,
         ),
     ] = None,
+    write_test: Annotated[
+        str | None,
+        typer.Option(
+            "--write-test",
+            metavar="GROUP",
+            help="Also run the write checks in this group, one you name as safe for tests: a "
+            "throwaway device (enosprov-doctor-...) is registered, updated, allocated, "
+            "bootstrapped with each known signature scheme, reset and deleted.",
+            show_default=False,
+        ),
+    ] = None,
+    region: Annotated[
+        str | None,
+        typer.Option(
+            "--region",
+            help="Target region of the write checks' allocation (default: "
+            "from the gateway address, e.g. apim-eu2 -> eu2).",
+            show_default=False,
+        ),
+    ] = None,
+    save_scheme: Annotated[
+        bool,
+        typer.Option(
+            "--save-scheme",
+            help="Save the device signature scheme the tenant "
+            "accepts in the profile's group without asking.",
+        ),
+    ] = False,
+    cleanup: Annotated[
+        bool,
+        typer.Option(
+            "--cleanup",
+            help="Delete the throwaway devices interrupted write checks "
+            "left (from the audit journal), then stop.",
+        ),
+    ] = False,
+    yes: Annotated[
+        bool, typer.Option("--yes", "-y", help="Run the write checks without asking.")
+    ] = False,
     json_: JsonOpt = False,
 ) -> None:
     """Check, read-only, that enosprov will work with a profile's EnOS tenant: the API
@@ -33,7 +72,15 @@ def doctor(
     Exit 0: every check passed (warnings included); 8: a check failed; 3: the gateway could
     not be reached. --json is safe for support tickets: it never holds a secret.
 
+    With --write-test GROUP (asked first, or --yes): the write checks on a throwaway device,
+    each with its EnOS code and requestId; the device is deleted whatever happens, and an
+    interrupted run's leftovers are removed by `enosprov doctor --cleanup`. The device
+    signature scheme the tenant accepts is reported, and saved in the profile on confirmation
+    (or --save-scheme): burn export and device bootstrap then use it.
+
     Example: enosprov doctor --profile prod
+
+    Example: enosprov doctor --profile prod --write-test doctor-tests --yes
     """
     from .. import profiles
     from ..core.doctor import run_checks
@@ -48,7 +95,18 @@ def doctor(
             hint="enosprov doctor --profile NAME (enosprov config list shows them)",
         )
     config = profiles.to_enos_config(settings.profile, settings.config_path)
+    if cleanup:
+        _cleanup(st, settings, config, json_)
+        return
+    if write_test is not None:
+        confirm_or_refuse(
+            f"The write checks register, change and delete a throwaway device in group "
+            f"{write_test} of profile {settings.profile}. Go on?",
+            yes=yes, what=f"run write checks in group {write_test}", dry_run=False,
+        )  # fmt: skip
     report = run_checks(config)
+    if write_test is not None and not report.unreachable:
+        _write(st, settings, config, report, write_test, region, save_scheme, json_)
     emit(report, json_, lambda r: _show(r))
     if report.unreachable:
         raise typer.Exit(EXIT_UNAVAILABLE)
@@ -75,3 +133,46 @@ def _show(report) -> None:
     warned = sum(c.result == "warn" for c in report.checks)
     warnings = f" ({warned} warning{'s' if warned > 1 else ''})" if warned else ""
     say(f"{failed} check(s) failed{warnings}" if failed else f"no check failed{warnings}")
+
+
+def _write(st, settings, config, report, group: str, region, save_scheme: bool, json_) -> None:
+    import sys
+
+    from .. import profiles
+    from ..backends.enos import EnosBackend
+    from ..core.doctor import WARN, Check, write_checks
+
+    with EnosBackend(config) as enos, st.journal(settings) as journal:
+        outcome = write_checks(enos, config, group, journal=journal, region=region)
+    report.checks.extend(outcome.checks)
+    scheme = outcome.accepted_scheme
+    if scheme is None or scheme == outcome.profile_scheme:
+        return
+    gid = enos.get_group(group).group_id
+    ask = not save_scheme and not json_ and sys.stdin.isatty()
+    if save_scheme or (ask and typer.confirm(
+        f"The tenant accepts device signature scheme {scheme}, profile {settings.profile} says "
+        f"{outcome.profile_scheme}. Save {scheme} for group {gid}?", default=True, err=True,
+    )):  # fmt: skip
+        profiles.set_sign_scheme(settings.profile, gid, scheme, settings.config_path)
+        report.checks.append(Check("signature scheme", "pass",
+                                   f"saved {scheme} for group {gid} in profile {settings.profile}"))  # fmt: skip
+    else:
+        report.checks.append(Check(
+            "signature scheme", WARN,
+            f"the tenant accepts {scheme}, the profile says {outcome.profile_scheme}: burned "
+            "files will not bootstrap",
+            remedy=f"enosprov doctor --profile {settings.profile} --write-test {gid} "
+            "--save-scheme, or config add-group --sign-scheme",
+        ))  # fmt: skip
+
+
+def _cleanup(st, settings, config, json_) -> None:
+    from ..backends.enos import EnosBackend
+    from ..core.doctor import cleanup
+
+    with EnosBackend(config) as enos, st.journal(settings) as journal:
+        removed = cleanup(enos, journal)
+    emit({"removed": removed}, json_,
+         lambda d: say(f"removed {len(removed)} throwaway device(s): {', '.join(removed)}"
+                       if removed else "nothing left to clean up"))  # fmt: skip

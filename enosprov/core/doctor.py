@@ -98,6 +98,8 @@ def run_checks(config: EnosConfig, *, session: Any = None) -> DoctorReport:
             return report
         times = _groups(report, enos, config)
         report.checks.append(_latency(times))
+        if config.groups:
+            report.checks.append(_token_shape(http, config))
     finally:
         enos.close()
     report.checks.append(_device_endpoint(http, config))
@@ -232,6 +234,46 @@ def _groups(report: DoctorReport, enos: Any, config: EnosConfig) -> list[float]:
     return times
 
 
+def _token_shape(http: Any, config: EnosConfig) -> Check:
+    """How the gateway answers a request signed with an invalid token (a token that never
+    existed: the same answer as an expired one, without waiting hours), and whether the
+    client renews its token on that answer."""
+    import json
+
+    from ..backends import apim
+    from ..backends.http import DPS_PATH, gateway_code, token_refused
+
+    token, ts = "enosprov-doctor-invalid-token", int(time.time() * 1000)
+    params = {"action": "search", "orgId": config.org_id}
+    body = json.dumps({"groupId": config.groups[0].group_id,
+                       "pagination": {"pageNo": 1, "pageSize": 1}}, separators=(",", ":"))  # fmt: skip
+    headers = {
+        apim.HEADER_TOKEN: token,
+        apim.HEADER_TIMESTAMP: str(ts),
+        apim.HEADER_SIGNATURE: apim.request_signature(token, params, body, ts, config.app_secret),
+        "Content-Type": apim.CONTENT_TYPE,
+    }
+    t0 = time.perf_counter()
+    try:
+        resp = http.post(config.api_url.rstrip("/") + DPS_PATH, params=params, data=body,
+                         headers=headers, timeout=config.timeout)  # fmt: skip
+        doc = resp.json() if resp.content else {}
+    except Exception as exc:  # the shape could not be seen: not a failure of the tenant
+        return Check("token refusal", SKIP, f"no answer to read: {type(exc).__name__}")
+    code = gateway_code(doc) if isinstance(doc, dict) else None
+    shape = f"HTTP {resp.status_code}, code {code}"
+    seconds = time.perf_counter() - t0
+    rid = doc.get("requestId") if isinstance(doc, dict) else None
+    if token_refused(resp.status_code, code):
+        return Check("token refusal", PASS, f"an invalid token is answered {shape}: the "
+                     "client recognizes it and renews its token", seconds,
+                     code if isinstance(code, int) else None, rid)  # fmt: skip
+    return Check("token refusal", FAIL, f"an invalid token is answered {shape}, which the "
+                 "client does not take for a refused token: an expired token would not be "
+                 "renewed", seconds, code if isinstance(code, int) else None, rid,
+                 "report this shape (enosprov doctor --json) so the client can learn it")  # fmt: skip
+
+
 def _latency(times: list[float]) -> Check:
     if not times:
         return Check("latency", SKIP, "no DPS call succeeded")
@@ -268,3 +310,193 @@ def _device_endpoint(http: Any, config: EnosConfig) -> Check:
     return Check("device endpoint", PASS,
                  f"{config.dps_url} answers (an empty Bootstrap Device: code {doc['code']})",
                  seconds, doc.get("code"), doc.get("requestId"))  # fmt: skip
+
+
+# -- write checks on a test group (--write-test) ----------------------------------------------
+
+DOCTOR_PREFIX = "enosprov-doctor-"
+SIGNATURE_REFUSED = 35601  # Verify not pass: the scheme (or the clock) is not the tenant's
+_SAMPLE = {"Integer": 1, "String": "doctor", "Date": None}  # Date: today; Enum: its first value
+
+
+@dataclass
+class WriteOutcome:
+    checks: list[Check]
+    device_sn: str
+    accepted_scheme: str | None  # the device signature scheme the tenant accepted, if any
+    profile_scheme: str
+    cleaned: bool
+
+
+def write_checks(
+    enos: Any,
+    config: EnosConfig,
+    group: str,
+    *,
+    journal: Any,
+    region: str | None = None,
+) -> WriteOutcome:
+    """Register a throwaway device in ``group`` (a group the user named safe for tests), then
+    get, search, update, allocate it with a target in deviceData, bootstrap it as the device
+    (each known signature scheme until the tenant accepts one, the profile's first), get its
+    connection info, reset and delete it. The delete always runs; a journal record written
+    before the device is created, and settled after its delete, lets `doctor --cleanup` find
+    what an interrupted run left."""
+    import secrets as _secrets
+
+    from ..domain.signing import SCHEMES, sign
+
+    grp = enos.get_group(group)
+    device_sn = DOCTOR_PREFIX + _secrets.token_hex(6)
+    checks: list[Check] = []
+    intent = journal.record("doctor-test", outcome="pending", group_id=grp.group_id,
+                            detail={"deviceSn": device_sn})  # fmt: skip
+    sn: str | None = None
+    accepted: str | None = None
+    cleaned = False
+
+    def step(name: str, fn, detail: str) -> Any:
+        t0 = time.perf_counter()
+        enos.api.last_request_id = None
+        try:
+            value = fn()
+        except EnosprovError as err:
+            checks.append(Check(name, FAIL, err.message, time.perf_counter() - t0,
+                                err.enos_code, err.request_id, err.hint))  # fmt: skip
+            return None
+        checks.append(Check(name, PASS, detail, time.perf_counter() - t0, 0,
+                            enos.api.last_request_id))  # fmt: skip
+        return value if value is not None else True
+
+    try:
+        data = {"deviceSn": device_sn, **_sample_data(enos, grp)}
+        created = step("write: register", lambda: enos.create(
+            grp.group_id, count=1, desc="enosprov doctor (throwaway)", device_data=data
+        ), f"registered {device_sn}")  # fmt: skip
+        if not created:
+            return WriteOutcome(checks, device_sn, None, grp.sign_scheme, cleaned=True)
+        sn = created[0]
+        step("write: get", lambda: enos.get(sn), f"got {sn}")
+        step("write: search", lambda: _found(enos.find_by_device_sn(grp.group_id, device_sn)),
+             "found by deviceSn")  # fmt: skip
+        step("write: update", lambda: enos.update(sn, desc="enosprov doctor (updated)",
+             device_data=data), "master data and description updated")  # fmt: skip
+        target_region = region or region_of(config.api_url)
+        if target_region:
+            target = {**data, "regionId": target_region, "orgId": config.org_id}
+            step("write: allocate", lambda: enos.allocate(sn, device_data=target),
+                 f"allocated to {target_region} / {config.org_id} (target in deviceData)")  # fmt: skip
+        else:
+            checks.append(Check("write: allocate", SKIP, "no region known for the target",
+                                remedy="pass --region (e.g. eu2)"))  # fmt: skip
+        order = [grp.sign_scheme, *(s for s in SCHEMES if s != grp.sign_scheme)]
+        tried: list[str] = []
+        for scheme in order:
+            ts = int(time.time() * 1000)
+            t0 = time.perf_counter()
+            try:
+                enos.bootstrap(group_id=grp.group_id, device_sn=device_sn, timestamp=ts,
+                               sign=sign(scheme, device_sn, ts, grp.group_secret),
+                               device_name={"defaultValue": device_sn},
+                               timezone=data.get("timezone") or grp.timezone or "+00:00")  # fmt: skip
+            except EnosprovError as err:
+                if err.enos_code != SIGNATURE_REFUSED:  # not about the signature: say so
+                    checks.append(Check("write: bootstrap", FAIL, err.message,
+                                        time.perf_counter() - t0, err.enos_code,
+                                        err.request_id, err.hint))  # fmt: skip
+                    tried = []
+                    break
+                tried.append(f"{scheme} ({err.enos_code})")
+                continue
+            accepted = scheme
+            checks.append(Check("write: bootstrap", PASS,
+                                f"the tenant accepts the device signature scheme {scheme}"
+                                + (f" (refused: {', '.join(tried)})" if tried else ""),
+                                time.perf_counter() - t0))  # fmt: skip
+            break
+        if accepted is None and tried:
+            checks.append(Check(
+                "write: bootstrap", FAIL,
+                "the tenant accepted none of the known device signature schemes "
+                f"({', '.join(tried)}): burned files will not bootstrap on this tenant",
+                remedy="the scheme must be found out (docs/signing.md) and added",
+            ))  # fmt: skip
+        elif accepted is not None:
+            scheme = accepted
+            step("write: connection info", lambda: _conn(enos, sn, scheme, grp.group_secret),
+                 "the device gets its connection info")  # fmt: skip
+        step("write: reset", lambda: enos.reset_allocation(grp.group_id, [sn]),
+             "allocation reset (reprovisioning)")  # fmt: skip
+    finally:
+        if sn is not None:
+            cleaned = bool(step("write: delete (clean-up)",
+                                lambda: enos.delete(grp.group_id, [sn]), f"{device_sn} deleted"))  # fmt: skip
+        else:
+            cleaned = True
+        if cleaned:
+            journal.record("doctor-test", group_id=grp.group_id,
+                           detail={"deviceSn": device_sn, "settles": intent})  # fmt: skip
+    return WriteOutcome(checks, device_sn, accepted, grp.sign_scheme, cleaned)
+
+
+def cleanup(enos: Any, journal: Any) -> list[str]:
+    """Delete what interrupted write checks left: every throwaway device of a "doctor-test"
+    record that no later record settles. Returns the deviceSns deleted (or found gone)."""
+    pending: dict[int, tuple[str, str]] = {}
+    settled: set[int] = set()
+    for e in journal.entries(operations=("doctor-test",)):
+        if e.outcome == "pending":
+            pending[e.id] = (e.group_id or "", e.detail.get("deviceSn", ""))
+        elif isinstance(e.detail.get("settles"), int):
+            settled.add(e.detail["settles"])
+    done = []
+    for entry, (group_id, device_sn) in pending.items():
+        if entry in settled or not device_sn.startswith(DOCTOR_PREFIX):
+            continue
+        dev = enos.find_by_device_sn(group_id, device_sn)
+        if dev is not None:
+            enos.delete(group_id, [dev.sn])
+        journal.record("doctor-test", group_id=group_id,
+                       detail={"deviceSn": device_sn, "settles": entry, "cleanup": True})  # fmt: skip
+        done.append(device_sn)
+    return done
+
+
+def region_of(api_url: str) -> str | None:
+    """The EnOS environment in a gateway address (apim-eu2.envisioniot.com -> eu2), if any."""
+    import re
+
+    m = re.match(r"https?://apim-([a-z0-9]+)\.", api_url)
+    return m.group(1) if m else None
+
+
+def _found(dev: Any) -> Any:
+    if dev is None:
+        raise EnosprovError("the device just registered is not found by its deviceSn")
+    return dev
+
+
+def _conn(enos: Any, sn: str, scheme: str, secret: str) -> Any:
+    from ..domain.signing import sign
+
+    ts = int(time.time() * 1000)
+    return enos.get_connection_info(sn=sn, timestamp=ts, sign=sign(scheme, sn, ts, secret))
+
+
+def _sample_data(enos: Any, grp: Any) -> dict:
+    """A value for each required master data attribute of the group (from the profile's
+    master data file), and a timezone."""
+    import datetime
+
+    data: dict[str, Any] = {"timezone": grp.timezone or "+00:00"}
+    mdg = enos.get_masterdata_group(grp.masterdata_group_id)
+    for a in mdg.attributes:
+        if not a.required:
+            continue
+        if a.type == "Enum":
+            data[a.identifier] = a.values[0]
+        elif a.type == "Date":
+            data[a.identifier] = datetime.date.today().isoformat()
+        else:
+            data[a.identifier] = _SAMPLE.get(a.type, "doctor")
+    return data
