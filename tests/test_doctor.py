@@ -53,7 +53,8 @@ def test_a_good_profile_passes_every_check_and_changes_nothing(tenant, store_pat
     assert result.exit_code == 0, result.output
     assert results(data) == {
         "gateway": "pass", "clock": "pass", "token": "pass", "DPS access: meters-eu": "pass",
-        "latency": "pass", "token refusal": "pass", "device endpoint": "pass",
+        "latency": "pass", "token refusal": "pass", "rate limit": "pass",
+        "device endpoint": "pass",
     }  # fmt: skip
     assert data["ok"] is True
     assert query_store(store_path, "SELECT count(*) FROM devices") == before
@@ -291,3 +292,43 @@ def test_the_token_refusal_shape_is_recorded(tenant, emulator, store_path, shape
     status = "200" if shape.startswith("200") else shape
     assert check["result"] == "pass" and f"HTTP {status}" in check["detail"]
     assert "renews" in check["detail"]
+
+
+def test_a_rate_limited_burst_is_reported_with_a_setting_to_use(tenant, emulator, store_path):
+    from enosprov.emulator.app import Faults
+
+    _use(emulator, store_path, faults=Faults(fail_rate=1.0, seed=3))  # every call: 429 or 500
+    _result, data = doctor()
+    check = next(c for c in data["checks"] if c["check"] == "rate limit")
+    assert check["result"] == "warn"
+    assert "rate limited" in check["detail"] and "max_requests_per_second" in check["remedy"]
+
+
+def test_write_checks_killed_mid_run_leave_what_cleanup_removes(
+    other_scheme_tenant, emulator, store_path, tmp_path
+):
+    """kill -9 between the throwaway device's creation and its delete, then --cleanup."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from enosprov.emulator.app import Faults
+
+    _use(emulator, store_path, faults=Faults(latency_ms=300))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "enosprov", "doctor", "--profile", "prod", "--write-test",
+         "meters-eu", "--yes", "--region", "eu2"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=os.environ,
+    )  # fmt: skip
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not _doctor_devices(store_path):
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    assert len(_doctor_devices(store_path)) == 1  # left behind by the kill
+    _use(emulator, store_path)
+    done = json.loads(cli_run("doctor", "--profile", "prod", "--cleanup", "--json").stdout)
+    assert len(done["data"]["removed"]) == 1
+    assert _doctor_devices(store_path) == []

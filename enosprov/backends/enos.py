@@ -245,10 +245,11 @@ class EnosBackend(Backend):
             raw = self._fill_page(expression, query, total, raw)
         return Page([Device.from_dict(d) for d in raw], query.page_no, query.page_size, total)
 
-    def probe_group(self, group_id: str) -> dict:
-        """One Search Device request for one device of ``group_id``: its envelope (code,
-        requestId, pagination), for `enosprov doctor`. Raises as every call does."""
-        query = SearchQuery(group_id=group_id, page_size=1)
+    def probe_group(self, group_id: str, page_no: int = 1) -> dict:
+        """One Search Device request for one device of ``group_id`` (page ``page_no``): its
+        envelope (code, requestId, pagination), for `enosprov doctor`. Raises as every call
+        does."""
+        query = SearchQuery(group_id=group_id, page_size=1, page_no=page_no)
         expression, _rest = fql.render(query)
         return self.api.call("search", _search_body(expression, query))
 

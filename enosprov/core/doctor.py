@@ -100,6 +100,7 @@ def run_checks(config: EnosConfig, *, session: Any = None) -> DoctorReport:
         report.checks.append(_latency(times))
         if config.groups:
             report.checks.append(_token_shape(http, config))
+            report.checks.append(_burst(config))
     finally:
         enos.close()
     report.checks.append(_device_endpoint(http, config))
@@ -272,6 +273,50 @@ def _token_shape(http: Any, config: EnosConfig) -> Check:
                  "client does not take for a refused token: an expired token would not be "
                  "renewed", seconds, code if isinstance(code, int) else None, rid,
                  "report this shape (enosprov doctor --json) so the client can learn it")  # fmt: skip
+
+
+BURST = 10  # requests sent at once to see whether the gateway limits the rate
+
+
+def _burst(config: EnosConfig) -> Check:
+    """Rate-limit headroom: BURST one-device searches at once, none retried. EnOS documents
+    no rate-limit headers, so this is what can be seen: whether that burst is limited (429)."""
+    from concurrent.futures import ThreadPoolExecutor
+    from dataclasses import replace
+
+    from ..backends.enos import EnosBackend
+
+    probe = replace(config, retries=0, workers=BURST, max_rps=None)
+    gid = config.groups[0].group_id
+    t0 = time.perf_counter()
+    with EnosBackend(probe) as enos, ThreadPoolExecutor(BURST) as pool:
+        enos.api.token()  # one token for the burst
+        # different pages: requests signed in the same millisecond must still differ (a
+        # gateway refuses a signature it has seen)
+        outcomes = list(pool.map(lambda i: _limited(enos, gid, i + 1), range(BURST)))
+    seconds = time.perf_counter() - t0
+    rate = BURST / seconds if seconds > 0 else float("inf")
+    limited = sum(o == "limited" for o in outcomes)
+    failed = sum(o == "failed" for o in outcomes)
+    detail = f"{BURST} searches at once ({rate:.0f} requests/s): {limited} rate limited"
+    if failed:
+        detail += f", {failed} failed otherwise"
+    if limited:
+        return Check("rate limit", WARN, detail, seconds, 429,
+                     remedy=f"set the profile's max_requests_per_second below {rate:.0f}")  # fmt: skip
+    setting = (f"; the profile limits itself to {config.max_rps:g}/s" if config.max_rps
+               else "; the profile sets no limit of its own")  # fmt: skip
+    return Check("rate limit", PASS if not failed else WARN, detail + setting, seconds)
+
+
+def _limited(enos: Any, group_id: str, page_no: int) -> str:
+    try:
+        enos.probe_group(group_id, page_no)
+    except BackendUnavailableError as err:
+        return "limited" if "rate limit" in err.message or "429" in err.message else "failed"
+    except EnosprovError:
+        return "failed"
+    return "ok"
 
 
 def _latency(times: list[float]) -> Check:
