@@ -363,3 +363,22 @@ def fresh_database(postgres) -> str:
     yield postgres.url(dbname=name)
     with psycopg.connect(postgres.url(), autocommit=True) as conn:
         conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+def profile_for(
+    emulator, group: RegistrationGroup, config_dir: Path, monkeypatch, *, masterdata: bool = True
+) -> None:
+    """A config file in ``config_dir`` with profile "prod" for the emulator's tenant, knowing
+    ``group`` (its secret from METERS_SECRET; the example master data file and product key)."""
+    from enosprov import profiles
+    from enosprov.profiles import SecretRef
+
+    monkeypatch.setenv("ENOSPROV_CONFIG", str(config_dir / "config.toml"))
+    monkeypatch.setenv("ENOS_APP_SECRET", APP_SECRET)
+    monkeypatch.setenv("METERS_SECRET", group.group_secret)
+    profiles.create_profile("prod", api_url=emulator.url, org_id="o1", access_key=APP_KEY,
+                            secret=SecretRef.from_env("ENOS_APP_SECRET"),
+                            dps_url=emulator.url)  # fmt: skip
+    extra = dict(masterdata=str(EXAMPLES / "masterdata.toml"), product_key=group.product_key)
+    profiles.add_group("prod", group.group_id, secret=SecretRef.from_env("METERS_SECRET"),
+                       **(extra if masterdata else {}))  # fmt: skip

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import APP_KEY, APP_SECRET, enos_backend, make_group, query_store
+from conftest import APP_KEY, APP_SECRET, enos_backend, make_group, profile_for, query_store
 
 from enosprov import profiles
 from enosprov.profiles import SecretRef
@@ -29,14 +29,7 @@ def results(data) -> dict[str, str]:
 @pytest.fixture
 def tenant(emulator, store_path, tmp_path, monkeypatch):
     be = enos_backend(emulator, store_path)
-    group = make_group(be)
-    monkeypatch.setenv("ENOSPROV_CONFIG", str(tmp_path / "config.toml"))
-    monkeypatch.setenv("ENOS_APP_SECRET", APP_SECRET)
-    monkeypatch.setenv("METERS_SECRET", group.group_secret)
-    profiles.create_profile("prod", api_url=emulator.url, org_id="o1", access_key=APP_KEY,
-                            secret=SecretRef.from_env("ENOS_APP_SECRET"),
-                            dps_url=emulator.url)  # fmt: skip
-    profiles.add_group("prod", "meters-eu", secret=SecretRef.from_env("METERS_SECRET"))
+    profile_for(emulator, make_group(be), tmp_path, monkeypatch, masterdata=False)
     yield be
     be.close()
 
@@ -199,17 +192,7 @@ def other_scheme_tenant(emulator, store_path, tmp_path, monkeypatch):
     """A tenant whose group accepts the device signature scheme secret-sn-ts, and a profile
     that (by default) says sn-ts-secret."""
     be = enos_backend(emulator, store_path)
-    group = make_group(be, sign_scheme="secret-sn-ts")
-    monkeypatch.setenv("ENOSPROV_CONFIG", str(tmp_path / "config.toml"))
-    monkeypatch.setenv("ENOS_APP_SECRET", APP_SECRET)
-    monkeypatch.setenv("METERS_SECRET", group.group_secret)
-    profiles.create_profile("prod", api_url=emulator.url, org_id="o1", access_key=APP_KEY,
-                            secret=SecretRef.from_env("ENOS_APP_SECRET"),
-                            dps_url=emulator.url)  # fmt: skip
-    from conftest import ROOT
-
-    profiles.add_group("prod", "meters-eu", secret=SecretRef.from_env("METERS_SECRET"),
-                       masterdata=str(ROOT / "examples" / "masterdata.toml"), product_key="pk1")  # fmt: skip
+    profile_for(emulator, make_group(be, sign_scheme="secret-sn-ts"), tmp_path, monkeypatch)
     yield be
     be.close()
 

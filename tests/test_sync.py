@@ -24,11 +24,9 @@ from conftest import (
     enos_backend,
     make_group,
     meters_rows,
+    profile_for,
     query_store,
 )
-
-from enosprov import profiles
-from enosprov.profiles import SecretRef
 
 MASTERDATA = ROOT / "examples" / "masterdata.toml"
 GROUP = "meters-eu"
@@ -48,15 +46,7 @@ def tenant(emulator, store_path, tmp_path, monkeypatch):
     """The EnOS tenant (the emulator over store_path) with group meters-eu, and a profile
     "prod" that knows the group, its secret and its master data file."""
     be = enos_backend(emulator, store_path)
-    group = make_group(be, product_key="pk1")
-    monkeypatch.setenv("ENOSPROV_CONFIG", str(tmp_path / "config.toml"))
-    monkeypatch.setenv("ENOS_APP_SECRET", APP_SECRET)
-    monkeypatch.setenv("METERS_SECRET", group.group_secret)
-    profiles.create_profile("prod", api_url=emulator.url, org_id="o1", access_key=APP_KEY,
-                            secret=SecretRef.from_env("ENOS_APP_SECRET"),
-                            dps_url=emulator.url)  # fmt: skip
-    run("config", "add-group", "prod", GROUP, "--secret-env", "METERS_SECRET",
-        "--masterdata", str(MASTERDATA), "--product-key", "pk1")  # fmt: skip
+    profile_for(emulator, make_group(be, product_key="pk1"), tmp_path, monkeypatch)
     yield be
     be.close()
 
