@@ -44,7 +44,7 @@ CREATE TABLE IF NOT EXISTS journal (
 CREATE INDEX IF NOT EXISTS journal_time ON journal (time);
 CREATE INDEX IF NOT EXISTS journal_operation ON journal (operation, time);
 CREATE TABLE IF NOT EXISTS journal_devices (
-    pos       BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    rowid     BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,  -- SQLite's insertion order
     entry     BIGINT NOT NULL REFERENCES journal(id),
     sn        TEXT NOT NULL,
     device_sn TEXT NOT NULL

@@ -35,8 +35,6 @@ _TRANSLATIONS: list[tuple[re.Pattern, str]] = [
     # SQLite's LIKE ignores the case of ASCII letters
     (re.compile(r"\bLIKE \?"), "ILIKE ?"),
     (re.compile(r"INSERT OR IGNORE INTO (\w+ \([^)]*\) VALUES \([^)]*\))"), r"INSERT INTO \1 ON CONFLICT DO NOTHING"),
-    # the journal's device lists keep their order in a column of their own
-    (re.compile(r"(FROM journal_devices WHERE entry=\? ORDER BY) rowid"), r"\1 pos"),
     (re.compile(r"\?"), "%s"),
 ]  # fmt: skip
 

@@ -222,7 +222,7 @@ CREATE INDEX IF NOT EXISTS devices_batch_state ON devices (group_id, batch_tag, 
     WHERE update_time > create_time OR allocate_status <> 'init' OR connect_status <> 'init';
 CREATE INDEX IF NOT EXISTS devices_created ON devices (create_time);
 CREATE TABLE IF NOT EXISTS replacements (
-    pos           BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    rowid         BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     old_sn        TEXT COLLATE "C" NOT NULL,
     old_device_sn TEXT COLLATE "C" NOT NULL,
     new_sn        TEXT COLLATE "C" NOT NULL,

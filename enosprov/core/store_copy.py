@@ -284,12 +284,6 @@ def _count(conn: Any, table: str, journal: bool) -> int:
     return int(conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0])
 
 
-def _order(conn: Any, table: str) -> str:
-    """The column that keeps a table's insertion order: SQLite's rowid; in PostgreSQL, the
-    devices' rowid column and the pos column of the others."""
-    return "rowid" if _is_sqlite(conn) or table == "devices" else "pos"
-
-
 def _batch_order(conn: Any) -> int:
     row = conn.execute("SELECT value FROM meta WHERE key='batch_order'").fetchone()
     return int(row[0]) if row else 0
@@ -528,9 +522,8 @@ def _check_devices(
 
 def _check_replacements(source: LocalBackend, conn: Any, plan: _Plan, tick: _Ticker) -> None:
     there = Counter(map(tuple, conn.execute(f"SELECT {REPLACEMENT_COLUMNS} FROM replacements")))
-    order = _order(source.conn, "replacements")
     rows = source.conn.execute(
-        f"SELECT {REPLACEMENT_COLUMNS} FROM replacements ORDER BY {order}"
+        f"SELECT {REPLACEMENT_COLUMNS} FROM replacements ORDER BY rowid"
     ).fetchall()
     for row in map(tuple, rows):
         if there[row] > 0:
@@ -730,8 +723,7 @@ def _write(source: LocalBackend, conn: Any, plan: _Plan, chunk_size: int, tick: 
             entries[row[0]] = int(new[0][0])
             copied.add(row[0])
         tick(1)
-    order = _order(source.conn, "journal_devices")
-    rows = source._rows(f"SELECT entry, sn, device_sn FROM journal_devices ORDER BY entry, {order}")
+    rows = source._rows("SELECT entry, sn, device_sn FROM journal_devices ORDER BY entry, rowid")
     for chunk in _chunks(rows, chunk_size):
         _insert(conn, "journal_devices", ("entry", "sn", "device_sn"),
                 [(entries[e], sn, dsn) for e, sn, dsn in chunk if e in copied])  # fmt: skip
