@@ -46,6 +46,7 @@ from .core.reprovision import ReprovisionPlan, ReprovisionResult
 from .core.rows import template_columns
 from .domain import secrets_gen
 from .domain.csvsource import CsvSource
+from .domain.errors import NOT_FOUND_CODES as NOT_FOUND_CODES  # a public name of 0.1.0
 from .domain.masterdata_file import load_masterdata_group
 from .domain.models import Device, MasterDataGroup, Page, RegistrationGroup, SearchQuery, Sorter
 from .domain.signing import DEFAULT_SCHEME
@@ -537,10 +538,6 @@ def register_stream(
 
 
 # -- devices --------------------------------------------------------------------------------------
-
-# How a get by system sn says "no such sn": EnOS documents 35601 "Verify not pass/sn not found"
-# and 35404; a gateway may also answer the generic 99404.
-NOT_FOUND_CODES = (35601, 35404, 99404)
 
 
 def find_device(target: Session | Backend, ident: str, group: str | None = None) -> Device:

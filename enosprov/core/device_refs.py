@@ -18,13 +18,11 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ..backends.base import REMOTE_SCAN_LIMIT, Backend
-from ..domain.errors import EnosprovError, InvalidArgumentError, NotFoundError
+from ..domain.errors import NOT_FOUND_CODES, EnosprovError, InvalidArgumentError, NotFoundError
 from ..domain.models import Device, SearchQuery
 from ..domain.wording import names
 
 LOOKUP_SLICE = 500
-# How a get by system sn says "no such sn" (as api.NOT_FOUND_CODES)
-NOT_FOUND_CODES = (35601, 35404, 99404)
 SUGGEST_REFS = 5  # unknown references that get "did you mean" suggestions, per error
 SUGGEST_REMOTE_SCAN = REMOTE_SCAN_LIMIT  # devices read from a remote backend (EnOS) for suggestions
 

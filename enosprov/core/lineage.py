@@ -18,11 +18,9 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from ..backends.base import Backend
-from ..domain.errors import EnosprovError, NotFoundError
+from ..domain.errors import EnosprovError, NotFoundError, is_not_found
 from ..domain.models import Device
 from ..journal import Entry, Journal, NullJournal, iso, journal_or_null
-
-NOT_FOUND_CODES = (35601, 35404, 99404)  # how a get by system sn says "no such sn" (api.py)
 
 MAX_CHAIN = 1000  # a guard against a corrupted cycle in the records
 
@@ -83,7 +81,7 @@ def _get(backend: Backend, sn: str) -> Device | None:
     try:
         return backend.get(sn)
     except EnosprovError as exc:
-        if exc.code == "not_found" or exc.enos_code in NOT_FOUND_CODES:
+        if is_not_found(exc):
             return None
         raise
 
@@ -94,7 +92,7 @@ def _registered(backend: Backend, group_id: str | None, device_sn: str | None) -
     try:
         return backend.find_by_device_sn(group_id, device_sn)
     except EnosprovError as exc:
-        if exc.code == "not_found" or exc.enos_code in NOT_FOUND_CODES:
+        if is_not_found(exc):
             return None
         raise
 

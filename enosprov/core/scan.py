@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..backends.base import Backend
-from ..domain.errors import EnosprovError
+from ..domain.errors import EnosprovError, is_not_found
 from ..qr.payload import ForeignCodeError, Payload, parse_payload
 
 if TYPE_CHECKING:
@@ -104,7 +104,7 @@ def lookup(backend: Backend, payload: Payload) -> tuple[Device | None, str | Non
             try:
                 dev = backend.get(payload.sn)
             except EnosprovError as err:
-                pushed = _pushed_device(backend, payload) if _not_found(err) else None
+                pushed = _pushed_device(backend, payload) if is_not_found(err) else None
                 if pushed is None:  # a plant's store knows a pushed device's EnOS sn
                     raise
                 return pushed, None
@@ -116,7 +116,7 @@ def lookup(backend: Backend, payload: Payload) -> tuple[Device | None, str | Non
             return dev, None
         dev = backend.find_by_device_sn(payload.group_id, payload.device_sn)
     except EnosprovError as err:
-        if not _not_found(err):
+        if not is_not_found(err):
             raise
         dev = None
     if dev is None:
@@ -124,10 +124,6 @@ def lookup(backend: Backend, payload: Payload) -> tuple[Device | None, str | Non
             f" (sn {payload.sn})" if payload.sn else ""
         )
     return dev, None
-
-
-def _not_found(err: EnosprovError) -> bool:
-    return err.code == "not_found" or err.enos_code in (35404, 99404, 35601)
 
 
 def _pushed_device(backend: Backend, payload: Payload) -> Device | None:

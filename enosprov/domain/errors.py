@@ -18,6 +18,7 @@ __all__ = [
     "EXIT_PRINTER",
     "EXIT_UNAVAILABLE",
     "EXIT_USAGE",
+    "NOT_FOUND_CODES",
     "AuthError",
     "BackendUnavailableError",
     "ConflictError",
@@ -34,6 +35,7 @@ __all__ = [
     "StoreVersionError",
     "ValidationFailedError",
     "enos_error",
+    "is_not_found",
 ]
 
 # Process exit codes, documented in README.md ("Exit codes"). Stable: factory scripts depend on them.
@@ -209,6 +211,17 @@ ENOS_CODE_CLASSES: dict[int, type[EnosprovError]] = {
     99404: NotFoundError,
     99500: BackendUnavailableError,
 }
+
+
+# How EnOS says "no such device" to a look-up: it documents 35601 "Verify not pass/sn not found"
+# and 35404 for a get by system sn; a gateway may also answer the generic 99404.
+NOT_FOUND_CODES = (35601, 35404, 99404)
+
+
+def is_not_found(err: EnosprovError) -> bool:
+    """``err`` says the device looked up does not exist (enosprov's NotFoundError, or one of
+    the codes EnOS answers with)."""
+    return err.code == "not_found" or err.enos_code in NOT_FOUND_CODES
 
 
 def enos_error(
