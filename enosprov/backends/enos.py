@@ -249,9 +249,7 @@ class EnosBackend(Backend):
         """One Search Device request for one device of ``group_id`` (page ``page_no``): its
         envelope (code, requestId, pagination), for `enosprov doctor`. Raises as every call
         does."""
-        query = SearchQuery(group_id=group_id, page_size=1, page_no=page_no)
-        expression, _rest = fql.render(query)
-        return self.api.call("search", _search_body(expression, query))
+        return self.api.call("search", probe_body(group_id, page_no))
 
     def _fill_page(self, expression: str, query: SearchQuery, total: int, first: list) -> list:
         """Page ``query.page_no`` of ``query.page_size`` read from a server that serves at most
@@ -497,6 +495,13 @@ def _signed(body, timestamp: int, sign: str, resign: Resigner | None):
         return body(*resign())
 
     return make
+
+
+def probe_body(group_id: str, page_no: int = 1) -> dict:
+    """The documented Search Device body for one device of ``group_id`` (page ``page_no``)."""
+    query = SearchQuery(group_id=group_id, page_size=1, page_no=page_no)
+    expression, _rest = fql.render(query)
+    return _search_body(expression, query)
 
 
 def _drop_none(d: dict) -> dict:

@@ -242,12 +242,13 @@ def _token_shape(http: Any, config: EnosConfig) -> Check:
     import json
 
     from ..backends import apim
+    from ..backends.enos import probe_body
     from ..backends.http import DPS_PATH, gateway_code, token_refused
 
     token, ts = "enosprov-doctor-invalid-token", int(time.time() * 1000)
     params = {"action": "search", "orgId": config.org_id}
-    body = json.dumps({"groupId": config.groups[0].group_id,
-                       "pagination": {"pageNo": 1, "pageSize": 1}}, separators=(",", ":"))  # fmt: skip
+    # the documented body (the same request the DPS access check sends), only the token is bad
+    body = json.dumps(probe_body(config.groups[0].group_id), separators=(",", ":"))
     headers = {
         apim.HEADER_TOKEN: token,
         apim.HEADER_TIMESTAMP: str(ts),
