@@ -45,15 +45,20 @@ def redact(text: str) -> str:
     return _QUERY_PASSWORD.sub(lambda m: f"{m['head']}{HIDDEN}", text)
 
 
+def has_password(url: str) -> bool:
+    """``url`` carries a password itself (user:password@, or ?password=)."""
+    parts = urlsplit(url)
+    return bool(parts.password) or "password" in dict(parse_qsl(parts.query))
+
+
 def password_source(url: str, env: Mapping[str, str] | None = None) -> str:
     """Where libpq takes the password from for ``url``, never the password: "URL" (works, but
     shows in shell history: prefer the others), "PGPASSWORD", "password file" (``PGPASSFILE``
     or ~/.pgpass, when it exists), "service file", or "none" (trust, peer or certificate
     authentication)."""
     env = os.environ if env is None else env
-    parts = urlsplit(url)
-    query = dict(parse_qsl(parts.query))
-    if parts.password or "password" in query:
+    query = dict(parse_qsl(urlsplit(url).query))
+    if has_password(url):
         return "URL"
     if env.get("PGPASSWORD"):
         return "PGPASSWORD"

@@ -363,6 +363,11 @@ def _check_profile(p: Profile) -> Profile:
         _check_url(p.dps_url, "dps_url")
     if p.proxy is not None:
         _check_url(p.proxy, "proxy")
+    for what, url, hint in (("proxy", p.proxy, _PROXY_PASSWORD_HINT),
+                            ("journal", p.journal, _DB_PASSWORD_HINT)):  # fmt: skip
+        problem = _password_problem(what, url) if url else None
+        if problem:
+            raise InvalidArgumentError(problem, hint=hint)
     if p.workers is not None:
         _check_number(p.workers, "workers", minimum=1, integer=True)
     if p.max_rps is not None:
@@ -550,6 +555,30 @@ def load(path: str | os.PathLike | None = None, env: Mapping[str, str] = os.envi
     return Config(path, current or None, profiles, stores)
 
 
+_DB_PASSWORD_HINT = "the password goes in PGPASSWORD, ~/.pgpass or a service file"
+_PROXY_PASSWORD_HINT = (
+    "leave proxy out of the profile and set HTTPS_PROXY=http://USER:PASSWORD@HOST:PORT in the "
+    "environment instead"
+)
+
+
+def _password_problem(what: str, url: str) -> str | None:
+    """A config file is readable: a URL in it holds no password."""
+    from .plantdb import has_password
+
+    return (
+        f"{what} holds a password ({redact(url)}): not in a config file"
+        if has_password(url)
+        else None
+    )
+
+
+def _no_password(path: Path, where: str, url: str, hint: str) -> None:
+    problem = _password_problem("the URL", url)
+    if problem:
+        raise _fail(path, where, problem, hint=hint)
+
+
 def journal_url(prof: Profile, config: Config) -> str | None:
     """Where a profile's audit journal is: its ``journal`` setting as a database URL (a
     [stores] name resolved), or None (journal.db on this PC)."""
@@ -584,6 +613,7 @@ def _parse_stores(path: Path, raw) -> dict[str, str]:
                 hint="postgresql://USER@HOST:5432/DATABASE?sslmode=verify-full; the password "
                 "goes in PGPASSWORD or ~/.pgpass, not in the file",
             )
+        _no_password(path, f"{where}.url", url, _DB_PASSWORD_HINT)
         stores[name] = url
     return stores
 

@@ -312,10 +312,24 @@ def test_named_stores_survive_a_config_command_rewriting_the_file(tmp_path, monk
             'secret = { env = "S" }\njournal = "nowhere"\n',
             "profiles.p.journal",
         ),
+        # a config file is readable: no password in a URL of it
+        ('[stores.plant]\nurl = "postgresql://st:Hunter2@db/enos"\n', "PGPASSWORD"),
+        (
+            '[profiles.p]\napi_url = "https://a"\norg_id = "o"\naccess_key = "k"\n'
+            'secret = { env = "S" }\njournal = "postgresql://st:Hunter2@db/enos"\n',
+            "pgpass",
+        ),
+        (
+            '[profiles.p]\napi_url = "https://a"\norg_id = "o"\naccess_key = "k"\n'
+            'secret = { env = "S" }\nproxy = "http://me:Hunter2@proxy:3128"\n',
+            "HTTPS_PROXY",
+        ),
     ):
         config.write_text(bad, encoding="utf-8")
-        with pytest.raises(Exception, match=message):
+        with pytest.raises(Exception) as refused:
             profiles.load()
+        shown = f"{refused.value} {getattr(refused.value, 'hint', '')}"
+        assert message in shown and "Hunter2" not in shown
 
 
 def test_a_lost_connection_is_a_store_error_saying_where(fresh_database):
