@@ -248,3 +248,35 @@ def test_push_through_faults_and_kill_9_creates_each_device_once(
     assert (data["inEnos"], data["goneFromEnos"], data["onlyInEnos"]) == (400, 0, 0)
     allocated = query_store(plant, "SELECT count(*) FROM devices WHERE allocate_status='allocated'")
     assert allocated == [(3,)]
+
+
+def test_links_and_their_journal_record_commit_together(tenant, tmp_path, write_csv, monkeypatch):
+    """A push's links and its "sync-push" record are one store transaction: if the record
+    cannot be written, no link is kept (the next push finds the devices in EnOS and links them,
+    with their record)."""
+    from enosprov import api
+    from enosprov.core.sync import push
+    from enosprov.journal import Journal
+    from enosprov.settings import Settings
+
+    plant = tmp_path / "plant.db"
+    cli = Cli(plant)
+    cli.json("group", "import", GROUP, "--profile", "prod")
+    cli.json("register", "--csv", str(write_csv(meters_rows(30))), "--group", GROUP)
+    with (
+        api.open_session(plant) as s,
+        api.open_session(settings=Settings.resolve(profile="prod")) as p,
+    ):
+
+        def broken(self, conn, *args, **kw):
+            raise RuntimeError("disk full")
+
+        with monkeypatch.context() as m:
+            m.setattr(Journal, "record_with", broken)
+            with pytest.raises(RuntimeError, match="disk full"):
+                push(s.backend, p.backend, GROUP, profile="prod", journal=s.journal)
+        assert s.backend.pushed_links(GROUP) == {}
+        report = push(s.backend, p.backend, GROUP, profile="prod", journal=s.journal)
+        assert (report.created, report.found) == (0, 30)  # created by the first, linked now
+    log = cli.json("log", "--operation", "sync-push")["data"]
+    assert sum(e["deviceCount"] for e in log) == 30

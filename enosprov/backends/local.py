@@ -598,10 +598,19 @@ class LocalBackend(Backend):
         """The profile ``group_id`` was imported from (``group import``), or None."""
         return local_sync.imported_from(self.conn, group_id)
 
-    def link_pushed(self, group_id: str, rows: Sequence[tuple[str, str, str]]) -> None:
-        """Record (deviceSn, store sn, EnOS sn) of devices now in EnOS."""
+    def link_pushed(
+        self,
+        group_id: str,
+        rows: Sequence[tuple[str, str, str]],
+        *,
+        on_commit: Callable[[Any], None] | None = None,
+    ) -> None:
+        """Record (deviceSn, store sn, EnOS sn) of devices now in EnOS; ``on_commit(conn)``
+        runs in the same transaction (the journal record of the push)."""
         with self.write() as conn:
             local_sync.link(conn, group_id, rows, now_ms())
+            if on_commit is not None:
+                on_commit(conn)
 
     def pushed_links(self, group_id: str) -> dict[str, tuple[str, str]]:
         """deviceSn -> (store sn, EnOS sn) of the devices of ``group_id`` pushed to EnOS."""

@@ -253,13 +253,13 @@ def _push_chunk(
     records = [_record(d) for d in devices]
     outcomes = enos.register_batch(gid, records, dry_run=dry_run)
     links: list[tuple[str, str, str]] = []
-    created: list[tuple[str, str]] = []
+    created = failed = 0
     for dev, out in zip(devices, outcomes):
         if out.outcome == "created":
             report.created += 1
+            created += 1
             if out.sn:
                 links.append((dev.device_sn, dev.sn, out.sn))
-                created.append((out.sn, dev.device_sn))
         elif out.outcome == "skipped":
             report.found += 1
             if out.sn:
@@ -279,23 +279,28 @@ def _push_chunk(
                 )  # fmt: skip
         else:
             report.failed_count += 1
+            failed += 1
             if len(report.failures) < CONFLICTS_KEPT:
                 report.failures.append(
                     {"deviceSn": dev.device_sn, "sn": dev.sn, "error": out.error}
                 )
-    if dry_run:
+    if dry_run or not (links or failed):
         return
-    if links:
-        local.link_pushed(gid, links)
-    if created or report.failed_count:
-        journal.record(
-            "sync-push",
-            outcome="ok" if len(created) == len(devices) else "partial",
-            devices=created,
+
+    # One "sync-push" record per chunk: every device now in EnOS and linked (created, found or
+    # overwritten), by its EnOS sn. On the store, it commits with the links (its journal is in
+    # the store): a kill never leaves links without their record.
+    def record(conn: Any) -> None:
+        journal.record_with(
+            conn, "sync-push",
+            outcome="ok" if len(links) == len(devices) else "partial",
+            devices=[(enos_sn, device_sn) for device_sn, _, enos_sn in links],
             group_id=gid,
-            detail={"profile": report.profile, "created": len(created),
-                    "linked": len(links), "devices": len(devices)},
+            detail={"profile": report.profile, "created": created, "linked": len(links),
+                    "failed": failed, "devices": len(devices)},
         )  # fmt: skip
+
+    local.link_pushed(gid, links, on_commit=record)
 
 
 def _record(dev: Device) -> NewDevice:
