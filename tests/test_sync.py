@@ -76,6 +76,8 @@ def test_offline_plant_pushes_and_its_files_bootstrap_in_enos(
     first = cli.json("group", "import", GROUP, "--profile", "prod")["data"]
     assert (first["status"], first["masterdataGroupId"]) == ("created", "meters")
     assert cli.json("group", "import", GROUP, "--profile", "prod")["data"]["status"] == "unchanged"
+    imports = cli.json("log", "--operation", "group-import")["data"]
+    assert [(e["groupId"], e["detail"]["profile"]) for e in imports] == [(GROUP, "prod")]
     # offline: register, burn, label on the plant's store
     reg = cli.json("register", "--csv", str(write_csv(meters_rows(N))), "--group", GROUP,
                    "--batch-tag", "B-1")["data"]  # fmt: skip

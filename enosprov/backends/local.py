@@ -589,10 +589,15 @@ class LocalBackend(Backend):
 
     # -- sync with an EnOS tenant (core/sync.py) -------------------------------------------------
 
-    def mark_imported(self, group_id: str, profile: str) -> None:
-        """Remember that ``group_id`` is the tenant group of EnOS profile ``profile``."""
+    def mark_imported(
+        self, group_id: str, profile: str, *, on_commit: Callable[[Any], None] | None = None
+    ) -> None:
+        """Remember that ``group_id`` is the tenant group of EnOS profile ``profile``;
+        ``on_commit(conn)`` runs in the same transaction (the journal record)."""
         with self.write() as conn:
             local_sync.mark_imported(conn, group_id, profile, now_ms())
+            if on_commit is not None:
+                on_commit(conn)
 
     def imported_from(self, group_id: str) -> str | None:
         """The profile ``group_id`` was imported from (``group import``), or None."""

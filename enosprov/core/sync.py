@@ -124,11 +124,13 @@ def import_group(
     if stored is not None and region_id is None and org_id is None:
         wanted = _with_target(wanted, stored)  # a second import keeps the target set before
     ensured = ensure_group(local, wanted, id_given=True)
-    if local.imported_from(wanted.group_id) != profile:
-        local.mark_imported(wanted.group_id, profile)
-    if ensured.created:
-        journal_or_null(journal).record(
-            "group-import", group_id=wanted.group_id, detail={"profile": profile}
+    if local.imported_from(wanted.group_id) != profile:  # (a killed import: not marked yet)
+        local.mark_imported(
+            wanted.group_id,
+            profile,
+            on_commit=lambda conn: journal_or_null(journal).record_with(
+                conn, "group-import", group_id=wanted.group_id, detail={"profile": profile}
+            ),
         )
     return ImportReport(ensured.value, profile, ensured.status, mdg.id)
 
