@@ -55,6 +55,8 @@ class Settings:
     profile: str | None = None  # the EnOS profile, when backend == "enos"
     profile_source: str | None = None  # "--profile", "ENOSPROV_PROFILE" or "current"
     config_path: Path | None = None  # the config file the profile is read from
+    # the profile's `journal` setting as a database URL (read with the profile), or None
+    profile_journal: str | None = field(default=None, repr=False)
     env: Mapping[str, str] | None = field(default=None, repr=False, compare=False)
 
     @classmethod
@@ -113,7 +115,9 @@ class Settings:
                     "or the local store with `enosprov config use --local`"
                 )
             raise err
-        return cls(local.store, local.store_source, "enos", name, source, config.path, env=env)
+        journal = profiles.journal_url(config.profiles[name], config)
+        return cls(local.store, local.store_source, "enos", name, source, config.path,
+                   journal, env=env)  # fmt: skip
 
     def create_backend(self):
         """The backend these settings select: the local store, or EnOS through a profile."""
@@ -164,12 +168,7 @@ def _journal_database(settings: Settings) -> str | None:
     env = os.environ if settings.env is None else settings.env
     if env.get(JOURNAL_ENV):
         return env[JOURNAL_ENV] if is_database_url(env[JOURNAL_ENV]) else None
-    if settings.profile is None:
-        return None
-    from . import profiles
-
-    config = profiles.load(settings.config_path, env)
-    return profiles.journal_url(config.get(settings.profile), config)
+    return settings.profile_journal
 
 
 def open_journal(settings: Settings, station: str | None = None) -> Journal:
