@@ -197,12 +197,9 @@ def test_two_stations_on_enos_share_one_journal(
         be.close()
 
 
-def test_the_journal_password_never_shows(tmp_path, monkeypatch):
-    """An EnOS station whose plant database is down: one error line, the password hidden."""
-    from typer.testing import CliRunner
-
+def _unreachable_profile(tmp_path, monkeypatch) -> None:
+    """Profile "emu" of an EnOS that is not there (the journal is what these tests look at)."""
     from enosprov import profiles
-    from enosprov.cli import app
     from enosprov.profiles import SecretRef
 
     monkeypatch.setenv("ENOSPROV_CONFIG", str(tmp_path / "cfg.toml"))
@@ -210,6 +207,15 @@ def test_the_journal_password_never_shows(tmp_path, monkeypatch):
     profiles.create_profile("emu", api_url="http://127.0.0.1:9", org_id="o1",
                             access_key=APP_KEY, secret=SecretRef.from_env("ENOS_APP_SECRET"),
                             dps_url="http://127.0.0.1:9")  # fmt: skip
+
+
+def test_the_journal_password_never_shows(tmp_path, monkeypatch):
+    """An EnOS station whose plant database is down: one error line, the password hidden."""
+    from typer.testing import CliRunner
+
+    from enosprov.cli import app
+
+    _unreachable_profile(tmp_path, monkeypatch)
     url = f"postgresql://station:Hunter2-secret@/plant?host={tmp_path}&port=1"
     monkeypatch.setenv("ENOSPROV_JOURNAL", url)
     result = CliRunner().invoke(app, ["--profile", "emu", "log"])
@@ -221,15 +227,9 @@ def test_the_journal_password_never_shows(tmp_path, monkeypatch):
 def test_info_says_where_the_journal_is_without_its_password(tmp_path, monkeypatch):
     from typer.testing import CliRunner
 
-    from enosprov import profiles
     from enosprov.cli import app
-    from enosprov.profiles import SecretRef
 
-    monkeypatch.setenv("ENOSPROV_CONFIG", str(tmp_path / "cfg.toml"))
-    monkeypatch.setenv("ENOS_APP_SECRET", APP_SECRET)
-    profiles.create_profile("emu", api_url="http://127.0.0.1:9", org_id="o1",
-                            access_key=APP_KEY, secret=SecretRef.from_env("ENOS_APP_SECRET"),
-                            dps_url="http://127.0.0.1:9")  # fmt: skip
+    _unreachable_profile(tmp_path, monkeypatch)
     monkeypatch.setenv("ENOSPROV_JOURNAL", "postgresql://station:Hunter2@db.plant/enosprov")
     result = CliRunner().invoke(app, ["--profile", "emu", "info", "--json"])
     assert result.exit_code == 0
