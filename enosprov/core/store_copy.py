@@ -86,9 +86,9 @@ GROUP_COLUMNS = (
     "sign_scheme", "sn_pattern", "mqtt_url", "http_url", "create_time", "update_time",
     "timezone", "allow_retired_bootstrap",
 )  # fmt: skip
-# Times say when a store created or last touched a group, not what the group is: the built-in
-# master data group is created by every store at its own time.
-UNDEFINING = {"create_time", "update_time"}
+# Times say when a store created, last touched or imported a group, not what the group is: the
+# built-in master data group is created by every store at its own time.
+UNDEFINING = {"create_time", "update_time", "imported_time"}
 DEVICE_NAMES = tuple(c.strip() for c in DEVICE_COLUMNS.split(","))
 REPLACEMENT_COLUMNS = "old_sn, old_device_sn, new_sn, new_device_sn, group_id, time"
 REPLACEMENT_NAMES = tuple(c.strip() for c in REPLACEMENT_COLUMNS.split(","))
@@ -411,25 +411,43 @@ def _check(source: LocalBackend, conn: Any, journal: bool, chunk: int, tick: _Ti
     return plan
 
 
-def _check_masterdata_groups(source: LocalBackend, conn: Any, plan: _Plan, tick: _Ticker) -> None:
-    columns = ", ".join(MDG_COLUMNS)
-    have = {r[0]: tuple(r) for r in conn.execute(f"SELECT {columns} FROM masterdata_groups")}
-    rows = source.conn.execute(f"SELECT {columns} FROM masterdata_groups ORDER BY id").fetchall()
+def _check_keyed(
+    source: LocalBackend,
+    conn: Any,
+    plan: _Plan,
+    tick: _Ticker,
+    table: str,
+    names: Sequence[str],
+    what: Callable[[str, list[str]], str],
+) -> list[tuple]:
+    """The rows of a small table keyed by its first column that the target lacks; a key the
+    target holds with other values (times aside: UNDEFINING) is a conflict ``what(key,
+    columns)`` describes."""
+    columns = ", ".join(names)
+    have = {r[0]: tuple(r) for r in conn.execute(f"SELECT {columns} FROM {table}")}
+    rows = source.conn.execute(f"SELECT {columns} FROM {table} ORDER BY {names[0]}").fetchall()
+    missing = []
     for row in map(tuple, rows):
         old = have.get(row[0])
         if old is None:
-            plan.masterdata_groups.append(row)
+            missing.append(row)
             continue
-        diff = [c for c in _differing(MDG_COLUMNS, row, old) if c not in UNDEFINING]
+        diff = [c for c in _differing(names, row, old) if c not in UNDEFINING]
         if diff:
-            plan.conflict(
-                {"table": "masterdata_groups", "id": row[0], "columns": diff,
-                 "what": f"master data group {row[0]!r} is defined otherwise ({', '.join(diff)})"}
-            )  # fmt: skip
+            plan.conflict({"table": table, "id": row[0], "columns": diff,
+                           "what": what(row[0], diff)})  # fmt: skip
         else:
-            plan.present["masterdata_groups"] += 1
-    plan.copied["masterdata_groups"] = len(plan.masterdata_groups)
+            plan.present[table] += 1
+    plan.copied[table] = len(missing)
     tick(len(rows))
+    return missing
+
+
+def _check_masterdata_groups(source: LocalBackend, conn: Any, plan: _Plan, tick: _Ticker) -> None:
+    plan.masterdata_groups = _check_keyed(
+        source, conn, plan, tick, "masterdata_groups", MDG_COLUMNS,
+        lambda key, diff: f"master data group {key!r} is defined otherwise ({', '.join(diff)})",
+    )  # fmt: skip
 
 
 def _check_registration_groups(source: LocalBackend, conn: Any, plan: _Plan, tick: _Ticker) -> None:
@@ -538,22 +556,10 @@ def _check_replacements(source: LocalBackend, conn: Any, plan: _Plan, tick: _Tic
 def _check_sync_groups(source: LocalBackend, conn: Any, plan: _Plan, tick: _Ticker) -> None:
     """Groups imported from an EnOS profile (docs/sync.md): the same group synced with another
     profile in the target is a conflict."""
-    columns = ", ".join(SYNC_GROUP_COLUMNS)
-    have = {r[0]: tuple(r) for r in conn.execute(f"SELECT {columns} FROM sync_groups")}
-    rows = source.conn.execute(f"SELECT {columns} FROM sync_groups ORDER BY group_id").fetchall()
-    for row in map(tuple, rows):
-        old = have.get(row[0])
-        if old is None:
-            plan.sync_groups.append(row)
-        elif old[1] != row[1]:
-            plan.conflict(
-                {"table": "sync_groups", "id": row[0], "columns": ["profile"],
-                 "what": f"registration group {row[0]!r} is synced with another EnOS profile"}
-            )  # fmt: skip
-        else:
-            plan.present["sync_groups"] += 1
-    plan.copied["sync_groups"] = len(plan.sync_groups)
-    tick(len(rows))
+    plan.sync_groups = _check_keyed(
+        source, conn, plan, tick, "sync_groups", SYNC_GROUP_COLUMNS,
+        lambda key, _diff: f"registration group {key!r} is synced with another EnOS profile",
+    )  # fmt: skip
 
 
 def _check_links(
