@@ -590,7 +590,7 @@ class LocalBackend(Backend):
     # -- sync with an EnOS tenant (core/sync.py) -------------------------------------------------
 
     def mark_imported(
-        self, group_id: str, profile: str, *, on_commit: Callable[[Any], None] | None = None
+        self, group_id: str, profile: str, *, on_commit: Callable[[Any], object] | None = None
     ) -> None:
         """Remember that ``group_id`` is the tenant group of EnOS profile ``profile``;
         ``on_commit(conn)`` runs in the same transaction (the journal record)."""
@@ -608,7 +608,7 @@ class LocalBackend(Backend):
         group_id: str,
         rows: Sequence[tuple[str, str, str]],
         *,
-        on_commit: Callable[[Any], None] | None = None,
+        on_commit: Callable[[Any], object] | None = None,
     ) -> None:
         """Record (deviceSn, store sn, EnOS sn) of devices now in EnOS; ``on_commit(conn)``
         runs in the same transaction (the journal record of the push)."""
@@ -629,9 +629,17 @@ class LocalBackend(Backend):
         """(store sn, deviceSn) of the devices of ``group_id``."""
         return local_sync.sn_pairs(self.conn, group_id)
 
-    def set_device_states(self, rows: Sequence[tuple[str, tuple]]) -> None:
-        """Give devices (store sn, local_sync.STATE_COLUMNS values) the state EnOS reports."""
+    def set_device_states(
+        self,
+        rows: Sequence[tuple[str, tuple]],
+        *,
+        links: tuple[str, Sequence[tuple[str, str, str]]] | None = None,
+    ) -> None:
+        """Give devices (store sn, local_sync.STATE_COLUMNS values) the state EnOS reports, and
+        record ``links`` (group id, [(deviceSn, store sn, EnOS sn)]) in the same transaction."""
         with self.write() as conn:
+            if links is not None and links[1]:
+                local_sync.link(conn, links[0], links[1], now_ms())
             local_sync.set_states(conn, rows, now_ms(), self.user)
 
     def offline_refusal(self, group_id: str, what: str) -> RefusedError | None:

@@ -356,8 +356,6 @@ def pull(
     Devices pushed but no longer in EnOS are reported as gone, cause unknown: a deletion or a
     replacement, no EnOS API says which; the store keeps them. Devices in EnOS that the store
     does not have are counted, not imported."""
-    from ..backends.local_sync import STATE_COLUMNS
-
     gid = local.get_group(group).group_id
     report = PullReport(gid, profile)
     links = local.pushed_links(gid)  # deviceSn -> (store sn, EnOS sn); seen ones removed
@@ -395,20 +393,19 @@ def pull(
         "sync-pull",
         group_id=gid,
         detail={"profile": profile, "updated": report.updated, "inEnos": report.in_enos,
-                "goneFromEnos": report.vanished_count, "columns": len(STATE_COLUMNS)},
+                "goneFromEnos": report.vanished_count},
     )  # fmt: skip
     return report
 
 
 def _apply(local, gid, changes, new_links, report: PullReport) -> None:
-    if new_links:
-        local.link_pushed(gid, new_links)
-        report.linked += len(new_links)
-        new_links.clear()
-    if changes:
-        local.set_device_states(changes)
-        report.updated += len(changes)
-        changes.clear()
+    """One store transaction: the links found and the states pulled so far."""
+    if new_links or changes:
+        local.set_device_states(changes, links=(gid, new_links))
+    report.linked += len(new_links)
+    report.updated += len(changes)
+    new_links.clear()
+    changes.clear()
 
 
 def _state(dev: Device) -> tuple:
