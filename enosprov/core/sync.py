@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from ..backends.base import Backend
@@ -122,7 +122,8 @@ def import_group(
             "secret if the tenant's group really has it",
         )
     if stored is not None and region_id is None and org_id is None:
-        wanted = _with_target(wanted, stored)  # a second import keeps the target set before
+        # a second import keeps the allocation target given before
+        wanted = replace(wanted, region_id=stored.region_id, org_id=stored.org_id)
     ensured = ensure_group(local, wanted, id_given=True)
     if local.imported_from(wanted.group_id) != profile:  # (a killed import: not marked yet)
         local.mark_imported(
@@ -133,12 +134,6 @@ def import_group(
             ),
         )
     return ImportReport(ensured.value, profile, ensured.status, mdg.id)
-
-
-def _with_target(wanted: RegistrationGroup, stored: RegistrationGroup) -> RegistrationGroup:
-    from dataclasses import replace
-
-    return replace(wanted, region_id=stored.region_id, org_id=stored.org_id)
 
 
 # -- push ----------------------------------------------------------------------------------------
