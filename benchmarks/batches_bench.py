@@ -8,38 +8,38 @@ store's partial index and the journal's marks table hold something to count.
 from __future__ import annotations
 
 import json
-import sqlite3
 import statistics
 import subprocess
 import time
 from pathlib import Path
 
 
-def _activity(store: Path) -> None:
-    from enosprov.journal import Actor, Journal
+def activity(store: Path | str) -> None:
+    """A tenth allocated and connected, a fifth with an "exported" journal mark, in the store at
+    ``store`` (an SQLite file, or a PostgreSQL URL: the same statements, through the store)."""
+    from enosprov.settings import Settings, open_journal
 
-    conn = sqlite3.connect(store, isolation_level=None)
-    conn.execute("BEGIN IMMEDIATE")
-    conn.execute(
-        "UPDATE devices SET allocate_status='allocated', connect_status='connected', "
-        "current_status='connected', region_id='eu2', org_id='o1', "
-        "allocated_time=create_time + 3600000 * (rowid % 240), "
-        "connected_time=create_time + 3600000 * (rowid % 240), update_time=update_time + 1000 "
-        "WHERE rowid % 10 = 0"
-    )
-    conn.execute("COMMIT")
-    marks = conn.execute(
-        "SELECT 'exported', sn, device_sn, group_id, batch_tag FROM devices WHERE rowid % 5 = 0"
-    ).fetchall()
-    conn.close()
-    journal = Journal(store, Actor.current("local", station="bench"))
+    settings = Settings.local(store)
+    with settings.create_backend() as be:
+        with be.write() as conn:
+            conn.execute(
+                "UPDATE devices SET allocate_status='allocated', connect_status='connected', "
+                "current_status='connected', region_id='eu2', org_id='o1', "
+                "allocated_time=create_time + 3600000 * (rowid % 240), "
+                "connected_time=create_time + 3600000 * (rowid % 240), "
+                "update_time=update_time + 1000 WHERE rowid % 10 = 0"
+            )
+        marks = be.conn.execute(
+            "SELECT 'exported', sn, device_sn, group_id, batch_tag FROM devices WHERE rowid % 5 = 0"
+        ).fetchall()
+    journal = open_journal(settings, "bench")
     for start in range(0, len(marks), 50_000):
-        journal._write_marks(marks[start : start + 50_000])
+        journal._write_marks([tuple(m) for m in marks[start : start + 50_000]])
     journal.close()
 
 
 def run(cmd: list[str], store: Path, rounds: int = 3) -> dict:
-    _activity(store)
+    activity(store)
     walls = []
     out = None
     for _ in range(rounds + 1):  # the first run opens the store once (cache warm-up)

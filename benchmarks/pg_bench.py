@@ -355,27 +355,13 @@ def _fill(url: str, devices: int, batches: int) -> None:
 
 
 def _activity(url: str) -> None:
-    """batches_bench._activity in PostgreSQL's spelling: a tenth allocated and connected, a fifth
-    with an "exported" mark (inserted into journal_marks directly)."""
+    """batches_bench.activity (through the store, as on SQLite), then VACUUM ANALYZE so that
+    the counts come from index-only scans, as autovacuum would leave them."""
     import psycopg
+    from batches_bench import activity
 
-    now = int(time.time() * 1000)
-    with psycopg.connect(url) as conn:
-        conn.execute(
-            "UPDATE devices SET allocate_status='allocated', connect_status='connected', "
-            "current_status='connected', region_id='eu2', org_id='o1', "
-            "allocated_time=create_time + 3600000 * (rowid % 240), "
-            "connected_time=create_time + 3600000 * (rowid % 240), update_time=update_time + 1000 "
-            "WHERE rowid % 10 = 0"
-        )
-        conn.execute(
-            "INSERT INTO journal_marks (mark, sn, device_sn, group_id, batch_tag, time) "
-            "SELECT 'exported', sn, device_sn, group_id, batch_tag, %s FROM devices "
-            "WHERE rowid %% 5 = 0 ON CONFLICT DO NOTHING",
-            (now,),
-        )
-        conn.commit()
-        conn.autocommit = True
+    activity(url)
+    with psycopg.connect(url, autocommit=True) as conn:
         conn.execute("VACUUM ANALYZE devices")  # visibility map: index-only scans
         conn.execute("VACUUM ANALYZE journal_marks")
         conn.execute("ANALYZE")
