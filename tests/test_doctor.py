@@ -315,3 +315,63 @@ def test_write_checks_killed_mid_run_leave_what_cleanup_removes(
     done = json.loads(cli_run("doctor", "--profile", "prod", "--cleanup", "--json").stdout)
     assert len(done["data"]["removed"]) == 1
     assert _doctor_devices(store_path) == []
+
+
+@pytest.fixture
+def tls_gateway(tmp_path):
+    """An HTTPS server on 127.0.0.1 whose certificate no system CA signed (a plant's own CA);
+    its certificate file."""
+    import http.server
+    import shutil
+    import ssl
+    import subprocess
+    import threading
+
+    if not shutil.which("openssl"):
+        pytest.skip("openssl is needed to make a certificate")
+    cert, key = tmp_path / "gw.pem", tmp_path / "gw.key"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                    "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+                    "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True)  # fmt: skip
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(404)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args) -> None:
+            return None
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"https://127.0.0.1:{server.server_address[1]}", cert
+    server.shutdown()
+    server.server_close()
+
+
+def test_an_untrusted_certificate_is_named_and_the_profiles_ca_bundle_trusts_it(
+    tls_gateway, tmp_path, monkeypatch
+):
+    import dataclasses
+
+    url, cert = tls_gateway
+    monkeypatch.setenv("ENOSPROV_CONFIG", str(tmp_path / "config.toml"))
+    monkeypatch.setenv("ENOS_APP_SECRET", APP_SECRET)
+    monkeypatch.delenv("REQUESTS_CA_BUNDLE", raising=False)
+    monkeypatch.delenv("CURL_CA_BUNDLE", raising=False)
+    profiles.create_profile("prod", api_url=url, org_id="o1", access_key=APP_KEY,
+                            secret=SecretRef.from_env("ENOS_APP_SECRET"))  # fmt: skip
+    result, data = doctor()
+    gateway = data["checks"][0]
+    assert result.exit_code == 3 and gateway["result"] == "fail"
+    assert "not trusted" in gateway["detail"] and "ca_bundle" in gateway["remedy"]
+    config = profiles.load()
+    config.profiles["prod"] = dataclasses.replace(config.profiles["prod"], ca_bundle=str(cert))
+    profiles.save(config)
+    _result, data = doctor()
+    gateway = data["checks"][0]
+    assert gateway["result"] == "pass" and "certificate verified" in gateway["detail"]

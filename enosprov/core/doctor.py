@@ -113,15 +113,17 @@ def _gateway(report: DoctorReport, http: Any, config: EnosConfig) -> str | None:
     t0 = time.perf_counter()
     try:
         resp = http.get(config.api_url, timeout=config.timeout)
-    except Exception as exc:  # every transport failure, in words
-        tls = "certificate" in str(exc).lower() or "ssl" in type(exc).__name__.lower()
+    except Exception as exc:  # every transport failure, in words (describe_failure)
+        import requests
+
+        tls = isinstance(exc, requests.exceptions.SSLError)
         report.checks.append(
             Check(
                 "gateway", FAIL, f"{config.api_url} did not answer: {describe_failure(exc)}",
                 time.perf_counter() - t0,
-                remedy="check the profile's api_url, the network and any proxy"
-                + ("; the gateway's TLS certificate is not trusted here: install the CA "
-                   "certificate, or set REQUESTS_CA_BUNDLE" if tls else ""),
+                remedy="set the profile's ca_bundle to the CA certificate (PEM) the gateway's "
+                "certificate is signed with" if tls else
+                "check the profile's api_url, the network and its proxy",
             )
         )  # fmt: skip
         return None
