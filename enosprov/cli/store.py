@@ -77,8 +77,7 @@ def copy(
 
     with ExitStack() as stack:
         source_at, target_at = _location(from_, "--from"), _location(to, "--to")
-        _refuse_same(source_at, target_at)
-        source = _open(stack, source_at, "--from")
+        source = _open(stack, source_at, "--from")  # the same store twice: copy_store refuses
         shown_target = None
         if dry_run and isinstance(target_at, Path) and not target_at.exists():
             # nothing to look at and nothing to create: compare with an empty store instead
@@ -101,21 +100,6 @@ def _location(value: str, option: str) -> Path | str:
     if not value.strip():
         raise typer.BadParameter(f"{option} needs a store: {LOCATION_HELP}")
     return Settings.local(value).store
-
-
-def _refuse_same(source: Path | str, target: Path | str) -> None:
-    from ..domain.errors import InvalidArgumentError
-    from ..plantdb import redact
-
-    if isinstance(source, Path) and isinstance(target, Path):
-        same = source.resolve() == target.resolve()
-    else:
-        same = source == target
-    if same:
-        raise InvalidArgumentError(
-            f"--from and --to name the same store ({redact(str(source))})",
-            hint="copy from one store into another",
-        )
 
 
 def _open(stack: ExitStack, where: Path | str, option: str) -> Any:
