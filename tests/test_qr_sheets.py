@@ -414,3 +414,16 @@ def test_replace_label_is_named_after_the_new_unit(backend, group, tmp_path, wri
     zpl = Outputs(label_dir=out, label_format="zpl")
     replace_device(backend, "SN-000003", "SN-900003", outputs=zpl)
     assert (out / "SN-900003.zpl").is_file() and not list(out.glob("labels*"))
+
+
+def test_a_template_line_whose_fields_are_all_empty_is_left_out():
+    """The label of a device not in EnOS yet carries no sn (docs/sync.md): no bare "sn" line;
+    nor a bare "batch" line for a device without a batch tag. Literal lines stay."""
+    from enosprov.qr.labels import load_template
+
+    tpl = load_template("thermal-4x6in", "pdf")
+    full = {"deviceSn": "SN-1", "shortCode": "ABCD-EFGH", "batchTag": "B-7", "groupId": "g",
+            "sn": "44b16a03fa000000"}  # fmt: skip
+    assert tpl.text_lines(full)[-2:] == ["group g", "sn 44b16a03fa000000"]
+    offline = tpl.text_lines({**full, "sn": "", "batchTag": ""})
+    assert offline == ["SN-1", "ABCD-EFGH", "group g"]

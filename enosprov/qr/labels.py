@@ -8,6 +8,7 @@ key, raised before anything is written.
 
 from __future__ import annotations
 
+import functools
 import string
 import sys
 from dataclasses import dataclass
@@ -113,8 +114,14 @@ class LabelTemplate:
         )
 
     def text_lines(self, values: dict[str, str]) -> list[str]:
-        """The template's text lines filled with ``values``; each one line (:func:`label_text`)."""
-        return [label_text(line.format(**values)) for line in self.lines]
+        """The template's text lines filled with ``values``; each one line (:func:`label_text`).
+        A line whose fields are all empty for this device is left out: "sn {sn}" on the label
+        of a device not in EnOS yet (docs/sync.md), "batch {batchTag}" without a batch."""
+        return [
+            label_text(line.format(**values))
+            for line in self.lines
+            if not (fields := _fields(line)) or any(values.get(f) for f in fields)
+        ]
 
     def module_mm(self, modules: int) -> float:
         """Module width of a ``modules``-wide symbol in the reserved square (quiet zone in)."""
@@ -124,6 +131,12 @@ class LabelTemplate:
         return {"path": self.path, "name": self.name, "page": [self.page_w, self.page_h],
                 "grid": [self.columns, self.rows], "label": [self.label_w, self.label_h],
                 "qrSize": self.qr_size, "dpi": self.dpi}  # fmt: skip
+
+
+@functools.lru_cache(maxsize=256)
+def _fields(line: str) -> tuple[str, ...]:
+    """The names of the fields of a template line ("sn {sn}" -> ("sn",)); parsed once."""
+    return tuple(name for _, name, _, _ in string.Formatter().parse(line) if name)
 
 
 def label_text(value: str) -> str:
